@@ -1,0 +1,124 @@
+// causalattn_bench: causal and non-causal prefill over sequence lengths, the FMA peak of the ISA
+// in use, and the naive textbook reference, in one binary so that ratios come from one run.
+// FLOPs are counted as DESIGN.md §1 does for every method: 2·D·T·(T+1) per (batch, head).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "causalattn/causalattn.h"
+#include "peak_fma.hpp"
+#include "reference/reference.hpp"
+
+namespace {
+
+constexpr int64_t kBatch = 1;
+constexpr int64_t kHeads = 8;
+// The shapes of the sweep, as data: sequence lengths and head dims.
+const std::vector<int64_t> kSeqLens = {128, 256, 512, 1024, 2048, 4096, 8192};
+const std::vector<int64_t> kHeadDims = {64, 128};
+const std::vector<int64_t> kReferenceSeqLens = {128, 256, 512, 1024};
+
+double causal_flops(int64_t heads, int64_t t, int64_t d) { return 2.0 * d * t * (t + 1) * heads * kBatch; }
+
+struct Inputs {
+  std::vector<float> q, k, v, out;
+  explicit Inputs(int64_t elements) : q(elements), k(elements), v(elements), out(elements) {
+    std::mt19937 rng(42);
+    std::normal_distribution<float> normal;
+    for (auto* t : {&q, &k, &v})
+      for (float& x : *t) x = normal(rng);
+  }
+};
+
+void set_common_counters(benchmark::State& state, double flops) {
+  state.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(causalattn_isa());
+}
+
+// args: T, D, causal (1/0), threads (0 = all)
+void BM_Attention(benchmark::State& state) {
+  const int64_t t = state.range(0), d = state.range(1);
+  const bool causal = state.range(2) != 0;
+  Inputs in(kBatch * kHeads * t * d);
+  const causalattn_shape shape{kBatch, kHeads, kHeads, t, t, d};
+  const causalattn_layout layout{kHeads * t * d, t * d, d};
+  causalattn_options options{};
+  options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
+  options.num_threads = static_cast<int32_t>(state.range(3));
+  auto call = [&] {
+    return causalattn_forward_f32(&shape, in.q.data(), layout, in.k.data(), layout, in.v.data(), layout,
+                                  in.out.data(), layout, &options);
+  };
+  if (call() != CAUSALATTN_OK) {  // also the warm-up: workspaces and pages are touched once
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    call();
+    benchmark::DoNotOptimize(in.out.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, causal_flops(kHeads, t, d));
+}
+
+// The textbook algorithm in double: the naive baseline (one thread).
+void BM_Reference(benchmark::State& state) {
+  const int64_t t = state.range(0), d = state.range(1);
+  Inputs in(kBatch * kHeads * t * d);
+  const causalattn_shape shape{kBatch, kHeads, kHeads, t, t, d};
+  const causalattn_layout layout{kHeads * t * d, t * d, d};
+  for (auto _ : state) {
+    auto result = causalattn::reference::attention(shape, in.q.data(), layout, in.k.data(), layout, in.v.data(),
+                                                   layout, true, 0.0);
+    benchmark::DoNotOptimize(result.out.data());
+  }
+  set_common_counters(state, causal_flops(kHeads, t, d));
+}
+
+// The FMA peak of the ISA the kernels use, one thread.
+void BM_PeakFma(benchmark::State& state) {
+  const causalattn::bench::PeakLoop loop = causalattn::bench::peak_loop(causalattn_isa());
+  constexpr int64_t kIterations = 1 << 20;
+  for (auto _ : state) benchmark::DoNotOptimize(loop.run(kIterations));
+  set_common_counters(state, static_cast<double>(kIterations * loop.flops_per_iteration));
+}
+
+void register_benchmarks() {
+  benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)->Unit(benchmark::kMillisecond);
+  for (int64_t d : kHeadDims) {
+    for (int64_t threads : {1, 0}) {
+      for (int64_t causal : {1, 0}) {
+        for (int64_t t : kSeqLens) {
+          benchmark::RegisterBenchmark("BM_Attention", BM_Attention)
+              ->Args({t, d, causal, threads})
+              ->ArgNames({"T", "D", "causal", "threads"})
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        }
+      }
+    }
+    for (int64_t t : kReferenceSeqLens) {
+      benchmark::RegisterBenchmark("BM_Reference", BM_Reference)
+          ->Args({t, d})
+          ->ArgNames({"T", "D"})
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(1);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_benchmarks();
+  benchmark::AddCustomContext("causalattn_isa", causalattn_isa());
+  benchmark::AddCustomContext("causalattn_version", causalattn_version());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,262 @@
+// The fused attention microkernel for one block of queries, templated on the xsimd architecture.
+// Queries sit in vector lanes (DESIGN.md §3): scores, softmax and the output accumulator are all
+// vertical, K and V are read in their natural row-major layout through broadcasts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/row_block.hpp"
+#include "kernels/simd.hpp"
+
+namespace causalattn::kernels {
+
+// Register blocking per architecture. With 32 vector registers (AVX-512) a 2 × 12 accumulator
+// block leaves room for the two query (or probability) vectors and temporaries; with 16 (AVX2,
+// SSE2) 2 × 6 does. Each broadcast of K or V then feeds two FMAs.
+template <class Arch>
+struct Blocking {
+  static constexpr int kLanes = static_cast<int>(Vec<Arch>::size);
+  static constexpr int kQueryVectors = 2;
+  static constexpr int kRows = kLanes * kQueryVectors;  // queries per row block
+  static constexpr int kKeyBlock = kIsAvx512<Arch> ? 12 : 6;
+  static constexpr int kDimBlock = kIsAvx512<Arch> ? 12 : 6;
+  // Keys per KV tile: 48 keys of K and V at D=128 are 48 KiB, which stay in L2 between the
+  // score and the output pass; the online-softmax bookkeeping is amortized over 48 keys.
+  static constexpr int kTileKeys = 96;
+};
+
+template <class Arch>
+constexpr std::size_t workspace_floats(int64_t head_dim) {
+  using B = Blocking<Arch>;
+  // Qt and Ot: [head_dim][rows]; scores: [tile keys][rows]; running max, sum, rescale factor.
+  return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3) * B::kRows;
+}
+
+// Scores of NK keys (rows krow[0..NK) of K) against the packed queries:
+// st[k][lane] = Σ_d qt[d][lane] · K[k][d].
+template <class Arch, int NK>
+inline void score_block(const float* qt, int64_t head_dim, const float* krow,
+                        int64_t k_stride, float* st) {
+  using V = Vec<Arch>;
+  constexpr int W = Blocking<Arch>::kLanes;
+  constexpr int R = Blocking<Arch>::kRows;
+  const float* kp[NK];
+#pragma GCC unroll 16
+  for (int k = 0; k < NK; ++k) kp[k] = krow + k * k_stride;
+  V acc0[NK], acc1[NK];
+#pragma GCC unroll 16
+  for (int k = 0; k < NK; ++k) acc0[k] = acc1[k] = V(0.0f);
+  for (int64_t d = 0; d < head_dim; ++d) {
+    const V q0 = V::load_aligned(qt + d * R);
+    const V q1 = V::load_aligned(qt + d * R + W);
+#pragma GCC unroll 16
+    for (int k = 0; k < NK; ++k) {
+      const V kb(kp[k][d]);
+      acc0[k] = fmadd<Arch>(q0, kb, acc0[k]);
+      acc1[k] = fmadd<Arch>(q1, kb, acc1[k]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int k = 0; k < NK; ++k) {
+    acc0[k].store_aligned(st + k * R);
+    acc1[k].store_aligned(st + k * R + W);
+  }
+}
+
+// Calls fn(std::integral_constant<int, N>) for N = n, 1 <= n <= kMax: microkernels with a
+// compile-time block size also for the remainder of a loop.
+template <int kMax, class Fn>
+inline void with_block_size(int n, Fn&& fn) {
+  if constexpr (kMax >= 1) {
+    if (n == kMax) return fn(std::integral_constant<int, kMax>{});
+    with_block_size<kMax - 1>(n, fn);
+  }
+}
+
+// Scores for n keys: blocks of NK keys, then one block of the remainder.
+template <class Arch, int NK>
+inline void score_keys(const float* qt, int64_t head_dim, const float* krow, int64_t k_stride,
+                       int64_t n, float* st) {
+  constexpr int R = Blocking<Arch>::kRows;
+  int64_t j = 0;
+  for (; j + NK <= n; j += NK) score_block<Arch, NK>(qt, head_dim, krow + j * k_stride, k_stride, st + j * R);
+  with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
+    score_block<Arch, rest()>(qt, head_dim, krow + j * k_stride, k_stride, st + j * R);
+  });
+}
+
+// Lanes of a row block that see key j of a diagonal tile: lane i sees it iff lane >= j + shift,
+// where shift = j0 - q_begin - causal_offset for the tile starting at key j0.
+template <class Arch>
+struct DiagonalMask {
+  Vec<Arch> lanes0, lanes1;  // lane indices of the two query vectors, as floats
+  float shift;
+};
+
+// Output update for ND head dims over n keys of probabilities pt:
+// ot[d][lane] = alpha[lane] · ot[d][lane] + Σ_j pt[j][lane] · V[j][d].
+// The online-softmax rescale rides along with the load of the accumulators. On a diagonal tile
+// (kMasked) a lane skips the keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V
+// at a future position then cannot reach an earlier row.
+template <class Arch, int ND, bool kMasked>
+inline void output_block(const float* pt, int64_t n, const float* vrow, int64_t v_stride,
+                         Vec<Arch> alpha0, Vec<Arch> alpha1, const DiagonalMask<Arch>& mask, float* ot) {
+  using V = Vec<Arch>;
+  constexpr int W = Blocking<Arch>::kLanes;
+  constexpr int R = Blocking<Arch>::kRows;
+  V acc0[ND], acc1[ND];
+#pragma GCC unroll 16
+  for (int d = 0; d < ND; ++d) {
+    acc0[d] = V::load_aligned(ot + d * R) * alpha0;
+    acc1[d] = V::load_aligned(ot + d * R + W) * alpha1;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const V p0 = V::load_aligned(pt + j * R);
+    const V p1 = V::load_aligned(pt + j * R + W);
+    const float* vp = vrow + j * v_stride;
+    if constexpr (kMasked) {
+      const V first_lane(static_cast<float>(j) + mask.shift);
+      const auto sees0 = mask.lanes0 >= first_lane;
+      const auto sees1 = mask.lanes1 >= first_lane;
+#pragma GCC unroll 16
+      for (int d = 0; d < ND; ++d) {
+        const V vb(vp[d]);
+        acc0[d] = xsimd::select(sees0, fmadd<Arch>(p0, vb, acc0[d]), acc0[d]);
+        acc1[d] = xsimd::select(sees1, fmadd<Arch>(p1, vb, acc1[d]), acc1[d]);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (int d = 0; d < ND; ++d) {
+        const V vb(vp[d]);
+        acc0[d] = fmadd<Arch>(p0, vb, acc0[d]);
+        acc1[d] = fmadd<Arch>(p1, vb, acc1[d]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int d = 0; d < ND; ++d) {
+    acc0[d].store_aligned(ot + d * R);
+    acc1[d].store_aligned(ot + d * R + W);
+  }
+}
+
+// Output update for all head dims: blocks of ND dims, then one block of the remainder.
+template <class Arch, int ND, bool kMasked>
+inline void output_dims(const float* pt, int64_t n, const float* vrow, int64_t v_stride,
+                        int64_t head_dim, Vec<Arch> alpha0, Vec<Arch> alpha1,
+                        const DiagonalMask<Arch>& mask, float* ot) {
+  constexpr int R = Blocking<Arch>::kRows;
+  int64_t d = 0;
+  for (; d + ND <= head_dim; d += ND) {
+    output_block<Arch, ND, kMasked>(pt, n, vrow + d, v_stride, alpha0, alpha1, mask, ot + d * R);
+  }
+  with_block_size<ND - 1>(static_cast<int>(head_dim - d), [&](auto rest) {
+    output_block<Arch, rest(), kMasked>(pt, n, vrow + d, v_stride, alpha0, alpha1, mask, ot + d * R);
+  });
+}
+
+// One row block: pack Q, walk the KV tiles left to right with an online softmax, normalize and
+// write out. Tiles above the diagonal are never reached (the loop stops at the last key the
+// block's last query sees); only tiles that cross the diagonal are masked.
+template <class Arch>
+void attention_row_block(const RowBlockArgs& a) {
+  using V = Vec<Arch>;
+  using B = Blocking<Arch>;
+  constexpr int W = B::kLanes;
+  constexpr int R = B::kRows;
+  constexpr float kNegInf = -__builtin_inff();
+  const int64_t D = a.head_dim;
+
+  float* qt = a.workspace;            // [D][R] queries, scaled by scale·log2(e)
+  float* ot = qt + D * R;             // [D][R] unnormalized output
+  float* st = ot + D * R;             // [kTileKeys][R] scores, then probabilities
+  float* m = st + B::kTileKeys * R;   // [R] running max (log2 domain)
+  float* l = m + R;                   // [R] running sum
+  float* lane_index = l + R;          // [R] 0, 1, 2, ... as floats, for the diagonal mask
+
+  // Pack Q transposed, scaled into the log2 domain; lanes past q_count stay zero.
+  const float* q = a.q;
+  const int64_t q_stride = a.q_stride, q_count = a.q_count;
+  const float score_scale = a.score_scale;
+  for (int64_t d = 0; d < D * R; d += W) {
+    V(0.0f).store_aligned(qt + d);
+    V(0.0f).store_aligned(ot + d);
+  }
+  for (int64_t i = 0; i < q_count; ++i) {
+    for (int64_t d = 0; d < D; ++d) qt[d * R + i] = q[i * q_stride + d] * score_scale;
+  }
+  for (int i = 0; i < R; ++i) {
+    m[i] = kNegInf;
+    l[i] = 0.0f;
+    lane_index[i] = static_cast<float>(i);
+  }
+
+  // Query i sees key j iff j <= i + causal_offset. Keys past what the block's last valid query
+  // sees are never touched; tiles ending at or before what its first query sees need no mask.
+  const int64_t last_query = a.q_begin + a.q_count - 1;
+  const int64_t kv_end = a.causal ? last_query + a.causal_offset + 1 : a.kv_len;
+  const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
+
+  for (int64_t j0 = 0; j0 < kv_end; j0 += B::kTileKeys) {
+    const int64_t n = kv_end - j0 < B::kTileKeys ? kv_end - j0 : B::kTileKeys;
+    score_keys<Arch, B::kKeyBlock>(qt, D, a.k + j0 * a.k_stride, a.k_stride, n, st);
+
+    const bool masked = j0 + n > unmasked_end;
+    const DiagonalMask<Arch> mask{V::load_aligned(lane_index), V::load_aligned(lane_index + W),
+                                  static_cast<float>(j0 - a.q_begin - a.causal_offset)};
+    V alpha[B::kQueryVectors];
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+      float* s = st + qv * W;
+      const V lanes = qv == 0 ? mask.lanes0 : mask.lanes1;
+      if (masked) {  // scores of keys a lane must not see become -inf
+        for (int64_t j = 0; j < n; ++j) {
+          const V sj = V::load_aligned(s + j * R);
+          xsimd::select(lanes < V(static_cast<float>(j) + mask.shift), V(kNegInf), sj).store_aligned(s + j * R);
+        }
+      }
+      const V m_old = V::load_aligned(m + qv * W);
+      V m_new = m_old;
+      for (int64_t j = 0; j < n; ++j) m_new = xsimd::max(m_new, V::load_aligned(s + j * R));
+      // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
+      // exp2 at exactly 0 there rather than NaN from (-inf) - (-inf).
+      const V m_ref = xsimd::select(m_new == V(kNegInf), V(0.0f), m_new);
+      V sum(0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const V p = exp2_nonpositive<Arch>(V::load_aligned(s + j * R) - m_ref);
+        p.store_aligned(s + j * R);
+        sum += p;
+      }
+      alpha[qv] = exp2_nonpositive<Arch>(m_old - m_ref);
+      fmadd<Arch>(V::load_aligned(l + qv * W), alpha[qv], sum).store_aligned(l + qv * W);
+      m_new.store_aligned(m + qv * W);
+    }
+    static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
+    const float* v_tile = a.v + j0 * a.v_stride;
+    if (masked) {
+      output_dims<Arch, B::kDimBlock, true>(st, n, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
+    } else {
+      output_dims<Arch, B::kDimBlock, false>(st, n, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
+    }
+  }
+
+  // Normalize and transpose back: D output values of a row are gathered from one lane of Ot.
+  constexpr float kLn2 = 0.693147180559945309f;
+  using I = xsimd::batch<int32_t, Arch>;
+  alignas(64) int32_t lane_offsets[W];
+  for (int w = 0; w < W; ++w) lane_offsets[w] = w * R;
+  const I offsets = I::load_aligned(lane_offsets);
+  const int64_t d_vec_end = D / W * W;
+  for (int64_t i = 0; i < q_count; ++i) {
+    const float inv_l = 1.0f / l[i];
+    float* o = a.out + i * a.out_stride;
+    for (int64_t d = 0; d < d_vec_end; d += W) {
+      (V::gather(ot + d * R + i, offsets) * V(inv_l)).store_unaligned(o + d);
+    }
+    for (int64_t d = d_vec_end; d < D; ++d) o[d] = ot[d * R + i] * inv_l;
+    if (a.lse != nullptr) a.lse[i] = (m[i] + __builtin_log2f(l[i])) * kLn2;
+  }
+}
+
+}  // namespace causalattn::kernels

@@ -1,0 +1,56 @@
+// The double-precision textbook attention: scores, masked_fill(-inf), softmax, then · V.
+#include "reference/reference.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace causalattn::reference {
+
+Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql, const float* k,
+                 causalattn_layout kl, const float* v, causalattn_layout vl, bool causal, double scale) {
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  const int64_t T = s.q_len, S = s.kv_len, D = s.head_dim;
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+
+  // The textbook's mask buffer: true above the (bottom-right aligned) diagonal.
+  std::vector<char> mask(T * S, 0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < S; ++j) mask[i * S + j] = causal && j > i + (S - T);
+
+  Result r;
+  r.out.assign(s.batch * s.q_heads * T * D, 0.0);
+  r.lse.assign(s.batch * s.q_heads * T, 0.0);
+  std::vector<double> scores(T * S);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t h = 0; h < s.q_heads; ++h) {
+      const int64_t g = h / (s.q_heads / s.kv_heads);
+      const float* qh = q + b * ql.batch + h * ql.head;
+      const float* kh = k + b * kl.batch + g * kl.head;
+      const float* vh = v + b * vl.batch + g * vl.head;
+      for (int64_t i = 0; i < T; ++i) {
+        for (int64_t j = 0; j < S; ++j) {
+          double dot = 0.0;
+          for (int64_t d = 0; d < D; ++d) dot += double(qh[i * ql.token + d]) * double(kh[j * kl.token + d]);
+          scores[i * S + j] = mask[i * S + j] ? neg_inf : dot * scale;
+          if (!mask[i * S + j]) r.max_abs_score = std::fmax(r.max_abs_score, std::fabs(dot * scale));
+        }
+      }
+      for (int64_t i = 0; i < T; ++i) {
+        double* row = &scores[i * S];
+        double max = neg_inf;
+        for (int64_t j = 0; j < S; ++j) max = std::fmax(max, row[j]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < S; ++j) sum += std::exp(row[j] - max);
+        double* o = &r.out[((b * s.q_heads + h) * T + i) * D];
+        for (int64_t j = 0; j < S; ++j) {
+          const double p = std::exp(row[j] - max) / sum;
+          for (int64_t d = 0; d < D; ++d) o[d] += p * double(vh[j * vl.token + d]);
+        }
+        r.lse[(b * s.q_heads + h) * T + i] = max + std::log(sum);
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace causalattn::reference

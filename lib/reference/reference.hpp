@@ -1,0 +1,23 @@
+// The oracle: the textbook algorithm written plainly, in double. Obviously correct, not fast.
+#pragma once
+
+#include <vector>
+
+#include "causalattn/causalattn.h"
+
+namespace causalattn::reference {
+
+struct Result {
+  std::vector<double> out;  // [batch][q_heads][q_len][head_dim], contiguous
+  std::vector<double> lse;  // [batch][q_heads][q_len]
+  double max_abs_score = 0.0;  // largest |scale · q·k| over visible pairs: sets fp32's error scale
+};
+
+// Materializes the q_len × kv_len score matrix and an explicit causal mask (bottom-right
+// aligned, as the library's), then softmax and the product with V, all in double.
+// scale = 0 means 1/sqrt(head_dim). Inputs are read through the same layouts as the library's.
+Result attention(const causalattn_shape& shape, const float* q, causalattn_layout q_layout,
+                 const float* k, causalattn_layout k_layout, const float* v,
+                 causalattn_layout v_layout, bool causal, double scale);
+
+}  // namespace causalattn::reference

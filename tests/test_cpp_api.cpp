@@ -1,0 +1,58 @@
+// The C++ API: views, options and exceptions over the same kernel.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "causalattn/causalattn.hpp"
+#include "reference/reference.hpp"
+
+namespace {
+
+TEST(CppApi, ForwardMatchesTheReferenceInBthdLayout) {
+  const int64_t B = 2, T = 37, H = 4, Hkv = 2, D = 24;
+  std::vector<float> q(B * T * H * D), k(B * T * Hkv * D), v(B * T * Hkv * D), out(B * T * H * D);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.37f * i);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = std::cos(0.11f * i);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.05f * i + 1.0f);
+  const auto qv = causalattn::ConstTensor::bthd(q.data(), B, T, H, D);
+  const auto kv = causalattn::ConstTensor::bthd(k.data(), B, T, Hkv, D);
+  const auto vv = causalattn::ConstTensor::bthd(v.data(), B, T, Hkv, D);
+  causalattn::forward(qv, kv, vv, causalattn::Tensor::bthd(out.data(), B, T, H, D));
+
+  const auto ref = causalattn::reference::attention({B, H, Hkv, T, T, D}, q.data(), qv.strides, k.data(),
+                                                    kv.strides, v.data(), vv.strides, true, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t d = 0; d < D; ++d)
+          ASSERT_NEAR(out[((b * T + t) * H + h) * D + d], ref.out[((b * H + h) * T + t) * D + d], 1.5e-5);
+}
+
+TEST(CppApi, ErrorsAreExceptionsWithStatusAndMessage) {
+  std::vector<float> q(64), k(64), v(64), out(64, 3.0f);
+  const auto qv = causalattn::ConstTensor::bhtd(q.data(), 1, 1, 4, 16);
+  const auto kv = causalattn::ConstTensor::bhtd(k.data(), 1, 1, 2, 32);  // head_dim differs
+  try {
+    causalattn::forward(qv, kv, kv, causalattn::Tensor::bhtd(out.data(), 1, 1, 4, 16));
+    FAIL() << "expected causalattn::Error";
+  } catch (const causalattn::Error& e) {
+    EXPECT_EQ(e.status(), CAUSALATTN_ERROR_INVALID_SHAPE);
+    EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos);
+  }
+  // Causal with more queries than keys: the C layer's check, raised as an exception.
+  const auto short_kv = causalattn::ConstTensor::bhtd(k.data(), 1, 1, 2, 16);
+  EXPECT_THROW(causalattn::forward(qv, short_kv, short_kv, causalattn::Tensor::bhtd(out.data(), 1, 1, 4, 16)),
+               causalattn::Error);
+  for (float x : out) EXPECT_EQ(x, 3.0f);
+  causalattn::Options non_causal;
+  non_causal.causal = false;
+  EXPECT_NO_THROW(causalattn::forward(qv, short_kv, short_kv, causalattn::Tensor::bhtd(out.data(), 1, 1, 4, 16), non_causal));
+}
+
+TEST(CppApi, ReportsTheIsaAndVersion) {
+  EXPECT_FALSE(causalattn::isa().empty());
+  EXPECT_STREQ(causalattn_version(), CAUSALATTN_TEST_VERSION);
+}
+
+}  // namespace

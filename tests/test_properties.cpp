@@ -1,0 +1,116 @@
+// Properties that need no oracle: causality, determinism across thread counts, layout
+// independence, and NaN/Inf inputs that must neither crash nor hang.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "attention_tester.hpp"
+
+namespace causalattn::testing {
+namespace {
+
+class Properties : public PerIsaTest {};
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Changing Q, K or V at positions after i never changes row i's output, bit for bit.
+TEST_P(Properties, FutureNeverChangesThePast) {
+  const causalattn_shape shape{2, 4, 2, 97, 97, 40};
+  Problem base(shape, Layout::kBHTD, 1);
+  ASSERT_EQ(base.run(0, 0.0f, 0, false), CAUSALATTN_OK);
+  for (int64_t cut : {0, 31, 32, 50, 96}) {
+    for (int tensor = 0; tensor < 3; ++tensor) {
+      Problem changed = base;
+      std::vector<float>& t = tensor == 0 ? changed.q : tensor == 1 ? changed.k : changed.v;
+      const causalattn_layout l = tensor == 0 ? changed.q_layout : changed.k_layout;
+      const int64_t heads = tensor == 0 ? shape.q_heads : shape.kv_heads;
+      for (int64_t b = 0; b < shape.batch; ++b)
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t j = cut + 1; j < shape.q_len; ++j)
+            for (int64_t d = 0; d < shape.head_dim; ++d) t[b * l.batch + h * l.head + j * l.token + d] += 1.5f;
+      ASSERT_EQ(changed.run(0, 0.0f, 0, false), CAUSALATTN_OK);
+      for (int64_t b = 0; b < shape.batch; ++b)
+        for (int64_t h = 0; h < shape.q_heads; ++h)
+          for (int64_t i = 0; i <= cut; ++i)
+            for (int64_t d = 0; d < shape.head_dim; ++d)
+              ASSERT_TRUE(same_bits(changed.out_at(b, h, i, d), base.out_at(b, h, i, d)))
+                  << "tensor " << tensor << " changed after " << cut << " moved row " << i;
+    }
+  }
+}
+
+// Each row block is computed whole by one task in a fixed order: the same bits for any threads.
+TEST_P(Properties, SameBitsForAnyThreadCount) {
+  const causalattn_shape shape{3, 8, 2, 300, 300, 64};
+  Problem one(shape, Layout::kBHTD, 2);
+  ASSERT_EQ(one.run(0, 0.0f, 1, true), CAUSALATTN_OK);
+  for (int threads : {2, 7, 0}) {
+    Problem many(shape, Layout::kBHTD, 2);
+    ASSERT_EQ(many.run(0, 0.0f, threads, true), CAUSALATTN_OK);
+    ASSERT_EQ(std::memcmp(one.out.data(), many.out.data(), one.out.size() * sizeof(float)), 0) << threads;
+    ASSERT_EQ(std::memcmp(one.lse.data(), many.lse.data(), one.lse.size() * sizeof(float)), 0) << threads;
+  }
+}
+
+// Strides change where values live, not how they are computed.
+TEST_P(Properties, SameBitsForAnyLayout) {
+  const causalattn_shape shape{2, 4, 2, 70, 90, 48};
+  Problem bhtd(shape, Layout::kBHTD, 3);
+  for (Layout layout : {Layout::kBTHD, Layout::kPadded}) {
+    Problem other(shape, layout, 3);
+    // Same values, other layout.
+    for (int64_t b = 0; b < shape.batch; ++b)
+      for (int64_t h = 0; h < shape.q_heads; ++h)
+        for (int64_t i = 0; i < shape.q_len; ++i)
+          for (int64_t d = 0; d < shape.head_dim; ++d)
+            other.q[b * other.q_layout.batch + h * other.q_layout.head + i * other.q_layout.token + d] =
+                bhtd.q[b * bhtd.q_layout.batch + h * bhtd.q_layout.head + i * bhtd.q_layout.token + d];
+    for (int64_t b = 0; b < shape.batch; ++b)
+      for (int64_t h = 0; h < shape.kv_heads; ++h)
+        for (int64_t j = 0; j < shape.kv_len; ++j)
+          for (int64_t d = 0; d < shape.head_dim; ++d) {
+            const int64_t src = b * bhtd.k_layout.batch + h * bhtd.k_layout.head + j * bhtd.k_layout.token + d;
+            const int64_t dst = b * other.k_layout.batch + h * other.k_layout.head + j * other.k_layout.token + d;
+            other.k[dst] = bhtd.k[src];
+            other.v[dst] = bhtd.v[src];
+          }
+    ASSERT_EQ(bhtd.run(0, 0.0f, 0, false), CAUSALATTN_OK);
+    ASSERT_EQ(other.run(0, 0.0f, 0, false), CAUSALATTN_OK);
+    for (int64_t b = 0; b < shape.batch; ++b)
+      for (int64_t h = 0; h < shape.q_heads; ++h)
+        for (int64_t i = 0; i < shape.q_len; ++i)
+          for (int64_t d = 0; d < shape.head_dim; ++d)
+            ASSERT_TRUE(same_bits(other.out_at(b, h, i, d), bhtd.out_at(b, h, i, d))) << layout_name(layout);
+  }
+}
+
+// NaN and Inf inputs: the call returns, with NaN where a row attends to a NaN.
+TEST_P(Properties, NanAndInfInputsNeitherCrashNorHang) {
+  const causalattn_shape shape{1, 2, 1, 100, 100, 32};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float bad : {nan, inf, -inf}) {
+    for (int tensor = 0; tensor < 3; ++tensor) {
+      Problem p(shape, Layout::kBHTD, 4);
+      std::vector<float>& t = tensor == 0 ? p.q : tensor == 1 ? p.k : p.v;
+      t[40 * shape.head_dim + 5] = bad;
+      ASSERT_EQ(p.run(0, 0.0f, 0, true), CAUSALATTN_OK);
+      // Rows before position 40 of a K or V change are untouched by it.
+      if (tensor > 0) {
+        for (int64_t i = 0; i < 40; ++i)
+          for (int64_t d = 0; d < shape.head_dim; ++d) ASSERT_TRUE(std::isfinite(p.out_at(0, 0, i, d))) << i << " " << d;
+      }
+      if (std::isnan(bad)) {
+        // A NaN query, key or value reaches the rows that attend to it.
+        const int64_t row = tensor == 0 ? 40 : 99;
+        EXPECT_TRUE(std::isnan(p.out_at(0, 0, row, tensor == 2 ? 5 : 0)));
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Properties, ::testing::ValuesIn(supported_isas()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace causalattn::testing

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages causalattn needs, only those missing; quiet when all are there.
+# Usage: tools/install-deps.sh [--report]   (--report adds what tools/report.sh needs)
+set -euo pipefail
+packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev)
+if [ "${1:-}" = "--report" ]; then
+  # OpenBLAS for the textbook baseline (bench only), matplotlib for the plots.
+  packages+=(libopenblas-dev python3-matplotlib)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
