@@ -20,6 +20,8 @@ constexpr int64_t kHeads = 8;
 const std::vector<int64_t> kSeqLens = {128, 256, 512, 1024, 2048, 4096, 8192};
 const std::vector<int64_t> kHeadDims = {64, 128};
 const std::vector<int64_t> kReferenceSeqLens = {128, 256, 512, 1024};
+// Machines here are shared: the report keeps each case's best repetition, as for the peak.
+constexpr int kRepetitions = 3;
 
 double causal_flops(int64_t heads, int64_t t, int64_t d) { return 2.0 * d * t * (t + 1) * heads * kBatch; }
 
@@ -87,7 +89,8 @@ void BM_PeakFma(benchmark::State& state) {
 }
 
 void register_benchmarks() {
-  benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)->Unit(benchmark::kMillisecond);
+  // The peak is the best of several runs: a neighbour on a shared machine only ever lowers it.
+  benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)->Unit(benchmark::kMillisecond)->Repetitions(2 * kRepetitions);
   for (int64_t d : kHeadDims) {
     for (int64_t threads : {1, 0}) {
       for (int64_t causal : {1, 0}) {
@@ -96,7 +99,8 @@ void register_benchmarks() {
               ->Args({t, d, causal, threads})
               ->ArgNames({"T", "D", "causal", "threads"})
               ->Unit(benchmark::kMillisecond)
-              ->UseRealTime();
+              ->UseRealTime()
+              ->Repetitions(kRepetitions);
         }
       }
     }

@@ -3,6 +3,7 @@
 // vertical, K and V are read in their natural row-major layout through broadcasts.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -123,8 +124,8 @@ inline void output_block(const float* pt, int64_t n, const float* vrow, int64_t 
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
-        acc0[d] = xsimd::select(sees0, fmadd<Arch>(p0, vb, acc0[d]), acc0[d]);
-        acc1[d] = xsimd::select(sees1, fmadd<Arch>(p1, vb, acc1[d]), acc1[d]);
+        acc0[d] = fmadd_where<Arch>(sees0, p0, vb, acc0[d]);
+        acc1[d] = fmadd_where<Arch>(sees1, p1, vb, acc1[d]);
       }
     } else {
 #pragma GCC unroll 16
@@ -203,18 +204,19 @@ void attention_row_block(const RowBlockArgs& a) {
     const int64_t n = kv_end - j0 < B::kTileKeys ? kv_end - j0 : B::kTileKeys;
     score_keys<Arch, B::kKeyBlock>(qt, D, a.k + j0 * a.k_stride, a.k_stride, n, st);
 
-    const bool masked = j0 + n > unmasked_end;
+    // Keys before unmasked_end are seen by every lane; only the rest of a diagonal tile (fewer
+    // than kRows keys) takes the masked paths.
+    const int64_t n_unmasked = std::clamp<int64_t>(unmasked_end - j0, 0, n);
     const DiagonalMask<Arch> mask{V::load_aligned(lane_index), V::load_aligned(lane_index + W),
                                   static_cast<float>(j0 - a.q_begin - a.causal_offset)};
     V alpha[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
       float* s = st + qv * W;
       const V lanes = qv == 0 ? mask.lanes0 : mask.lanes1;
-      if (masked) {  // scores of keys a lane must not see become -inf
-        for (int64_t j = 0; j < n; ++j) {
-          const V sj = V::load_aligned(s + j * R);
-          xsimd::select(lanes < V(static_cast<float>(j) + mask.shift), V(kNegInf), sj).store_aligned(s + j * R);
-        }
+      // Scores of keys a lane must not see become -inf.
+      for (int64_t j = n_unmasked; j < n; ++j) {
+        const V sj = V::load_aligned(s + j * R);
+        xsimd::select(lanes < V(static_cast<float>(j) + mask.shift), V(kNegInf), sj).store_aligned(s + j * R);
       }
       const V m_old = V::load_aligned(m + qv * W);
       V m_new = m_old;
@@ -234,10 +236,11 @@ void attention_row_block(const RowBlockArgs& a) {
     }
     static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
     const float* v_tile = a.v + j0 * a.v_stride;
-    if (masked) {
-      output_dims<Arch, B::kDimBlock, true>(st, n, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
-    } else {
-      output_dims<Arch, B::kDimBlock, false>(st, n, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
+    output_dims<Arch, B::kDimBlock, false>(st, n_unmasked, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
+    if (n_unmasked < n) {
+      const DiagonalMask<Arch> rest{mask.lanes0, mask.lanes1, mask.shift + static_cast<float>(n_unmasked)};
+      output_dims<Arch, B::kDimBlock, true>(st + n_unmasked * R, n - n_unmasked, v_tile + n_unmasked * a.v_stride,
+                                            a.v_stride, D, V(1.0f), V(1.0f), rest, ot);
     }
   }
 

@@ -33,6 +33,16 @@ inline Vec<Arch> fmadd(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
   }
 }
 
+// where(mask) ? a * b + c : c, lane by lane; on AVX-512 one masked FMA.
+template <class Arch>
+inline Vec<Arch> fmadd_where(xsimd::batch_bool<float, Arch> mask, Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
+  if constexpr (kIsAvx512<Arch>) {
+    return _mm512_mask3_fmadd_ps(a, b, c, static_cast<__mmask16>(mask));
+  } else {
+    return xsimd::select(mask, fmadd<Arch>(a, b, c), c);
+  }
+}
+
 // 2^x for x <= 0, the softmax case (scores minus their running maximum).
 // Contract: x <= 0 or NaN. x <= -127 (and -inf) gives exactly +0, NaN gives NaN.
 // Accuracy: <= 2 ulp relative for x > -126 (degree-6 polynomial fitted to relative error on
