@@ -11,7 +11,7 @@ extern const KernelInfo CAUSALATTN_KERNEL = {
     CAUSALATTN_ISA_NAME,
     Blocking<CAUSALATTN_ARCH>::kRows,
     workspace_floats<CAUSALATTN_ARCH>,
-    attention_row_block<CAUSALATTN_ARCH>,
+    attention_row_blocks<CAUSALATTN_ARCH>,
 };
 
 }  // namespace causalattn::kernels

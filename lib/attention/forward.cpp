@@ -1,5 +1,6 @@
 // causalattn_forward_f32: validation, work decomposition over (batch, head, row block) and
 // oneTBB scheduling. The only threaded layer; the kernels below it are single-threaded.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <exception>
@@ -57,56 +58,83 @@ struct Problem {
   float score_scale;
 };
 
-// Runs row blocks `first` and (when different) `last` of one (batch, query head). Causal row
-// block r costs r + 1 tiles, so pairing r with n-1-r makes every task cost about the same.
-void run_task(const kernels::KernelInfo& kernel, const Problem& p, int64_t task, int64_t pairs) {
+// How row blocks become tasks: groups of consecutive row blocks of one (batch, query head), and
+// a task takes groups g and n-1-g. Causal row block r costs r + 1 tiles, so pairing makes every
+// task cost about the same.
+struct Decomposition {
+  int64_t blocks;            // row blocks per (batch, head)
+  int64_t blocks_per_group;  // at most kMaxGroup
+  int64_t groups;
+  int64_t pairs;             // tasks per (batch, head)
+};
+
+constexpr int64_t kMaxGroup = 8;
+
+// Larger groups reuse each K/V chunk more; smaller ones give more tasks. Aim for 8 tasks per
+// thread. The grouping never changes the bits (each block walks its tiles in the same order).
+Decomposition decompose(const causalattn_shape& s, int rows, int threads) {
+  Decomposition d{};
+  d.blocks = (s.q_len + rows - 1) / rows;
+  const int64_t wanted_tasks = 8 * static_cast<int64_t>(threads);
+  d.blocks_per_group = std::clamp<int64_t>(s.batch * s.q_heads * d.blocks / wanted_tasks, 1, kMaxGroup);
+  d.groups = (d.blocks + d.blocks_per_group - 1) / d.blocks_per_group;
+  d.pairs = (d.groups + 1) / 2;
+  return d;
+}
+
+void run_task(const kernels::KernelInfo& kernel, const Problem& p, const Decomposition& dec, int64_t task) {
   const causalattn_shape& s = p.shape;
-  const int64_t pair = task % pairs;
-  const int64_t head = (task / pairs) % s.q_heads;
-  const int64_t batch = task / pairs / s.q_heads;
+  const int64_t pair = task % dec.pairs;
+  const int64_t head = (task / dec.pairs) % s.q_heads;
+  const int64_t batch = task / dec.pairs / s.q_heads;
   const int64_t kv_head = head / (s.q_heads / s.kv_heads);
-  const int64_t blocks = (s.q_len + kernel.rows - 1) / kernel.rows;
+  const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
+  float* workspace = thread_workspace(kMaxGroup * block_floats);
 
-  kernels::RowBlockArgs a;
-  a.q_stride = p.q_layout.token;
-  a.k = p.k + batch * p.k_layout.batch + kv_head * p.k_layout.head;
-  a.k_stride = p.k_layout.token;
-  a.v = p.v + batch * p.v_layout.batch + kv_head * p.v_layout.head;
-  a.v_stride = p.v_layout.token;
-  a.out_stride = p.out_layout.token;
-  a.kv_len = s.kv_len;
-  a.causal_offset = s.kv_len - s.q_len;
-  a.causal = p.causal;
-  a.head_dim = s.head_dim;
-  a.score_scale = p.score_scale;
-  a.workspace = thread_workspace(kernel.workspace_floats(s.head_dim));
+  kernels::RowBlockArgs common{};
+  common.q_stride = p.q_layout.token;
+  common.k = p.k + batch * p.k_layout.batch + kv_head * p.k_layout.head;
+  common.k_stride = p.k_layout.token;
+  common.v = p.v + batch * p.v_layout.batch + kv_head * p.v_layout.head;
+  common.v_stride = p.v_layout.token;
+  common.out_stride = p.out_layout.token;
+  common.kv_len = s.kv_len;
+  common.causal_offset = s.kv_len - s.q_len;
+  common.causal = p.causal;
+  common.head_dim = s.head_dim;
+  common.score_scale = p.score_scale;
 
-  const int64_t block_ids[2] = {pair, blocks - 1 - pair};
-  for (int64_t i = 0; i < (block_ids[0] == block_ids[1] ? 1 : 2); ++i) {
-    const int64_t q_begin = block_ids[i] * kernel.rows;
-    a.q_begin = q_begin;
-    a.q_count = s.q_len - q_begin < kernel.rows ? s.q_len - q_begin : kernel.rows;
-    a.q = p.q + batch * p.q_layout.batch + head * p.q_layout.head + q_begin * p.q_layout.token;
-    a.out = p.out + batch * p.out_layout.batch + head * p.out_layout.head + q_begin * p.out_layout.token;
-    a.lse = p.lse != nullptr ? p.lse + (batch * s.q_heads + head) * s.q_len + q_begin : nullptr;
-    kernel.row_block(a);
+  const int64_t group_ids[2] = {pair, dec.groups - 1 - pair};
+  for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
+    kernels::RowBlockArgs blocks[kMaxGroup];
+    int count = 0;
+    const int64_t first = group_ids[g] * dec.blocks_per_group;
+    for (int64_t block = first; block < std::min(first + dec.blocks_per_group, dec.blocks); ++block) {
+      kernels::RowBlockArgs& a = blocks[count];
+      a = common;
+      a.q_begin = block * kernel.rows;
+      a.q_count = std::min<int64_t>(s.q_len - a.q_begin, kernel.rows);
+      a.q = p.q + batch * p.q_layout.batch + head * p.q_layout.head + a.q_begin * p.q_layout.token;
+      a.out = p.out + batch * p.out_layout.batch + head * p.out_layout.head + a.q_begin * p.out_layout.token;
+      a.lse = p.lse != nullptr ? p.lse + (batch * s.q_heads + head) * s.q_len + a.q_begin : nullptr;
+      a.workspace = workspace + count * block_floats;
+      ++count;
+    }
+    kernel.row_blocks(blocks, count);
   }
 }
 
 void run(const Problem& p, int num_threads) {
   const kernels::KernelInfo& kernel = dispatch::attention_kernel();
-  const causalattn_shape& s = p.shape;
-  const int64_t blocks = (s.q_len + kernel.rows - 1) / kernel.rows;
-  const int64_t pairs = (blocks + 1) / 2;
-  const int64_t tasks = s.batch * s.q_heads * pairs;
-  // Each row block is computed whole by one task in a fixed tile order, so the bits do not
-  // depend on how tasks land on threads.
+  const int threads = num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
+  const Decomposition dec = decompose(p.shape, kernel.rows, threads);
+  const int64_t tasks = p.shape.batch * p.shape.q_heads * dec.pairs;
   auto body = [&](const tbb::blocked_range<int64_t>& range) {
-    for (int64_t task = range.begin(); task != range.end(); ++task) run_task(kernel, p, task, pairs);
+    for (int64_t task = range.begin(); task != range.end(); ++task) run_task(kernel, p, dec, task);
   };
-  if (num_threads == 1 || tasks == 1) {
+  if (threads == 1 || tasks == 1) {
     body(tbb::blocked_range<int64_t>(0, tasks));
-  } else if (num_threads > 1) {
+  } else if (num_threads > 0) {
     tbb::task_arena arena(num_threads);
     arena.execute([&] { tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks), body); });
   } else {

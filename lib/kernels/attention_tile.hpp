@@ -158,56 +158,80 @@ inline void output_dims(const float* pt, int64_t n, const float* vrow, int64_t v
   });
 }
 
-// One row block: pack Q, walk the KV tiles left to right with an online softmax, normalize and
-// write out. Tiles above the diagonal are never reached (the loop stops at the last key the
-// block's last query sees); only tiles that cross the diagonal are masked.
+// A row block's workspace: Qt and Ot [D][rows], one score tile, running max and sum.
 template <class Arch>
-void attention_row_block(const RowBlockArgs& a) {
+struct BlockState {
+  static constexpr int R = Blocking<Arch>::kRows;
+  float* qt;          // [D][R] queries, scaled by scale·log2(e)
+  float* ot;          // [D][R] unnormalized output
+  float* st;          // [kTileKeys][R] scores, then probabilities
+  float* m;           // [R] running max (log2 domain)
+  float* l;           // [R] running sum
+  float* lane_index;  // [R] 0, 1, 2, ... as floats, for the diagonal mask
+
+  BlockState(float* ws, int64_t head_dim)
+      : qt(ws), ot(qt + head_dim * R), st(ot + head_dim * R), m(st + Blocking<Arch>::kTileKeys * R),
+        l(m + R), lane_index(l + R) {}
+};
+
+// Query i sees key j iff j <= i + causal_offset: keys from kv_end on are never touched.
+// (A template on Arch, like everything here, so per-ISA objects share no out-of-line symbol.)
+template <class Arch>
+int64_t block_kv_end(const RowBlockArgs& a) {
+  return a.causal ? a.q_begin + a.q_count + a.causal_offset : a.kv_len;
+}
+
+// Packs Q transposed, scaled into the log2 domain (lanes past q_count stay zero), and clears
+// the running state.
+template <class Arch>
+void begin_block(const RowBlockArgs& a) {
+  using V = Vec<Arch>;
+  constexpr int W = Blocking<Arch>::kLanes;
+  constexpr int R = Blocking<Arch>::kRows;
+  const BlockState<Arch> b(a.workspace, a.head_dim);
+  const int64_t D = a.head_dim;
+  const float* q = a.q;
+  const int64_t q_stride = a.q_stride, q_count = a.q_count;
+  const float score_scale = a.score_scale;
+  for (int64_t d = 0; d < D * R; d += W) {
+    V(0.0f).store_aligned(b.qt + d);
+    V(0.0f).store_aligned(b.ot + d);
+  }
+  for (int64_t i = 0; i < q_count; ++i) {
+    for (int64_t d = 0; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * score_scale;
+  }
+  for (int i = 0; i < R; ++i) {
+    b.m[i] = -__builtin_inff();
+    b.l[i] = 0.0f;
+    b.lane_index[i] = static_cast<float>(i);
+  }
+}
+
+// Walks the KV tiles that start in [j_begin, j_end), left to right, with an online softmax.
+// j_begin is a multiple of kTileKeys, so tiles are the same however the range is cut. Tiles
+// above the diagonal are never reached (the loop stops at the last key the block's last query
+// sees); only the keys past what its first query sees take the masked paths.
+template <class Arch>
+void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int W = B::kLanes;
   constexpr int R = B::kRows;
   constexpr float kNegInf = -__builtin_inff();
+  const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
-
-  float* qt = a.workspace;            // [D][R] queries, scaled by scale·log2(e)
-  float* ot = qt + D * R;             // [D][R] unnormalized output
-  float* st = ot + D * R;             // [kTileKeys][R] scores, then probabilities
-  float* m = st + B::kTileKeys * R;   // [R] running max (log2 domain)
-  float* l = m + R;                   // [R] running sum
-  float* lane_index = l + R;          // [R] 0, 1, 2, ... as floats, for the diagonal mask
-
-  // Pack Q transposed, scaled into the log2 domain; lanes past q_count stay zero.
-  const float* q = a.q;
-  const int64_t q_stride = a.q_stride, q_count = a.q_count;
-  const float score_scale = a.score_scale;
-  for (int64_t d = 0; d < D * R; d += W) {
-    V(0.0f).store_aligned(qt + d);
-    V(0.0f).store_aligned(ot + d);
-  }
-  for (int64_t i = 0; i < q_count; ++i) {
-    for (int64_t d = 0; d < D; ++d) qt[d * R + i] = q[i * q_stride + d] * score_scale;
-  }
-  for (int i = 0; i < R; ++i) {
-    m[i] = kNegInf;
-    l[i] = 0.0f;
-    lane_index[i] = static_cast<float>(i);
-  }
-
-  // Query i sees key j iff j <= i + causal_offset. Keys past what the block's last valid query
-  // sees are never touched; tiles ending at or before what its first query sees need no mask.
-  const int64_t last_query = a.q_begin + a.q_count - 1;
-  const int64_t kv_end = a.causal ? last_query + a.causal_offset + 1 : a.kv_len;
+  const int64_t kv_end = block_kv_end<Arch>(a);
   const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
+  float* const st = b.st;
 
-  for (int64_t j0 = 0; j0 < kv_end; j0 += B::kTileKeys) {
-    const int64_t n = kv_end - j0 < B::kTileKeys ? kv_end - j0 : B::kTileKeys;
-    score_keys<Arch, B::kKeyBlock>(qt, D, a.k + j0 * a.k_stride, a.k_stride, n, st);
+  for (int64_t j0 = j_begin; j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
+    const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
+    score_keys<Arch, B::kKeyBlock>(b.qt, D, a.k + j0 * a.k_stride, a.k_stride, n, st);
 
     // Keys before unmasked_end are seen by every lane; only the rest of a diagonal tile (fewer
     // than kRows keys) takes the masked paths.
     const int64_t n_unmasked = std::clamp<int64_t>(unmasked_end - j0, 0, n);
-    const DiagonalMask<Arch> mask{V::load_aligned(lane_index), V::load_aligned(lane_index + W),
+    const DiagonalMask<Arch> mask{V::load_aligned(b.lane_index), V::load_aligned(b.lane_index + W),
                                   static_cast<float>(j0 - a.q_begin - a.causal_offset)};
     V alpha[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
@@ -218,7 +242,7 @@ void attention_row_block(const RowBlockArgs& a) {
         const V sj = V::load_aligned(s + j * R);
         xsimd::select(lanes < V(static_cast<float>(j) + mask.shift), V(kNegInf), sj).store_aligned(s + j * R);
       }
-      const V m_old = V::load_aligned(m + qv * W);
+      const V m_old = V::load_aligned(b.m + qv * W);
       V m_new = m_old;
       for (int64_t j = 0; j < n; ++j) m_new = xsimd::max(m_new, V::load_aligned(s + j * R));
       // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
@@ -231,35 +255,63 @@ void attention_row_block(const RowBlockArgs& a) {
         sum += p;
       }
       alpha[qv] = exp2_nonpositive<Arch>(m_old - m_ref);
-      fmadd<Arch>(V::load_aligned(l + qv * W), alpha[qv], sum).store_aligned(l + qv * W);
-      m_new.store_aligned(m + qv * W);
+      fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum).store_aligned(b.l + qv * W);
+      m_new.store_aligned(b.m + qv * W);
     }
     static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
     const float* v_tile = a.v + j0 * a.v_stride;
-    output_dims<Arch, B::kDimBlock, false>(st, n_unmasked, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, ot);
+    output_dims<Arch, B::kDimBlock, false>(st, n_unmasked, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, b.ot);
     if (n_unmasked < n) {
       const DiagonalMask<Arch> rest{mask.lanes0, mask.lanes1, mask.shift + static_cast<float>(n_unmasked)};
       output_dims<Arch, B::kDimBlock, true>(st + n_unmasked * R, n - n_unmasked, v_tile + n_unmasked * a.v_stride,
-                                            a.v_stride, D, V(1.0f), V(1.0f), rest, ot);
+                                            a.v_stride, D, V(1.0f), V(1.0f), rest, b.ot);
     }
   }
+}
 
-  // Normalize and transpose back: D output values of a row are gathered from one lane of Ot.
-  constexpr float kLn2 = 0.693147180559945309f;
+// Normalizes and transposes back: the D outputs of a row are gathered from one lane of Ot.
+template <class Arch>
+void finish_block(const RowBlockArgs& a) {
+  using V = Vec<Arch>;
   using I = xsimd::batch<int32_t, Arch>;
+  constexpr int W = Blocking<Arch>::kLanes;
+  constexpr int R = Blocking<Arch>::kRows;
+  constexpr float kLn2 = 0.693147180559945309f;
+  const BlockState<Arch> b(a.workspace, a.head_dim);
+  const int64_t D = a.head_dim;
   alignas(64) int32_t lane_offsets[W];
   for (int w = 0; w < W; ++w) lane_offsets[w] = w * R;
   const I offsets = I::load_aligned(lane_offsets);
   const int64_t d_vec_end = D / W * W;
-  for (int64_t i = 0; i < q_count; ++i) {
-    const float inv_l = 1.0f / l[i];
+  for (int64_t i = 0; i < a.q_count; ++i) {
+    const float inv_l = 1.0f / b.l[i];
     float* o = a.out + i * a.out_stride;
     for (int64_t d = 0; d < d_vec_end; d += W) {
-      (V::gather(ot + d * R + i, offsets) * V(inv_l)).store_unaligned(o + d);
+      (V::gather(b.ot + d * R + i, offsets) * V(inv_l)).store_unaligned(o + d);
     }
-    for (int64_t d = d_vec_end; d < D; ++d) o[d] = ot[d * R + i] * inv_l;
-    if (a.lse != nullptr) a.lse[i] = (m[i] + __builtin_log2f(l[i])) * kLn2;
+    for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l;
+    if (a.lse != nullptr) a.lse[i] = (b.m[i] + __builtin_log2f(b.l[i])) * kLn2;
   }
+}
+
+// A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
+// chunks of kChunkTiles tiles, each chunk applied to every block before the next: the chunk's K
+// and V then come from L2 once per group instead of from memory once per block. Every block
+// still sees its tiles in the same order, so the bits do not depend on the grouping.
+template <class Arch>
+void attention_row_blocks(const RowBlockArgs* blocks, int count) {
+  // 4 tiles of 96 keys: 384 KiB of K and V at D=128, beside the blocks' Qt and Ot, fit a
+  // 1-2 MiB L2.
+  constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
+  int64_t kv_end = 0;
+  for (int i = 0; i < count; ++i) {
+    begin_block<Arch>(blocks[i]);
+    kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
+  }
+  for (int64_t j = 0; j < kv_end; j += kChunkKeys) {
+    for (int i = 0; i < count; ++i) block_tiles<Arch>(blocks[i], j, j + kChunkKeys);
+  }
+  for (int i = 0; i < count; ++i) finish_block<Arch>(blocks[i]);
 }
 
 }  // namespace causalattn::kernels

@@ -34,7 +34,8 @@ struct KernelInfo {
   const char* isa;                                  // "avx512", "avx2", "sse2"
   int rows;                                         // queries per row block
   std::size_t (*workspace_floats)(int64_t head_dim);
-  void (*row_block)(const RowBlockArgs&);
+  // Computes `count` row blocks of one (batch, query head); each has its own workspace.
+  void (*row_blocks)(const RowBlockArgs* blocks, int count);
 };
 
 }  // namespace causalattn::kernels
