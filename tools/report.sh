@@ -26,10 +26,14 @@ fi
 total=$("$build/bench/causalattn_bench" --benchmark_list_tests --benchmark_filter="$filter" | wc -l)
 echo "running $total benchmark cases (raw JSON: $out/bench.json)"
 start=$(date +%s)
-# Progress: one line per finished case with how many are left and the time so far.
+# Progress: one line per finished case (its median over repetitions), with how many are left
+# and the time so far.
 stdbuf -oL "$build/bench/causalattn_bench" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
   --benchmark_out="$out/bench.json" --benchmark_out_format=json --benchmark_format=console 2>/dev/null |
-  awk -v total="$total" -v start="$start" '/^BM_/ { n++; "date +%s" | getline now; close("date +%s");
-    printf("[%d/%d, %ds] %s\n", n, total, now - start, $0); fflush() }'
+  awk -v total="$total" -v start="$start" '
+    /^BM_/ && ($1 ~ /_median$/ || $1 !~ /repeats:/) {
+      n++; "date +%s" | getline now; close("date +%s")
+      printf("[%d/%d, %ds] %s\n", n, total, now - start, $0); fflush()
+    }'
 /usr/bin/python3 "$root/tools/report.py" "$out/bench.json" "$out"
 echo "report: $out/report.md"
