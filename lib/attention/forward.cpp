@@ -43,7 +43,8 @@ float* thread_workspace(std::size_t floats) {
   return buffer.get();
 }
 
-struct Problem {
+// One validated call: the arguments the tasks read.
+struct Call {
   causalattn_shape shape;
   const float* q;
   causalattn_layout q_layout;
@@ -82,7 +83,7 @@ Decomposition decompose(const causalattn_shape& s, int rows, int threads) {
   return d;
 }
 
-void run_task(const kernels::KernelInfo& kernel, const Problem& p, const Decomposition& dec, int64_t task) {
+void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposition& dec, int64_t task) {
   const causalattn_shape& s = p.shape;
   const int64_t pair = task % dec.pairs;
   const int64_t head = (task / dec.pairs) % s.q_heads;
@@ -124,7 +125,7 @@ void run_task(const kernels::KernelInfo& kernel, const Problem& p, const Decompo
   }
 }
 
-void run(const Problem& p, int num_threads) {
+void run(const Call& p, int num_threads) {
   const kernels::KernelInfo& kernel = dispatch::attention_kernel();
   const int threads = num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
   const Decomposition dec = decompose(p.shape, kernel.rows, threads);
@@ -160,9 +161,9 @@ int causalattn_forward_f32(const causalattn_shape* shape, const float* q, causal
     }
     const float scale = opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape->head_dim));
     constexpr float kLog2e = 1.44269504088896341f;
-    const Problem problem{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
+    const Call call{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
                           (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale * kLog2e};
-    run(problem, opts.num_threads);
+    run(call, opts.num_threads);
     return CAUSALATTN_OK;
   } catch (const std::bad_alloc&) {
     return report(CAUSALATTN_ERROR_INTERNAL, "out of memory");
