@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages causalattn needs, only those missing; quiet when all are there.
-# Usage: tools/install-deps.sh [--report]   (--report adds what tools/report.sh needs)
+# Usage: tools/install-deps.sh [--report | --torch]
+#   --report  adds what tools/report.sh needs; --torch what its --with-torch needs
 set -euo pipefail
 packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev)
-if [ "${1:-}" = "--report" ]; then
+case "${1:-}" in
   # OpenBLAS for the textbook baseline (bench only), matplotlib for the plots.
-  packages+=(libopenblas-dev python3-matplotlib)
-fi
+  --report) packages+=(libopenblas-dev python3-matplotlib) ;;
+  # A virtual environment for PyPI's torch.
+  --torch) packages=(python3-venv python3-pip) ;;
+  "") ;;
+  *) echo "usage: $0 [--report | --torch]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,41 +1,75 @@
 #!/usr/bin/env python3
-"""Turns causalattn_bench JSON into report.md with plots: rates, % of the measured FMA peak,
-causal over non-causal speedup, thread scaling. Usage: report.py BENCH_JSON OUT_DIR"""
+"""Turns the sweep's raw results into report.md with plots.
+
+Inputs in OUT_DIR: bench.json (causalattn_bench), memory.jsonl (causalattn_peak_memory, one
+line per run; optional), torch.json (tools/torch_bench.py; optional).
+Usage: report.py OUT_DIR"""
 import json
 import os
 import re
 import subprocess
 import sys
 
+# Rows per row block of the kernel for each ISA (lib/kernels/attention_tile.hpp, Blocking): the
+# causal kernel computes T·(T+R)/2 of the T² scores, so its ideal speedup is 2T/(T+R).
+ROW_BLOCK = {"avx512": 32, "avx2": 16, "sse2": 8}
+HEADLINE_T, HEADLINE_D = 4096, 128
+LABELS = {
+    "ours": "causalattn causal",
+    "ours_noncausal": "causalattn non-causal",
+    "textbook_blas": "textbook + OpenBLAS",
+    "torch_textbook": "PyTorch textbook CausalAttention",
+    "torch_sdpa": "PyTorch SDPA is_causal",
+    "reference": "naive reference (double)",
+}
+COLORS = {"ours": "tab:blue", "ours_noncausal": "tab:orange", "textbook_blas": "tab:green",
+          "torch_textbook": "tab:purple", "torch_sdpa": "tab:red", "reference": "gray"}
+BASELINES = ["textbook_blas", "torch_textbook", "torch_sdpa", "reference"]
 
-def parse(path):
+
+def method_of(name, args):
+    base = name.split("/")[0]
+    if base == "BM_Attention":
+        return "ours" if int(args.get("causal", 1)) else "ours_noncausal"
+    return {"BM_TextbookBlas": "textbook_blas", "BM_Reference": "reference"}.get(base)
+
+
+def parse_bench(path):
     """Best repetition of each case: a neighbour on a shared machine only ever slows a run down."""
     data = json.load(open(path))
-    peak = None
-    best = {}
+    peak, bandwidth, best = None, {}, {}
     for b in data["benchmarks"]:
         if b.get("error_occurred") or b.get("run_type", "iteration") != "iteration":
             continue
-        name = b["run_name"] if "run_name" in b else b["name"]
-        gflops = b["FLOPS"] / 1e9
+        name = b.get("run_name", b["name"])
+        args = dict(re.findall(r"(\w+):(\d+)", name))
         if name.startswith("BM_PeakFma"):
-            peak = max(peak or 0.0, gflops)
-            continue
-        best[name] = max(best.get(name, 0.0), gflops)
+            peak = max(peak or 0.0, b["FLOPS"] / 1e9)
+        elif name.startswith("BM_ReadBandwidth"):
+            key = int(args["threads"])
+            bandwidth[key] = max(bandwidth.get(key, 0.0), b["bytes_per_second"] / 1e9)
+        else:
+            best[name] = max(best.get(name, 0.0), b["FLOPS"] / 1e9)
     rows = []
     for name, gflops in best.items():
         args = dict(re.findall(r"(\w+):(\d+)", name))
-        rows.append({"method": name.split("/")[0], "T": int(args["T"]), "D": int(args["D"]),
-                     "causal": int(args.get("causal", 1)), "threads": int(args.get("threads", 1)),
-                     "gflops": gflops})
-    return data["context"], peak, rows
+        method = method_of(name, args)
+        if method:
+            rows.append({"method": method, "T": int(args["T"]), "D": int(args["D"]),
+                         "threads": int(args.get("threads", 1)), "gflops": gflops})
+    return data["context"], peak, bandwidth, rows
 
 
-def find(rows, **key):
+def rate(rows, method, t, d, threads):
     for r in rows:
-        if all(r[k] == v for k, v in key.items()):
-            return r
+        if (r["method"], r["T"], r["D"], r["threads"]) == (method, t, d, threads):
+            return r["gflops"]
     return None
+
+
+def series(rows, method, d, threads):
+    return sorted((r["T"], r["gflops"]) for r in rows
+                  if r["method"] == method and r["D"] == d and r["threads"] == threads)
 
 
 def git_commit(root):
@@ -53,7 +87,68 @@ def cpu_model():
     return "unknown"
 
 
-def plots(rows, peak, out_dir):
+def compiler():
+    try:
+        return subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def threads_label(threads, cores):
+    return "1 thread" if threads == 1 else f"{cores} threads"
+
+
+def headline_t(rows):
+    """T=4096, where the targets are set, or the longest T measured (--quick)."""
+    ts = {r["T"] for r in rows if r["method"] == "ours" and r["D"] == HEADLINE_D}
+    return HEADLINE_T if HEADLINE_T in ts or not ts else max(ts)
+
+
+def headline(rows, peak, bandwidth, memory, cores):
+    """(what, measured, target, met) rows at headline_t(rows), D=128 unless said."""
+    t, d = headline_t(rows), HEADLINE_D
+    out = []
+
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    for dim, target in ((128, 0.80), (64, 0.75)):
+        ours = rate(rows, "ours", t, dim, 1)
+        if ours and peak:
+            out.append((f"one thread, D={dim}: % of the measured FMA peak", f"{100 * ours / peak:.0f}% "
+                        f"({ours:.0f} of {peak:.0f} GFLOP/s)", f"≥ {100 * target:.0f}%", ours / peak >= target))
+    r = ratio(rate(rows, "ours", t, d, 1), rate(rows, "ours_noncausal", t, d, 1))
+    if r:
+        out.append(("causal vs the same kernel non-causal (time ratio), 1 thread", f"{r:.2f}×", "≥ 1.9×", r >= 1.9))
+    r = ratio(rate(rows, "ours", t, d, 0), rate(rows, "ours", t, d, 1))
+    if r:
+        out.append((f"{cores} threads vs 1 thread", f"{r:.2f}×", "≥ 1.85× (2 cores)", r >= 1.85))
+    for threads in (1, 0):
+        r = ratio(rate(rows, "ours", t, d, threads), rate(rows, "textbook_blas", t, d, threads))
+        if r:
+            out.append((f"vs textbook + OpenBLAS, {threads_label(threads, cores)}", f"{r:.1f}×", "≥ 5×", r >= 5))
+    for threads in (1, 0):
+        r = ratio(rate(rows, "ours", t, d, threads), rate(rows, "torch_sdpa", t, d, threads))
+        if r:
+            out.append((f"vs PyTorch SDPA is_causal, {threads_label(threads, cores)}", f"{r:.2f}×", "> 1×", r > 1))
+    for threads in (1, 0):
+        r = ratio(rate(rows, "ours", t, d, threads), rate(rows, "torch_textbook", t, d, threads))
+        if r:
+            out.append((f"vs PyTorch textbook CausalAttention, {threads_label(threads, cores)}", f"{r:.1f}×", "", None))
+    if memory:
+        both = sorted({m["T"] for m in memory if m["method"] == "causal"} &
+                      {m["T"] for m in memory if m["method"] == "textbook"})
+        if both:
+            tm = both[-1]
+            extra = {m["method"]: m["peak_rss_bytes"] - m["rss_before_call_bytes"] for m in memory if m["T"] == tm}
+            out.append((f"memory above inputs and outputs at T={tm}: ours / textbook",
+                        f"{extra['causal'] / 2**20:.1f} MiB / {extra['textbook'] / 2**20:.0f} MiB", "", None))
+    for threads, gbs in sorted(bandwidth.items(), key=lambda kv: kv[0] != 1):
+        out.append((f"memory read bandwidth, {threads_label(threads, cores)}", f"{gbs:.1f} GB/s", "", None))
+    return out
+
+
+def plots(rows, peak, memory, isa, cores, out_dir):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -61,85 +156,187 @@ def plots(rows, peak, out_dir):
     except ImportError:
         return []
     made = []
-    dims = sorted({r["D"] for r in rows if r["method"] == "BM_Attention"})
-    fig, axes = plt.subplots(1, len(dims), figsize=(6 * len(dims), 4.5), squeeze=False)
-    for ax, d in zip(axes[0], dims):
-        for threads, style in ((1, "-"), (0, "--")):
-            for causal, color in ((1, "tab:blue"), (0, "tab:orange")):
-                pts = sorted((r["T"], r["gflops"]) for r in rows if r["method"] == "BM_Attention"
-                             and r["D"] == d and r["causal"] == causal and r["threads"] == threads)
-                if pts:
-                    label = f"{'causal' if causal else 'non-causal'}, {'1 thread' if threads == 1 else 'all threads'}"
-                    ax.plot(*zip(*pts), style, marker="o", color=color, label=label)
-        ref = sorted((r["T"], r["gflops"]) for r in rows if r["method"] == "BM_Reference" and r["D"] == d)
-        if ref:
-            ax.plot(*zip(*ref), ":", marker="x", color="gray", label="textbook reference (double, 1 thread)")
-        if peak:
-            ax.axhline(peak, color="black", linewidth=0.8, label=f"FMA peak, 1 core ({peak:.0f})")
+    dims = sorted({r["D"] for r in rows if r["method"] == "ours"})
+    methods = [m for m in LABELS if any(r["method"] == m for r in rows)]
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, name), dpi=110)
+        plt.close(fig)
+        made.append(name)
+
+    def log_t(ax):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("sequence length T (tokens)")
-        ax.set_ylabel("GFLOP/s (causal FLOPs, DESIGN.md §1)")
-        ax.set_title(f"B=1, H=8, D={d}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "gflops.png"), dpi=110)
-    made.append("gflops.png")
+        ax.grid(True, which="both", alpha=0.3)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    # GFLOP/s per method.
+    fig, axes = plt.subplots(1, len(dims), figsize=(6.5 * len(dims), 5), squeeze=False)
+    for ax, d in zip(axes[0], dims):
+        for m in methods:
+            for threads, style in ((1, "-"), (0, "--")):
+                pts = series(rows, m, d, threads)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", markersize=3, color=COLORS[m],
+                            label=f"{LABELS[m]}, {threads_label(threads, cores)}")
+        if peak:
+            ax.axhline(peak, color="black", linewidth=0.8, label=f"FMA peak, 1 core ({peak:.0f})")
+        log_t(ax)
+        ax.set_yscale("log")
+        ax.set_ylabel("GFLOP/s (causal FLOPs, DESIGN.md §1)")
+        ax.set_title(f"Prefill, B=1, H=8, D={d}")
+        ax.legend(fontsize=7)
+    save(fig, "gflops.png")
+
+    # Percent of peak.
+    if peak:
+        fig, ax = plt.subplots(figsize=(7, 4.8))
+        for d, color in zip(dims, ("tab:blue", "tab:orange")):
+            for threads, style in ((1, "-"), (0, "--")):
+                pts = series(rows, "ours", d, threads)
+                n = 1 if threads == 1 else cores
+                if pts:
+                    ax.plot([p[0] for p in pts], [100 * p[1] / (peak * n) for p in pts], style, marker="o",
+                            color=color, label=f"causal, D={d}, {threads_label(threads, cores)} "
+                                               f"(of {n} × 1-core peak)")
+        ax.axhline(80, color="gray", linewidth=0.8, linestyle=":", label="target 80% (D=128)")
+        log_t(ax)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of measured FMA peak")
+        ax.set_title("causalattn against the machine's FMA peak")
+        ax.legend(fontsize=8)
+        save(fig, "peak_percent.png")
+
+    # Causal over non-causal, with the ideal 2T/(T+R).
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    ts = []
     for d in dims:
-        pts = []
-        for r in rows:
-            if r["method"] == "BM_Attention" and r["D"] == d and r["causal"] == 1 and r["threads"] == 1:
-                nc = find(rows, method="BM_Attention", D=d, T=r["T"], causal=0, threads=1)
-                if nc:
-                    pts.append((r["T"], r["gflops"] / nc["gflops"]))
-        if pts:
-            ax.plot(*zip(*sorted(pts)), marker="o", label=f"D={d}, 1 thread")
-    ax.axhline(2.0, color="black", linewidth=0.8, label="ideal 2×")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("sequence length T (tokens)")
+        for threads, style in ((1, "-"), (0, "--")):
+            pts = [(t, g / nc) for t, g in series(rows, "ours", d, threads)
+                   if (nc := rate(rows, "ours_noncausal", t, d, threads))]
+            if pts:
+                ts += [p[0] for p in pts]
+                ax.plot(*zip(*pts), style, marker="o", label=f"D={d}, {threads_label(threads, cores)}")
+    rb = ROW_BLOCK.get(isa)
+    if ts and rb:
+        grid = sorted(set(ts))
+        ax.plot(grid, [2 * t / (t + rb) for t in grid], color="black", linewidth=0.8,
+                label=f"ideal 2T/(T+{rb}), {rb}-row blocks")
+    log_t(ax)
     ax.set_ylabel("time non-causal / time causal")
-    ax.set_title("What skipping tiles above the diagonal buys")
-    ax.grid(True, alpha=0.3)
+    ax.set_title("What skipping the tiles above the diagonal buys")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "causal_speedup.png"), dpi=110)
-    made.append("causal_speedup.png")
+    save(fig, "causal_speedup.png")
+
+    # Speedup over each baseline.
+    baselines = [b for b in BASELINES if b in methods]
+    if baselines:
+        fig, axes = plt.subplots(1, len(dims), figsize=(6.5 * len(dims), 5), squeeze=False)
+        for ax, d in zip(axes[0], dims):
+            for b in baselines:
+                for threads, style in ((1, "-"), (0, "--")):
+                    pts = [(t, g / base) for t, g in series(rows, "ours", d, threads)
+                           if (base := rate(rows, b, t, d, threads))]
+                    if pts:
+                        ax.plot(*zip(*pts), style, marker="o", markersize=3, color=COLORS[b],
+                                label=f"over {LABELS[b]}, {threads_label(threads, cores)}")
+            ax.axhline(1, color="black", linewidth=0.8)
+            ax.axhline(5, color="tab:green", linewidth=0.8, linestyle=":", label="target 5× over textbook")
+            log_t(ax)
+            ax.set_yscale("log")
+            ax.set_ylabel("causalattn time advantage (×)")
+            ax.set_title(f"causalattn causal over the baselines, D={d}")
+            ax.legend(fontsize=7)
+        save(fig, "baseline_speedup.png")
+
+    # Thread scaling.
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for m in methods:
+        for d, style in zip(dims, ("-", "--")):
+            pts = [(t, g / one) for t, g in series(rows, m, d, 0) if (one := rate(rows, m, t, d, 1))]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", markersize=3, color=COLORS[m], label=f"{LABELS[m]}, D={d}")
+    ax.axhline(cores, color="black", linewidth=0.8, label=f"ideal {cores}×")
+    log_t(ax)
+    ax.set_ylabel(f"{cores} threads / 1 thread (rate)")
+    ax.set_title("Thread scaling")
+    ax.legend(fontsize=7)
+    save(fig, "thread_scaling.png")
+
+    # Memory.
+    if memory:
+        fig, ax = plt.subplots(figsize=(7, 4.8))
+        for method, label, color in (("causal", LABELS["ours"], COLORS["ours"]),
+                                     ("textbook", LABELS["textbook_blas"], COLORS["textbook_blas"])):
+            pts = sorted((m["T"], (m["peak_rss_bytes"] - m["rss_before_call_bytes"]) / 2**20)
+                         for m in memory if m["method"] == method)
+            if pts:
+                ax.plot([p[0] for p in pts], [max(p[1], 0.01) for p in pts], marker="o", color=color,
+                        label=f"{label}: peak RSS above inputs")
+        tensors = sorted((m["T"], m["tensor_bytes"] / 2**20) for m in memory if m["method"] == "causal")
+        if tensors:
+            ax.plot(*zip(*tensors), ":", color="gray", label="Q, K, V and output themselves")
+        log_t(ax)
+        ax.set_yscale("log")
+        ax.set_ylabel("MiB")
+        d = memory[0]["D"]
+        ax.set_title(f"Peak resident memory of one call, B=1, H={memory[0]['heads']}, D={d}")
+        ax.legend(fontsize=8)
+        save(fig, "memory.png")
     return made
 
 
 def main():
-    bench_json, out_dir = sys.argv[1], sys.argv[2]
-    context, peak, rows = parse(bench_json)
+    out_dir = sys.argv[1]
+    context, peak, bandwidth, rows = parse_bench(os.path.join(out_dir, "bench.json"))
+    memory_path = os.path.join(out_dir, "memory.jsonl")
+    memory = [json.loads(line) for line in open(memory_path)] if os.path.exists(memory_path) else []
+    torch_path = os.path.join(out_dir, "torch.json")
+    torch_version = None
+    if os.path.exists(torch_path):
+        torch_data = json.load(open(torch_path))
+        torch_version = torch_data["torch_version"]
+        rows += torch_data["rows"]
+    isa = context.get("causalattn_isa", "")
+    cores = context.get("num_cpus", 1)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
     lines = ["# causalattn performance report", ""]
-    lines += [f"- CPU: {cpu_model()}, {context.get('num_cpus')} cores",
-              f"- ISA: {context.get('causalattn_isa')}; library {context.get('causalattn_version')}, commit {git_commit(root)}",
-              f"- date: {context.get('date')}",
+    lines += [f"- CPU: {cpu_model()}, {cores} cores",
+              f"- ISA chosen: {isa}; library {context.get('causalattn_version')}, commit {git_commit(root)}",
+              f"- compiler: {compiler()}; date: {context.get('date')}",
               f"- measured FMA peak, one core, same run: {peak:.1f} GFLOP/s" if peak else "- FMA peak: not measured",
+              f"- PyTorch: {torch_version}" if torch_version else
+              "- PyTorch: not measured (no importable torch; `tools/report.sh --with-torch` installs one)",
               "", "FLOPs are counted as DESIGN.md §1 counts them for every method and mode: 2·D·T·(T+1) per "
-              "(batch, head), so a non-causal rate is the causal work divided by the non-causal time.", ""]
-    lines += ["## Kernel over sequence length", "",
-              "| D | threads | T | causal GFLOP/s | % of 1-core peak | non-causal time / causal time | threads speedup |",
-              "|---|---|---|---|---|---|---|"]
-    for r in sorted((r for r in rows if r["method"] == "BM_Attention" and r["causal"] == 1),
-                    key=lambda r: (r["D"], r["threads"] != 1, r["T"])):
-        nc = find(rows, method="BM_Attention", D=r["D"], T=r["T"], causal=0, threads=r["threads"])
-        one = find(rows, method="BM_Attention", D=r["D"], T=r["T"], causal=1, threads=1)
-        pct = f"{100 * r['gflops'] / peak:.0f}%" if peak and r["threads"] == 1 else ""
-        ratio = f"{r['gflops'] / nc['gflops']:.2f}×" if nc else ""
-        scale = f"{r['gflops'] / one['gflops']:.2f}×" if one and r["threads"] != 1 else ""
-        lines.append(f"| {r['D']} | {'1' if r['threads'] == 1 else 'all'} | {r['T']} | {r['gflops']:.1f} | {pct} | {ratio} | {scale} |")
-    ref_rows = [r for r in rows if r["method"] == "BM_Reference"]
-    if ref_rows:
-        lines += ["", "## Against the naive textbook reference (double, one thread)", "",
-                  "| D | T | reference GFLOP/s | causal kernel, 1 thread | speedup |", "|---|---|---|---|---|"]
-        for r in sorted(ref_rows, key=lambda r: (r["D"], r["T"])):
-            k = find(rows, method="BM_Attention", D=r["D"], T=r["T"], causal=1, threads=1)
-            if k:
-                lines.append(f"| {r['D']} | {r['T']} | {r['gflops']:.2f} | {k['gflops']:.1f} | {k['gflops'] / r['gflops']:.0f}× |")
-    made = plots(rows, peak, out_dir)
+              "(batch, head), so a rate is always the causal work divided by the measured time, and a ratio of "
+              "rates is a ratio of times. Every figure is the best of its repetitions (the machine is shared).", ""]
+    lines += [f"## Headline (T={headline_t(rows)}, D={HEADLINE_D}, B=1, H=8 unless said; targets are set at T=4096)", "",
+              "| what | measured | target | met |", "|---|---|---|---|"]
+    for what, measured, target, met in headline(rows, peak, bandwidth, memory, cores):
+        lines.append(f"| {what} | {measured} | {target} | {'' if met is None else ('yes' if met else 'no')} |")
+
+    methods = [m for m in LABELS if any(r["method"] == m for r in rows)]
+    for d in sorted({r["D"] for r in rows}):
+        lines += ["", f"## GFLOP/s over sequence length, D={d}", "",
+                  "| T | threads | " + " | ".join(LABELS[m] for m in methods) + " | % of peak (causal) |",
+                  "|---|---|" + "---|" * (len(methods) + 1)]
+        for threads in (1, 0):
+            for t in sorted({r["T"] for r in rows if r["D"] == d}):
+                cells = [f"{g:.1f}" if (g := rate(rows, m, t, d, threads)) else "" for m in methods]
+                if not any(cells):
+                    continue
+                ours = rate(rows, "ours", t, d, threads)
+                n = 1 if threads == 1 else cores
+                pct = f"{100 * ours / (peak * n):.0f}%" if ours and peak else ""
+                lines.append(f"| {t} | {threads_label(threads, cores)} | " + " | ".join(cells) + f" | {pct} |")
+    if memory:
+        lines += ["", "## Peak resident memory of one call", "",
+                  "| method | T | D | heads | peak RSS | above inputs and outputs |", "|---|---|---|---|---|---|"]
+        for m in sorted(memory, key=lambda m: (m["method"], m["T"])):
+            lines.append(f"| {m['method']} | {m['T']} | {m['D']} | {m['heads']} | {m['peak_rss_bytes'] / 2**20:.0f} MiB "
+                         f"| {(m['peak_rss_bytes'] - m['rss_before_call_bytes']) / 2**20:.1f} MiB |")
+    made = plots(rows, peak, memory, isa, cores, out_dir)
     if made:
         lines += ["", "## Plots", ""] + [f"![{m}]({m})" for m in made]
     open(os.path.join(out_dir, "report.md"), "w").write("\n".join(lines) + "\n")

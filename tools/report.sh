@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds Release, runs the benchmark sweep over sequence
-# lengths and writes reports/<date>-<host>/report.md (raw JSON beside it).
-# Usage: tools/report.sh [--quick]    --quick: a few sizes, under two minutes
+# The main job: installs what is missing, builds Release, runs the sweep over sequence lengths
+# (our kernel, the machine's limits, the baselines), measures peak memory per T and writes
+# reports/<date>-<host>/report.md with its plots (raw results beside it).
+# Usage: tools/report.sh [--quick] [--with-torch]
+#   --quick       a few sizes, under two minutes
+#   --with-torch  installs PyPI's torch in build-torch-venv/ (once) to measure PyTorch's
+#                 scaled_dot_product_attention too; without it PyTorch is measured only when
+#                 /usr/bin/python3 can already import torch
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 quick=0
+with_torch=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+    --with-torch) with_torch=1 ;;
+    *) echo "usage: $0 [--quick] [--with-torch]" >&2; exit 2 ;;
   esac
 done
 "$root/tools/install-deps.sh" --report
@@ -17,15 +24,19 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS
 cmake --build "$build" -j "$(nproc)" > /dev/null
 out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)"
 mkdir -p "$out"
+rm -f "$out/torch.json" "$out/memory.jsonl"
+
 filter='.*'
 min_time=0.3
+memory_lens=(128 256 512 1024 2048 4096 8192 16384)
 if [ $quick -eq 1 ]; then
-  filter='BM_PeakFma|BM_Attention/T:(256|1024)/|BM_Reference/T:256/'
+  filter='BM_PeakFma|BM_ReadBandwidth/threads:1/|BM_Attention/T:(256|1024)/|BM_TextbookBlas/T:(256|1024)/|BM_Reference/T:256/'
   min_time=0.05
+  memory_lens=(256 1024)
 fi
-total=$("$build/bench/causalattn_bench" --benchmark_list_tests --benchmark_filter="$filter" | wc -l)
-echo "running $total benchmark cases (raw JSON: $out/bench.json)"
 start=$(date +%s)
+total=$("$build/bench/causalattn_bench" --benchmark_list_tests --benchmark_filter="$filter" | wc -l)
+echo "1/3 benchmark sweep: $total cases (raw JSON: $out/bench.json)"
 # Progress: one line per finished case (its median over repetitions), with how many are left
 # and the time so far.
 stdbuf -oL "$build/bench/causalattn_bench" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
@@ -35,5 +46,37 @@ stdbuf -oL "$build/bench/causalattn_bench" --benchmark_filter="$filter" --benchm
       n++; "date +%s" | getline now; close("date +%s")
       printf("[%d/%d, %ds] %s\n", n, total, now - start, $0); fflush()
     }'
-/usr/bin/python3 "$root/tools/report.py" "$out/bench.json" "$out"
-echo "report: $out/report.md"
+
+# Peak memory: one process per (method, T), since a process's peak only grows.
+echo "2/3 peak memory, D=128, H=8, all threads: ${#memory_lens[@]} lengths × 2 methods"
+for t in "${memory_lens[@]}"; do
+  for method in causal textbook; do
+    "$build/bench/causalattn_peak_memory" "$method" "$t" 128 8 "$(nproc)" >> "$out/memory.jsonl"
+  done
+  echo "[$(($(date +%s) - start))s] memory T=$t done"
+done
+
+python=""
+if [ $with_torch -eq 1 ]; then
+  venv="$root/build-torch-venv"
+  if ! "$venv/bin/python" -c "import torch" 2> /dev/null; then
+    "$root/tools/install-deps.sh" --torch
+    echo "installing PyPI's torch into $venv (once; several GB)"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q torch
+  fi
+  python="$venv/bin/python"
+elif /usr/bin/python3 -c "import torch" 2> /dev/null; then
+  python=/usr/bin/python3
+fi
+if [ -n "$python" ]; then
+  echo "3/3 PyTorch baselines ($python)"
+  quick_arg=()
+  [ $quick -eq 1 ] && quick_arg=(--quick)
+  "$python" "$root/tools/torch_bench.py" "$out/torch.json" "${quick_arg[@]}"
+else
+  echo "3/3 PyTorch baselines: skipped (no importable torch; --with-torch installs one)"
+fi
+
+/usr/bin/python3 "$root/tools/report.py" "$out"
+echo "report: $out/report.md ($(($(date +%s) - start))s)"
