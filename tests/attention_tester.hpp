@@ -97,6 +97,65 @@ struct Problem {
   }
 };
 
+// |out - ref| <= 2^-16 · max|v| · max(1, S/16), S the largest |scaled score| (about 256 ulp at
+// magnitude 1). fp32 scores carry an absolute error proportional to their size: a dot product of
+// D <= 256 terms is off by ~sqrt(D)·u·|score| (u = 2^-24) typically and several times that at
+// the tails, and an output moves by about that error times |v|. With N(0, 1) inputs and scale
+// 1/sqrt(D), S stays under 16; exp2 adds <= 2 ulp and the running sums over Tk <= 1031 keys add
+// ~sqrt(Tk)·u. Measured worst cases are ~1e-6 (about 2^-20): the bound keeps a 4-16× margin yet
+// sits far below real defects (a key dropped or masked wrongly among a thousand moves outputs by
+// ~1e-3). LSE: |lse - ref| <= 2^-16 · max(1, S/16) · (1 + |ref|).
+struct Tolerance {
+  double out;        // absolute, on outputs
+  double lse_factor; // relative to 1 + |lse|
+};
+
+inline Tolerance default_tolerance(const Problem& p, const reference::Result& ref) {
+  float v_max = 0.0f;
+  for (float x : p.v)
+    if (std::isfinite(x)) v_max = std::fmax(v_max, std::fabs(x));
+  const double score_factor = std::fmax(1.0, ref.max_abs_score / 16.0);
+  return {std::ldexp(1.0, -16) * v_max * score_factor, std::ldexp(1.0, -16) * score_factor};
+}
+
+// One element against the reference: NaN where the reference is NaN, the same infinity where it
+// is infinite, within `tolerance` where it is finite.
+inline bool matches(double got, double expected, double tolerance) {
+  if (std::isnan(expected)) return std::isnan(got);
+  if (std::isinf(expected)) return got == expected;
+  return std::fabs(got - expected) <= tolerance;
+}
+
+// p's output (and LSE) against the double reference on the same inputs.
+inline void expect_matches_reference(const Problem& p, bool causal, float scale, bool with_lse,
+                                     const Tolerance* tolerance = nullptr) {
+  const reference::Result ref = reference::attention(p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
+                                                     p.v.data(), p.v_layout, causal, scale);
+  const Tolerance tol = tolerance != nullptr ? *tolerance : default_tolerance(p, ref);
+  double worst = 0.0;
+  const causalattn_shape& s = p.shape;
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t h = 0; h < s.q_heads; ++h)
+      for (int64_t i = 0; i < s.q_len; ++i)
+        for (int64_t d = 0; d < s.head_dim; ++d) {
+          const double expected = ref.out[((b * s.q_heads + h) * s.q_len + i) * s.head_dim + d];
+          const double got = p.out_at(b, h, i, d);
+          if (!matches(got, expected, tol.out)) {
+            FAIL() << "out[" << b << "][" << h << "][" << i << "][" << d << "] = " << got << ", reference "
+                   << expected << ", tolerance " << tol.out;
+          }
+          if (std::isfinite(expected)) worst = std::fmax(worst, std::fabs(got - expected));
+        }
+  if (with_lse) {
+    for (size_t i = 0; i < ref.lse.size(); ++i) {
+      if (!matches(p.lse[i], ref.lse[i], tol.lse_factor * (1.0 + std::fabs(ref.lse[i])))) {
+        FAIL() << "lse[" << i << "] = " << p.lse[i] << ", reference " << ref.lse[i];
+      }
+    }
+  }
+  ::testing::Test::RecordProperty("max_abs_error", std::to_string(worst));
+}
+
 class AttnTester {
  public:
   AttnTester& batch(int64_t n) { shape_.batch = n; return *this; }
@@ -111,50 +170,14 @@ class AttnTester {
   AttnTester& lse(bool with) { with_lse_ = with; return *this; }
   AttnTester& threads(int n) { threads_ = n; return *this; }
 
-  // Runs the library and compares every output (and LSE) element with the reference.
-  //
-  // Tolerance: |out - ref| <= 2^-16 · max|v| · max(1, S/16), S the largest |scaled score|
-  // (about 256 ulp at magnitude 1). fp32 scores carry an absolute error proportional to their
-  // size: a dot product of D <= 256 terms is off by ~sqrt(D)·u·|score| (u = 2^-24) typically and
-  // several times that at the tails, and an output moves by about that error times |v|. With
-  // N(0, 1) inputs and scale 1/sqrt(D), S stays under 16; exp2 adds <= 2 ulp and the running sums
-  // over Tk <= 1031 keys add ~sqrt(Tk)·u. Measured worst cases are ~1e-6 (about 2^-20): the bound
-  // keeps a 4-16× margin yet sits far below real defects (a key dropped or masked wrongly among a
-  // thousand moves outputs by ~1e-3). LSE: |lse - ref| <= 2^-16 · max(1, S/16) · (1 + |ref|).
+  // Runs the library and compares every output (and LSE) with the reference, within
+  // default_tolerance.
   void Test() const {
     SCOPED_TRACE(describe());
     Problem p(shape_, layout_, seed());
     const int status = p.run(causal_ ? 0u : CAUSALATTN_NON_CAUSAL, scale_, threads_, with_lse_);
     ASSERT_EQ(status, CAUSALATTN_OK) << causalattn_last_error();
-    const reference::Result ref = reference::attention(shape_, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
-                                                       p.v.data(), p.v_layout, causal_, scale_);
-    float v_max = 0.0f;
-    for (float x : p.v) v_max = std::fmax(v_max, std::fabs(x));
-    const double score_factor = std::fmax(1.0, ref.max_abs_score / 16.0);
-    const double tolerance = std::ldexp(1.0, -16) * v_max * score_factor;
-    double worst = 0.0;
-    const causalattn_shape& s = shape_;
-    for (int64_t b = 0; b < s.batch; ++b)
-      for (int64_t h = 0; h < s.q_heads; ++h)
-        for (int64_t i = 0; i < s.q_len; ++i)
-          for (int64_t d = 0; d < s.head_dim; ++d) {
-            const double expected = ref.out[((b * s.q_heads + h) * s.q_len + i) * s.head_dim + d];
-            const double error = std::fabs(p.out_at(b, h, i, d) - expected);
-            worst = std::fmax(worst, error);
-            if (!(error <= tolerance)) {
-              FAIL() << "out[" << b << "][" << h << "][" << i << "][" << d << "] = " << p.out_at(b, h, i, d)
-                     << ", reference " << expected << ", error " << error << " > " << tolerance;
-            }
-          }
-    if (with_lse_) {
-      for (size_t i = 0; i < ref.lse.size(); ++i) {
-        const double error = std::fabs(p.lse[i] - ref.lse[i]);
-        if (!(error <= std::ldexp(1.0, -16) * score_factor * (1.0 + std::fabs(ref.lse[i])))) {
-          FAIL() << "lse[" << i << "] = " << p.lse[i] << ", reference " << ref.lse[i];
-        }
-      }
-    }
-    ::testing::Test::RecordProperty("max_abs_error", std::to_string(worst));
+    expect_matches_reference(p, causal_, scale_, with_lse_);
   }
 
  private:

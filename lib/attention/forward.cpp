@@ -56,7 +56,7 @@ struct Call {
   causalattn_layout out_layout;
   float* lse;
   bool causal;
-  float score_scale;
+  float scale;
 };
 
 // How row blocks become tasks: groups of consecutive row blocks of one (batch, query head), and
@@ -103,7 +103,7 @@ void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposit
   common.causal_offset = s.kv_len - s.q_len;
   common.causal = p.causal;
   common.head_dim = s.head_dim;
-  common.score_scale = p.score_scale;
+  common.scale = p.scale;
 
   const int64_t group_ids[2] = {pair, dec.groups - 1 - pair};
   for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
@@ -160,9 +160,8 @@ int causalattn_forward_f32(const causalattn_shape* shape, const float* q, causal
       return report(problem.status, std::move(problem.message));
     }
     const float scale = opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape->head_dim));
-    constexpr float kLog2e = 1.44269504088896341f;
     const Call call{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
-                          (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale * kLog2e};
+                          (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale};
     run(call, opts.num_threads);
     return CAUSALATTN_OK;
   } catch (const std::bad_alloc&) {

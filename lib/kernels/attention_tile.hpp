@@ -162,10 +162,10 @@ inline void output_dims(const float* pt, int64_t n, const float* vrow, int64_t v
 template <class Arch>
 struct BlockState {
   static constexpr int R = Blocking<Arch>::kRows;
-  float* qt;          // [D][R] queries, scaled by scale·log2(e)
+  float* qt;          // [D][R] queries, multiplied by the scale
   float* ot;          // [D][R] unnormalized output
   float* st;          // [kTileKeys][R] scores, then probabilities
-  float* m;           // [R] running max (log2 domain)
+  float* m;           // [R] running max of the scores
   float* l;           // [R] running sum
   float* lane_index;  // [R] 0, 1, 2, ... as floats, for the diagonal mask
 
@@ -181,7 +181,7 @@ int64_t block_kv_end(const RowBlockArgs& a) {
   return a.causal ? a.q_begin + a.q_count + a.causal_offset : a.kv_len;
 }
 
-// Packs Q transposed, scaled into the log2 domain (lanes past q_count stay zero), and clears
+// Packs Q transposed and multiplied by the scale (lanes past q_count stay zero), and clears
 // the running state.
 template <class Arch>
 void begin_block(const RowBlockArgs& a) {
@@ -192,13 +192,13 @@ void begin_block(const RowBlockArgs& a) {
   const int64_t D = a.head_dim;
   const float* q = a.q;
   const int64_t q_stride = a.q_stride, q_count = a.q_count;
-  const float score_scale = a.score_scale;
+  const float scale = a.scale;
   for (int64_t d = 0; d < D * R; d += W) {
     V(0.0f).store_aligned(b.qt + d);
     V(0.0f).store_aligned(b.ot + d);
   }
   for (int64_t i = 0; i < q_count; ++i) {
-    for (int64_t d = 0; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * score_scale;
+    for (int64_t d = 0; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * scale;
   }
   for (int i = 0; i < R; ++i) {
     b.m[i] = -__builtin_inff();
@@ -218,6 +218,9 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
   constexpr int W = B::kLanes;
   constexpr int R = B::kRows;
   constexpr float kNegInf = -__builtin_inff();
+  // Scores stay in natural units and exp(x) is taken as exp2(x·log2(e)) of x = s - max <= 0:
+  // scores up to FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
+  const V log2e(1.44269504088896341f);
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   const int64_t kv_end = block_kv_end<Arch>(a);
@@ -250,11 +253,11 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
       const V m_ref = xsimd::select(m_new == V(kNegInf), V(0.0f), m_new);
       V sum(0.0f);
       for (int64_t j = 0; j < n; ++j) {
-        const V p = exp2_nonpositive<Arch>(V::load_aligned(s + j * R) - m_ref);
+        const V p = exp2_nonpositive<Arch>((V::load_aligned(s + j * R) - m_ref) * log2e);
         p.store_aligned(s + j * R);
         sum += p;
       }
-      alpha[qv] = exp2_nonpositive<Arch>(m_old - m_ref);
+      alpha[qv] = exp2_nonpositive<Arch>((m_old - m_ref) * log2e);
       fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum).store_aligned(b.l + qv * W);
       m_new.store_aligned(b.m + qv * W);
     }
@@ -276,7 +279,6 @@ void finish_block(const RowBlockArgs& a) {
   using I = xsimd::batch<int32_t, Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
-  constexpr float kLn2 = 0.693147180559945309f;
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   alignas(64) int32_t lane_offsets[W];
@@ -290,7 +292,7 @@ void finish_block(const RowBlockArgs& a) {
       (V::gather(b.ot + d * R + i, offsets) * V(inv_l)).store_unaligned(o + d);
     }
     for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l;
-    if (a.lse != nullptr) a.lse[i] = (b.m[i] + __builtin_log2f(b.l[i])) * kLn2;
+    if (a.lse != nullptr) a.lse[i] = b.m[i] + __builtin_logf(b.l[i]);
   }
 }
 

@@ -25,7 +25,7 @@ struct RowBlockArgs {
   int64_t causal_offset;  // kv_len - q_len: query i sees key j iff j <= i + causal_offset
   bool causal;
   int64_t head_dim;
-  float score_scale;      // scale · log2(e): scores live in the log2 domain
+  float scale;            // multiplies q·k
   float* workspace;       // 64-byte aligned, KernelInfo::workspace_floats(head_dim) floats
 };
 

@@ -39,14 +39,21 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
         double* row = &scores[i * S];
         double max = neg_inf;
         for (int64_t j = 0; j < S; ++j) max = std::fmax(max, row[j]);
+        double* o = &r.out[((b * s.q_heads + h) * T + i) * D];
+        double& lse = r.lse[(b * s.q_heads + h) * T + i];
+        if (max == neg_inf) {  // no key with a score above -inf: the softmax is 0/0
+          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<double>::quiet_NaN();
+          lse = neg_inf;
+          continue;
+        }
         double sum = 0.0;
         for (int64_t j = 0; j < S; ++j) sum += std::exp(row[j] - max);
-        double* o = &r.out[((b * s.q_heads + h) * T + i) * D];
         for (int64_t j = 0; j < S; ++j) {
+          if (mask[i * S + j]) continue;  // a masked key contributes nothing, even a NaN value
           const double p = std::exp(row[j] - max) / sum;
           for (int64_t d = 0; d < D; ++d) o[d] += p * double(vh[j * vl.token + d]);
         }
-        r.lse[(b * s.q_heads + h) * T + i] = max + std::log(sum);
+        lse = max + std::log(sum);
       }
     }
   }
