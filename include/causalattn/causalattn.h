@@ -2,6 +2,7 @@
 #ifndef CAUSALATTN_CAUSALATTN_H
 #define CAUSALATTN_CAUSALATTN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__GNUC__)
@@ -64,6 +65,30 @@ CAUSALATTN_API int causalattn_forward_f32(const causalattn_shape* shape,
                                           const float* v, causalattn_layout v_layout,
                                           float* out, causalattn_layout out_layout,
                                           const causalattn_options* options /* NULL: defaults */);
+
+/* Caller-owned workspace, for engines whose hot path must not allocate.
+ * causalattn_forward_f32 keeps its kernel workspace per thread: a bounded buffer
+ * (8 · (2·head_dim + 99) · 32 floats with AVX-512, about 360 KiB at head_dim 128) allocated at a
+ * thread's first call, grown only for a larger head_dim, freed when the thread exits.
+ * causalattn_forward_f32_with_workspace takes it from the caller instead and allocates nothing.
+ *
+ * causalattn_workspace_size stores in *bytes what a call with this shape and options needs, for
+ * the ISA in use: it depends on head_dim and the thread count (options->num_threads, or with 0
+ * the calling TBB arena's concurrency: query from the arena you will call from). */
+CAUSALATTN_API int causalattn_workspace_size(const causalattn_shape* shape,
+                                             const causalattn_options* options /* NULL: defaults */,
+                                             size_t* bytes);
+
+/* causalattn_forward_f32 with a workspace of workspace_size bytes, any alignment, used by this
+ * call alone while it runs. A workspace smaller than causalattn_workspace_size's answer gives
+ * CAUSALATTN_ERROR_INVALID_OPTION. */
+CAUSALATTN_API int causalattn_forward_f32_with_workspace(const causalattn_shape* shape,
+                                                         const float* q, causalattn_layout q_layout,
+                                                         const float* k, causalattn_layout k_layout,
+                                                         const float* v, causalattn_layout v_layout,
+                                                         float* out, causalattn_layout out_layout,
+                                                         const causalattn_options* options,
+                                                         void* workspace, size_t workspace_size);
 
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);

@@ -2,10 +2,13 @@
 // oneTBB scheduling. The only threaded layer; the kernels below it are single-threaded.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 
 #include <tbb/blocked_range.h>
@@ -83,14 +86,43 @@ Decomposition decompose(const causalattn_shape& s, int rows, int threads) {
   return d;
 }
 
-void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposition& dec, int64_t task) {
+// Where a task's kernel workspace lives: one slot per thread that can run tasks of the call, in
+// the caller's buffer, or else in the thread's own thread_workspace.
+struct Workspace {
+  std::byte* base = nullptr;  // 64-byte aligned, slots × slot_bytes; nullptr: thread_workspace
+  std::size_t slot_bytes = 0;
+  int slots = 0;
+
+  float* slot(int index, std::size_t floats) const {
+    if (base == nullptr) return thread_workspace(floats);
+    if (index < 0 || index >= slots) throw std::logic_error("workspace slot out of range");
+    return reinterpret_cast<float*>(base + index * slot_bytes);
+  }
+};
+
+std::size_t slot_bytes(const kernels::KernelInfo& kernel, int64_t head_dim) {
+  return (kMaxGroup * kernel.workspace_floats(head_dim) * sizeof(float) + 63) / 64 * 64;
+}
+
+// The threads a call runs on: num_threads, or what the calling arena allows.
+int call_threads(int num_threads) {
+  return num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
+}
+
+// The bytes causalattn_forward_f32_with_workspace needs: a slot per thread, and room to align.
+std::size_t workspace_bytes(const kernels::KernelInfo& kernel, int64_t head_dim, int threads) {
+  return static_cast<std::size_t>(threads) * slot_bytes(kernel, head_dim) + 63;
+}
+
+void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposition& dec, const Workspace& ws,
+              int slot, int64_t task) {
   const causalattn_shape& s = p.shape;
   const int64_t pair = task % dec.pairs;
   const int64_t head = (task / dec.pairs) % s.q_heads;
   const int64_t batch = task / dec.pairs / s.q_heads;
   const int64_t kv_head = head / (s.q_heads / s.kv_heads);
   const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
-  float* workspace = thread_workspace(kMaxGroup * block_floats);
+  float* workspace = ws.slot(slot, kMaxGroup * block_floats);
 
   kernels::RowBlockArgs common{};
   common.q_stride = p.q_layout.token;
@@ -125,21 +157,80 @@ void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposit
   }
 }
 
-void run(const Call& p, int num_threads) {
+// The arena of num_threads > 0 threads, kept per calling thread so that repeated calls with the
+// same count do not create (and allocate) an arena each time.
+tbb::task_arena& arena_of(int num_threads) {
+  thread_local std::unique_ptr<tbb::task_arena> arena;
+  thread_local int arena_threads = 0;
+  if (arena == nullptr || arena_threads != num_threads) {
+    arena = std::make_unique<tbb::task_arena>(num_threads);
+    arena_threads = num_threads;
+  }
+  return *arena;
+}
+
+// user_workspace: nullptr, or workspace_bytes(kernel, head_dim, call_threads(num_threads)) bytes.
+void run(const Call& p, int num_threads, void* user_workspace) {
   const kernels::KernelInfo& kernel = dispatch::attention_kernel();
-  const int threads = num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
+  const int threads = call_threads(num_threads);
   const Decomposition dec = decompose(p.shape, kernel.rows, threads);
   const int64_t tasks = p.shape.batch * p.shape.q_heads * dec.pairs;
-  auto body = [&](const tbb::blocked_range<int64_t>& range) {
-    for (int64_t task = range.begin(); task != range.end(); ++task) run_task(kernel, p, dec, task);
-  };
+  Workspace ws;
+  if (user_workspace != nullptr) {
+    const auto address = reinterpret_cast<std::uintptr_t>(user_workspace);
+    ws.base = static_cast<std::byte*>(user_workspace) + ((64 - address % 64) % 64);
+    ws.slot_bytes = slot_bytes(kernel, p.shape.head_dim);
+    ws.slots = threads;
+  }
   if (threads == 1 || tasks == 1) {
-    body(tbb::blocked_range<int64_t>(0, tasks));
-  } else if (num_threads > 0) {
-    tbb::task_arena arena(num_threads);
-    arena.execute([&] { tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks), body); });
+    for (int64_t task = 0; task < tasks; ++task) run_task(kernel, p, dec, ws, 0, task);
+    return;
+  }
+  // Inside the arena a thread's index is below its concurrency: it names the thread's slot.
+  auto parallel = [&] {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks), [&](const tbb::blocked_range<int64_t>& range) {
+      const int slot = tbb::this_task_arena::current_thread_index();
+      for (int64_t task = range.begin(); task != range.end(); ++task) run_task(kernel, p, dec, ws, slot, task);
+    });
+  };
+  if (num_threads > 0) {
+    arena_of(num_threads).execute(parallel);
   } else {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks), body);
+    parallel();
+  }
+}
+
+// The C entry points' shared body: validation, then the kernel, with every exception caught.
+int forward(const causalattn_shape* shape, const float* q, causalattn_layout q_layout, const float* k,
+            causalattn_layout k_layout, const float* v, causalattn_layout v_layout, float* out,
+            causalattn_layout out_layout, const causalattn_options* options, void* workspace,
+            std::size_t workspace_size) {
+  try {
+    const causalattn_options opts = options != nullptr ? *options : causalattn_options{};
+    if (detail::Problem problem = detail::validate_forward(shape, q, q_layout, k, k_layout, v, v_layout,
+                                                           out, out_layout, opts)) {
+      return report(problem.status, std::move(problem.message));
+    }
+    if (workspace != nullptr) {
+      const std::size_t needed =
+          workspace_bytes(dispatch::attention_kernel(), shape->head_dim, call_threads(opts.num_threads));
+      if (workspace_size < needed) {
+        return report(CAUSALATTN_ERROR_INVALID_OPTION,
+                      "workspace of " + std::to_string(workspace_size) + " bytes is smaller than the " +
+                          std::to_string(needed) + " this call needs (causalattn_workspace_size)");
+      }
+    }
+    const float scale = opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape->head_dim));
+    const Call call{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
+                    (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale};
+    run(call, opts.num_threads, workspace);
+    return CAUSALATTN_OK;
+  } catch (const std::bad_alloc&) {
+    return report(CAUSALATTN_ERROR_INTERNAL, "out of memory");
+  } catch (const std::exception& e) {
+    return report(CAUSALATTN_ERROR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return report(CAUSALATTN_ERROR_INTERNAL, "internal error");
   }
 }
 
@@ -152,25 +243,32 @@ int causalattn_forward_f32(const causalattn_shape* shape, const float* q, causal
                            const float* k, causalattn_layout k_layout, const float* v,
                            causalattn_layout v_layout, float* out, causalattn_layout out_layout,
                            const causalattn_options* options) {
+  return causalattn::forward(shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, options, nullptr, 0);
+}
+
+int causalattn_forward_f32_with_workspace(const causalattn_shape* shape, const float* q,
+                                          causalattn_layout q_layout, const float* k, causalattn_layout k_layout,
+                                          const float* v, causalattn_layout v_layout, float* out,
+                                          causalattn_layout out_layout, const causalattn_options* options,
+                                          void* workspace, size_t workspace_size) {
+  if (workspace == nullptr) return causalattn::report(CAUSALATTN_ERROR_NULL_POINTER, "workspace is NULL");
+  return causalattn::forward(shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, options, workspace,
+                             workspace_size);
+}
+
+int causalattn_workspace_size(const causalattn_shape* shape, const causalattn_options* options, size_t* bytes) {
   using namespace causalattn;
-  try {
-    const causalattn_options opts = options != nullptr ? *options : causalattn_options{};
-    if (detail::Problem problem = detail::validate_forward(shape, q, q_layout, k, k_layout, v, v_layout,
-                                                           out, out_layout, opts)) {
-      return report(problem.status, std::move(problem.message));
-    }
-    const float scale = opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape->head_dim));
-    const Call call{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
-                          (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale};
-    run(call, opts.num_threads);
-    return CAUSALATTN_OK;
-  } catch (const std::bad_alloc&) {
-    return report(CAUSALATTN_ERROR_INTERNAL, "out of memory");
-  } catch (const std::exception& e) {
-    return report(CAUSALATTN_ERROR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return report(CAUSALATTN_ERROR_INTERNAL, "internal error");
+  if (shape == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "shape is NULL");
+  if (bytes == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "bytes is NULL");
+  const int64_t num_threads = options != nullptr ? options->num_threads : 0;
+  if (num_threads < 0) return report(CAUSALATTN_ERROR_INVALID_OPTION, "options->num_threads is negative");
+  if (shape->head_dim <= 0 || shape->head_dim > CAUSALATTN_MAX_HEAD_DIM) {
+    return report(CAUSALATTN_ERROR_INVALID_SHAPE,
+                  "head_dim " + std::to_string(shape->head_dim) + " is outside [1, " +
+                      std::to_string(CAUSALATTN_MAX_HEAD_DIM) + "]");
   }
+  *bytes = workspace_bytes(dispatch::attention_kernel(), shape->head_dim, call_threads(static_cast<int>(num_threads)));
+  return CAUSALATTN_OK;
 }
 
 const char* causalattn_last_error(void) { return causalattn::g_last_error.c_str(); }
