@@ -21,12 +21,15 @@
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
+}  // namespace
+
+#if CAUSALATTN_COUNTS_ALLOCATIONS
+namespace {
 void count() {
   if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
 }
 }  // namespace
 
-#if CAUSALATTN_COUNTS_ALLOCATIONS
 extern "C" {
 void* __libc_malloc(size_t);
 void* __libc_calloc(size_t, size_t);

@@ -1,14 +1,48 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds (Release, with tests), runs ctest.
-# Exits non-zero on any failure. Usage: tools/test.sh [extra ctest args]
+# Exits non-zero on any failure.
+# Usage: tools/test.sh [--sanitize] [extra ctest args]
+#   --sanitize  instead: the suite under AddressSanitizer + UndefinedBehaviorSanitizer (g++), then
+#               the threading tests under ThreadSanitizer (clang, see tools/sanitizers/)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/tools/install-deps.sh"
-build="$root/build-test"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=ON > /dev/null
-cmake --build "$build" -j "$(nproc)"
-# The benchmark binary must run too: one quick pass over a small case.
-"$build/bench/causalattn_bench" --benchmark_filter='BM_Attention/T:128/D:64/causal:1/threads:1' \
-  --benchmark_min_time=0.01 > /dev/null
-cd "$build"
-ctest --output-on-failure -j "$(nproc)" "$@"
+sanitize=0
+if [ "${1:-}" = "--sanitize" ]; then
+  sanitize=1
+  shift
+fi
+jobs=$(nproc)
+
+if [ $sanitize -eq 0 ]; then
+  "$root/tools/install-deps.sh"
+  build="$root/build-test"
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=ON > /dev/null
+  cmake --build "$build" -j "$jobs"
+  # The benchmark binary must run too: one quick pass over a small case.
+  "$build/bench/causalattn_bench" --benchmark_filter='BM_Attention/T:128/D:64/causal:1/threads:1' \
+    --benchmark_min_time=0.01 > /dev/null
+  cd "$build"
+  ctest --output-on-failure -j "$jobs" "$@"
+  exit 0
+fi
+
+"$root/tools/install-deps.sh" --sanitize
+# AddressSanitizer + UndefinedBehaviorSanitizer, any error fatal, leaks checked. Not run here:
+# the packaging tests (label build: they build other projects without the sanitizer flags) and
+# the T=65536 memory test (label large: the sanitizers' shadow memory is what it would measure).
+build="$root/build-asan"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_SANITIZE=address,undefined \
+  -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=OFF > /dev/null
+cmake --build "$build" -j "$jobs"
+(cd "$build" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j "$jobs" -LE 'build|large' "$@")
+
+# ThreadSanitizer over the tests labelled threads. clang, because its -fsanitize-ignorelist lets
+# TBB's header code stay uninstrumented like Debian's libtbb (tools/sanitizers/tsan-ignorelist.txt).
+build="$root/build-tsan"
+CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_SANITIZE=thread \
+  -DCMAKE_CXX_FLAGS="-fsanitize-ignorelist=$root/tools/sanitizers/tsan-ignorelist.txt" \
+  -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=OFF > /dev/null
+cmake --build "$build" -j "$jobs" --target test_concurrency test_properties
+(cd "$build" && TSAN_OPTIONS="halt_on_error=1 suppressions=$root/tools/sanitizers/tsan.supp" \
+  ctest --output-on-failure -j "$jobs" -L threads "$@")

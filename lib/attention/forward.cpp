@@ -15,6 +15,18 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
+// ThreadSanitizer is on: g++ says so with __SANITIZE_THREAD__, clang with __has_feature.
+#if defined(__SANITIZE_THREAD__)
+#define CAUSALATTN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CAUSALATTN_TSAN 1
+#endif
+#endif
+#if defined(CAUSALATTN_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
 #include "dispatch/kernels.hpp"
@@ -157,6 +169,24 @@ void run_task(const kernels::KernelInfo& kernel, const Call& p, const Decomposit
   }
 }
 
+// oneTBB forks tasks and joins them inside libtbb, which ThreadSanitizer cannot see when libtbb
+// is not instrumented (Debian's is not): these two edges tell it what the fork and the join
+// guarantee. Tasks of one call are not ordered with each other, so a race between them still shows.
+struct ForkJoinEdges {
+#if defined(CAUSALATTN_TSAN)
+  char fork = 0, join = 0;
+  void before_fork() { __tsan_release(&fork); }
+  void task_begins() { __tsan_acquire(&fork); }
+  void task_ends() { __tsan_release(&join); }
+  void after_join() { __tsan_acquire(&join); }
+#else
+  void before_fork() {}
+  void task_begins() {}
+  void task_ends() {}
+  void after_join() {}
+#endif
+};
+
 // The arena of num_threads > 0 threads, kept per calling thread so that repeated calls with the
 // same count do not create (and allocate) an arena each time.
 tbb::task_arena& arena_of(int num_threads) {
@@ -187,17 +217,22 @@ void run(const Call& p, int num_threads, void* user_workspace) {
     return;
   }
   // Inside the arena a thread's index is below its concurrency: it names the thread's slot.
+  ForkJoinEdges edges;
   auto parallel = [&] {
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks), [&](const tbb::blocked_range<int64_t>& range) {
+      edges.task_begins();
       const int slot = tbb::this_task_arena::current_thread_index();
       for (int64_t task = range.begin(); task != range.end(); ++task) run_task(kernel, p, dec, ws, slot, task);
+      edges.task_ends();
     });
   };
+  edges.before_fork();
   if (num_threads > 0) {
     arena_of(num_threads).execute(parallel);
   } else {
     parallel();
   }
+  edges.after_join();
 }
 
 // The C entry points' shared body: validation, then the kernel, with every exception caught.
