@@ -38,9 +38,18 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
       for (int64_t i = 0; i < T; ++i) {
         double* row = &scores[i * S];
         double max = neg_inf;
-        for (int64_t j = 0; j < S; ++j) max = std::fmax(max, row[j]);
+        bool has_nan = false;
+        for (int64_t j = 0; j < S; ++j) {
+          has_nan |= std::isnan(row[j]);
+          max = std::fmax(max, row[j]);
+        }
         double* o = &r.out[((b * s.q_heads + h) * T + i) * D];
         double& lse = r.lse[(b * s.q_heads + h) * T + i];
+        if (has_nan) {  // a NaN score makes the whole softmax NaN
+          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<double>::quiet_NaN();
+          lse = std::numeric_limits<double>::quiet_NaN();
+          continue;
+        }
         if (max == neg_inf) {  // no key with a score above -inf: the softmax is 0/0
           for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<double>::quiet_NaN();
           lse = neg_inf;
