@@ -63,7 +63,7 @@ if [ $with_torch -eq 1 ]; then
     "$root/tools/install-deps.sh" --torch
     echo "installing PyPI's torch into $venv (once; several GB)"
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install -q torch
+    "$venv/bin/pip" install -q torch numpy
   fi
   python="$venv/bin/python"
 elif /usr/bin/python3 -c "import torch" 2> /dev/null; then

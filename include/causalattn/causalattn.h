@@ -90,6 +90,25 @@ CAUSALATTN_API int causalattn_forward_f32_with_workspace(const causalattn_shape*
                                                          const causalattn_options* options,
                                                          void* workspace, size_t workspace_size);
 
+/* One partial result for causalattn_merge_f32: the output and LSE of a call over one part of
+ * the keys, as causalattn_forward_f32 writes them. A part that saw no key of a row (an empty or
+ * fully masked part) has LSE -inf there; its output row is then ignored. */
+typedef struct causalattn_partial_f32 {
+  const float* out;              /* [batch][q_heads][q_len][head_dim] through out_layout */
+  causalattn_layout out_layout;
+  const float* lse;              /* [batch][q_heads][q_len] contiguous */
+} causalattn_partial_f32;
+
+/* Merges `count` partial results over disjoint key ranges of the same queries into the result
+ * over their union: out = Σ_p exp(lse_p - lse) · out_p, lse = log Σ_p exp(lse_p). This is split-KV
+ * (flash-decoding) across threads, sockets or machines. shape gives batch, q_heads, q_len and
+ * head_dim (kv_heads and kv_len are not used). lse may be NULL. A row no part saw gets NaN and
+ * LSE -inf, as from a call in which it saw no key. Parts are read in order, so the bits depend
+ * on their order, not on threads. */
+CAUSALATTN_API int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts,
+                                        int32_t count, float* out, causalattn_layout out_layout,
+                                        float* lse /* NULL, or [batch][q_heads][q_len] */);
+
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 

@@ -27,6 +27,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+#include "attention/errors.hpp"
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
 #include "dispatch/kernels.hpp"
@@ -34,12 +35,7 @@
 namespace causalattn {
 namespace {
 
-thread_local std::string g_last_error;
-
-int report(causalattn_status status, std::string message) {
-  g_last_error = std::move(message);
-  return status;
-}
+using detail::report;
 
 // Per-thread kernel workspace, kept for the thread's lifetime and grown only when a larger
 // head_dim arrives: fresh pages cost ~11 µs each to fault in here, so reuse beats reallocation.
@@ -235,12 +231,12 @@ void run(const Call& p, int num_threads, void* user_workspace) {
   edges.after_join();
 }
 
-// The C entry points' shared body: validation, then the kernel, with every exception caught.
+// The C entry points' shared body: validation, then the kernel.
 int forward(const causalattn_shape* shape, const float* q, causalattn_layout q_layout, const float* k,
             causalattn_layout k_layout, const float* v, causalattn_layout v_layout, float* out,
             causalattn_layout out_layout, const causalattn_options* options, void* workspace,
             std::size_t workspace_size) {
-  try {
+  return detail::guarded([&] {
     const causalattn_options opts = options != nullptr ? *options : causalattn_options{};
     if (detail::Problem problem = detail::validate_forward(shape, q, q_layout, k, k_layout, v, v_layout,
                                                            out, out_layout, opts)) {
@@ -259,14 +255,8 @@ int forward(const causalattn_shape* shape, const float* q, causalattn_layout q_l
     const Call call{*shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, opts.lse,
                     (opts.flags & CAUSALATTN_NON_CAUSAL) == 0, scale};
     run(call, opts.num_threads, workspace);
-    return CAUSALATTN_OK;
-  } catch (const std::bad_alloc&) {
-    return report(CAUSALATTN_ERROR_INTERNAL, "out of memory");
-  } catch (const std::exception& e) {
-    return report(CAUSALATTN_ERROR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return report(CAUSALATTN_ERROR_INTERNAL, "internal error");
-  }
+    return static_cast<int>(CAUSALATTN_OK);
+  });
 }
 
 }  // namespace
@@ -286,7 +276,7 @@ int causalattn_forward_f32_with_workspace(const causalattn_shape* shape, const f
                                           const float* v, causalattn_layout v_layout, float* out,
                                           causalattn_layout out_layout, const causalattn_options* options,
                                           void* workspace, size_t workspace_size) {
-  if (workspace == nullptr) return causalattn::report(CAUSALATTN_ERROR_NULL_POINTER, "workspace is NULL");
+  if (workspace == nullptr) return causalattn::detail::report(CAUSALATTN_ERROR_NULL_POINTER, "workspace is NULL");
   return causalattn::forward(shape, q, q_layout, k, k_layout, v, v_layout, out, out_layout, options, workspace,
                              workspace_size);
 }
@@ -305,8 +295,6 @@ int causalattn_workspace_size(const causalattn_shape* shape, const causalattn_op
   *bytes = workspace_bytes(dispatch::attention_kernel(), shape->head_dim, call_threads(static_cast<int>(num_threads)));
   return CAUSALATTN_OK;
 }
-
-const char* causalattn_last_error(void) { return causalattn::g_last_error.c_str(); }
 
 const char* causalattn_isa(void) { return causalattn::dispatch::attention_kernel().isa; }
 

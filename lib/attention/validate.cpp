@@ -157,4 +157,49 @@ Problem validate_forward(const causalattn_shape* shape, const float* q, causalat
   return {};
 }
 
+Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
+                       const float* out, causalattn_layout out_layout, const float* lse) {
+  if (shape == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "shape is NULL");
+  if (parts == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "parts is NULL");
+  if (out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "out is NULL");
+  if (count <= 0) return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "count must be positive, got " + std::to_string(count));
+  const causalattn_shape& s = *shape;
+  const std::array<std::pair<const char*, int64_t>, 4> sizes = {{{"batch", s.batch}, {"q_heads", s.q_heads},
+      {"q_len", s.q_len}, {"head_dim", s.head_dim}}};
+  for (const auto& [name, size] : sizes) {
+    if (size <= 0) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                  std::string("shape.") + name + " must be positive, got " + std::to_string(size));
+    }
+  }
+  int64_t rows = 0;
+  if (__builtin_mul_overflow(s.batch, s.q_heads, &rows) || __builtin_mul_overflow(rows, s.q_len, &rows) ||
+      rows > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "the row count batch · q_heads · q_len overflows int64");
+  }
+  int64_t out_span = 0;
+  if (Problem p = check_layout("out", s.batch, s.q_heads, s.q_len, s.head_dim, out_layout, &out_span)) return p;
+  if (!rows_disjoint(s.batch, s.q_heads, s.q_len, s.head_dim, out_layout)) {
+    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, "out_layout: output rows overlap");
+  }
+  const Range out_range = range_of(out, out_span);
+  const Range lse_range = lse != nullptr ? range_of(lse, rows) : Range{nullptr, nullptr};
+  if (lse != nullptr && overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps out");
+  for (int32_t p = 0; p < count; ++p) {
+    const std::string name = "parts[" + std::to_string(p) + "]";
+    if (parts[p].out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".out is NULL");
+    if (parts[p].lse == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".lse is NULL");
+    int64_t span = 0;
+    if (Problem problem = check_layout((name + ".out").c_str(), s.batch, s.q_heads, s.q_len, s.head_dim,
+                                       parts[p].out_layout, &span)) {
+      return problem;
+    }
+    for (const Range part : {range_of(parts[p].out, span), range_of(parts[p].lse, rows)}) {
+      if (overlap(part, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "out overlaps " + name);
+      if (lse != nullptr && overlap(part, lse_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps " + name);
+    }
+  }
+  return {};
+}
+
 }  // namespace causalattn::detail

@@ -21,4 +21,8 @@ Problem validate_forward(const causalattn_shape* shape, const float* q, causalat
                          causalattn_layout v_layout, const float* out,
                          causalattn_layout out_layout, const causalattn_options& options);
 
+// Checks every argument of causalattn_merge_f32 before anything is written.
+Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
+                       const float* out, causalattn_layout out_layout, const float* lse);
+
 }  // namespace causalattn::detail
