@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <vector>
 
 #include "causalattn/causalattn.hpp"
@@ -48,6 +49,44 @@ TEST(CppApi, ErrorsAreExceptionsWithStatusAndMessage) {
   causalattn::Options non_causal;
   non_causal.causal = false;
   EXPECT_NO_THROW(causalattn::forward(qv, short_kv, short_kv, causalattn::Tensor::bhtd(out.data(), 1, 1, 4, 16), non_causal));
+}
+
+// A caller's workspace gives the same bits; two halves of the keys merge into the whole.
+TEST(CppApi, WorkspaceAndMerge) {
+  const int64_t T = 50, H = 2, D = 16;
+  std::vector<float> q(H * T * D), k(H * T * D), v(H * T * D), whole(H * T * D), lse(H * T);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.3f * i), k[i] = std::cos(0.2f * i), v[i] = std::sin(0.1f * i);
+  const auto qv = causalattn::ConstTensor::bhtd(q.data(), 1, H, T, D);
+  const auto kv = causalattn::ConstTensor::bhtd(k.data(), 1, H, T, D);
+  const auto vv = causalattn::ConstTensor::bhtd(v.data(), 1, H, T, D);
+  causalattn::Options options;
+  options.causal = false;
+  options.lse = lse.data();
+  causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(whole.data(), 1, H, T, D), options);
+
+  std::vector<std::byte> workspace(causalattn::workspace_size(D, options));
+  std::vector<float> with_workspace(whole.size());
+  causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(with_workspace.data(), 1, H, T, D), options,
+                      workspace.data(), workspace.size());
+  EXPECT_EQ(with_workspace, whole);
+
+  // Keys [0, 20) and [20, 50): views into the same K and V with fewer tokens.
+  std::vector<float> first(whole.size()), second(whole.size()), lse1(H * T), lse2(H * T), merged(whole.size());
+  auto keys = [&](const std::vector<float>& t, int64_t begin, int64_t n) {
+    auto view = causalattn::ConstTensor::bhtd(t.data() + begin * D, 1, H, n, D);
+    view.strides = kv.strides;  // the full tensor's head stride
+    return view;
+  };
+  options.lse = lse1.data();
+  causalattn::forward(qv, keys(k, 0, 20), keys(v, 0, 20), causalattn::Tensor::bhtd(first.data(), 1, H, T, D), options);
+  options.lse = lse2.data();
+  causalattn::forward(qv, keys(k, 20, 30), keys(v, 20, 30), causalattn::Tensor::bhtd(second.data(), 1, H, T, D), options);
+  const std::vector<causalattn::Partial> parts = {{causalattn::ConstTensor::bhtd(first.data(), 1, H, T, D), lse1.data()},
+                                       {causalattn::ConstTensor::bhtd(second.data(), 1, H, T, D), lse2.data()}};
+  causalattn::merge(parts, causalattn::Tensor::bhtd(merged.data(), 1, H, T, D));
+  // Both are fp32 runs over |v| <= 1: they differ by a few ulp of 1 at most.
+  for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(merged[i], whole[i], 1e-5) << i;
+  EXPECT_THROW(causalattn::merge({}, causalattn::Tensor::bhtd(merged.data(), 1, H, T, D)), causalattn::Error);
 }
 
 TEST(CppApi, ReportsTheIsaAndVersion) {

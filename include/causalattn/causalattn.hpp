@@ -1,9 +1,12 @@
 // causalattn C++ API: tensor views with shapes and strides over the C ABI, errors as exceptions.
+// C++17.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "causalattn/causalattn.h"
 
@@ -47,10 +50,16 @@ struct Options {
   float* lse = nullptr;    // nullptr, or [batch][q_heads][q_len] contiguous
 };
 
-// out = softmax(scale · q · kᵀ + causal mask) · v, per (batch, head); see causalattn.h.
-// q: [B, Hq, Tq, D]; k, v: [B, Hkv, Tk, D]; out: [B, Hq, Tq, D]. Throws causalattn::Error on
-// bad input (out untouched).
-inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
+namespace detail {
+
+// A C call's shape and options from views, after the checks only views can make.
+struct CCall {
+  causalattn_shape shape;
+  causalattn_options options;
+};
+
+inline CCall c_call(const ConstTensor& q, const ConstTensor& k, const ConstTensor& v, const Tensor& out,
+                    const Options& options) {
   auto same = [](const auto& a, const auto& b) {
     return a.batch == b.batch && a.heads == b.heads && a.tokens == b.tokens && a.head_dim == b.head_dim;
   };
@@ -59,15 +68,71 @@ inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, con
   if (q.batch != k.batch || q.head_dim != k.head_dim) {
     throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "q and k must have the same batch and head_dim");
   }
-  const causalattn_shape shape{q.batch, q.heads, k.heads, q.tokens, k.tokens, q.head_dim};
-  causalattn_options opts{};
-  opts.flags = options.causal ? 0u : CAUSALATTN_NON_CAUSAL;
-  opts.scale = options.scale;
-  opts.num_threads = options.num_threads;
-  opts.lse = options.lse;
-  const int status = causalattn_forward_f32(&shape, q.data, q.strides, k.data, k.strides, v.data, v.strides,
-                                            out.data, out.strides, &opts);
+  CCall call{{q.batch, q.heads, k.heads, q.tokens, k.tokens, q.head_dim}, {}};
+  call.options.flags = options.causal ? 0u : CAUSALATTN_NON_CAUSAL;
+  call.options.scale = options.scale;
+  call.options.num_threads = options.num_threads;
+  call.options.lse = options.lse;
+  return call;
+}
+
+inline void check(int status) {
   if (status != CAUSALATTN_OK) throw Error(status, causalattn_last_error());
+}
+
+}  // namespace detail
+
+// out = softmax(scale · q · kᵀ + causal mask) · v, per (batch, head); see causalattn.h.
+// q: [B, Hq, Tq, D]; k, v: [B, Hkv, Tk, D]; out: [B, Hq, Tq, D]. Throws causalattn::Error on
+// bad input (out untouched).
+inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
+  const detail::CCall c = detail::c_call(q, k, v, out, options);
+  detail::check(causalattn_forward_f32(&c.shape, q.data, q.strides, k.data, k.strides, v.data, v.strides, out.data,
+                                       out.strides, &c.options));
+}
+
+// The bytes of workspace forward(..., workspace) needs for this head_dim and these options (and,
+// with num_threads = 0, the calling TBB arena).
+inline std::size_t workspace_size(int64_t head_dim, const Options& options = {}) {
+  causalattn_shape shape{1, 1, 1, 1, 1, head_dim};
+  causalattn_options c_options{};
+  c_options.num_threads = options.num_threads;
+  std::size_t bytes = 0;
+  detail::check(causalattn_workspace_size(&shape, &c_options, &bytes));
+  return bytes;
+}
+
+// forward with a caller-owned workspace of at least workspace_size() bytes: allocates nothing.
+inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options,
+                    void* workspace, std::size_t workspace_bytes) {
+  const detail::CCall c = detail::c_call(q, k, v, out, options);
+  detail::check(causalattn_forward_f32_with_workspace(&c.shape, q.data, q.strides, k.data, k.strides, v.data,
+                                                      v.strides, out.data, out.strides, &c.options,
+                                                      workspace, workspace_bytes));
+}
+
+// One partial result for merge: a forward output over part of the keys, and its LSE
+// ([batch][heads][tokens] contiguous).
+struct Partial {
+  ConstTensor out;
+  const float* lse = nullptr;
+};
+
+// Merges partial results over disjoint key ranges of the same queries (see causalattn_merge_f32).
+inline void merge(const std::vector<Partial>& parts, Tensor out, float* lse = nullptr) {
+  std::vector<causalattn_partial_f32> c_parts;
+  c_parts.reserve(parts.size());
+  for (const Partial& p : parts) {
+    if (p.out.batch != out.batch || p.out.heads != out.heads || p.out.tokens != out.tokens ||
+        p.out.head_dim != out.head_dim) {
+      throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "every part must have the shape of out");
+    }
+    c_parts.push_back({p.out.data, p.out.strides, p.lse});
+  }
+  if (c_parts.size() > static_cast<std::size_t>(INT32_MAX)) throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "too many parts");
+  const causalattn_shape shape{out.batch, out.heads, out.heads, out.tokens, out.tokens, out.head_dim};
+  detail::check(causalattn_merge_f32(&shape, c_parts.data(), static_cast<int32_t>(c_parts.size()), out.data,
+                                     out.strides, lse));
 }
 
 // The ISA the kernels run on: "avx512", "avx2" or "sse2".
