@@ -4,7 +4,8 @@
 #   --report    adds what tools/report.sh needs; --torch what its --with-torch needs;
 #   --sanitize  what tools/test.sh --sanitize and tools/fuzz.sh need
 set -euo pipefail
-packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev)
+packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev
+  nlohmann-json3-dev)
 case "${1:-}" in
   # OpenBLAS for the textbook baseline (bench only), matplotlib for the plots.
   --report) packages+=(libopenblas-dev python3-matplotlib) ;;

@@ -1,0 +1,36 @@
+// Reading and writing PyTorch state dicts in the safetensors format: an 8-byte little-endian
+// header length, a JSON header {name: {dtype, shape, data_offsets}} and the raw tensor bytes.
+// Tensors come back as fp32 whatever their stored dtype (F32, BF16, F16); they are written as F32.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "causalattn/causalattn.hpp"
+
+namespace causalattn {
+
+struct HostTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;  // row-major, as many elements as the shape's product
+};
+
+using StateDict = std::map<std::string, HostTensor>;
+
+// Parses a whole safetensors file held in memory. A malformed file (truncated, bad header,
+// offsets out of range or overlapping, unknown dtype, sizes that disagree) throws
+// causalattn::Error with CAUSALATTN_ERROR_INVALID_SHAPE and a message naming the problem.
+StateDict parse_safetensors(const std::vector<unsigned char>& bytes);
+
+// Reads and parses a file; a file that cannot be read throws too.
+StateDict read_safetensors(const std::string& path);
+
+// The file's bytes for a state dict, every tensor as F32, in name order.
+std::vector<unsigned char> serialize_safetensors(const StateDict& tensors);
+
+// Writes serialize_safetensors(tensors) to path.
+void write_safetensors(const std::string& path, const StateDict& tensors);
+
+}  // namespace causalattn
