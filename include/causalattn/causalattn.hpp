@@ -13,7 +13,7 @@
 namespace causalattn {
 
 // A failed call: the C status code and the library's message.
-class Error : public std::runtime_error {
+class CAUSALATTN_API Error : public std::runtime_error {
  public:
   Error(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
   int status() const noexcept { return status_; }

@@ -22,15 +22,15 @@ using StateDict = std::map<std::string, HostTensor>;
 // Parses a whole safetensors file held in memory. A malformed file (truncated, bad header,
 // offsets out of range or overlapping, unknown dtype, sizes that disagree) throws
 // causalattn::Error with CAUSALATTN_ERROR_INVALID_SHAPE and a message naming the problem.
-StateDict parse_safetensors(const std::vector<unsigned char>& bytes);
+CAUSALATTN_API StateDict parse_safetensors(const std::vector<unsigned char>& bytes);
 
 // Reads and parses a file; a file that cannot be read throws too.
-StateDict read_safetensors(const std::string& path);
+CAUSALATTN_API StateDict read_safetensors(const std::string& path);
 
 // The file's bytes for a state dict, every tensor as F32, in name order.
-std::vector<unsigned char> serialize_safetensors(const StateDict& tensors);
+CAUSALATTN_API std::vector<unsigned char> serialize_safetensors(const StateDict& tensors);
 
 // Writes serialize_safetensors(tensors) to path.
-void write_safetensors(const std::string& path, const StateDict& tensors);
+CAUSALATTN_API void write_safetensors(const std::string& path, const StateDict& tensors);
 
 }  // namespace causalattn
