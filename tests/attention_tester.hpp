@@ -91,6 +91,12 @@ struct Problem {
                                   out.data(), out_layout, &options);
   }
 
+  // The call with a caller-owned workspace (causalattn_forward_f32_with_workspace).
+  int run_with_workspace(const causalattn_options& options, void* workspace, size_t bytes) {
+    return causalattn_forward_f32_with_workspace(&shape, q.data(), q_layout, k.data(), k_layout, v.data(), v_layout,
+                                                 out.data(), out_layout, &options, workspace, bytes);
+  }
+
   // Element d of output row (b, h, i).
   float out_at(int64_t b, int64_t h, int64_t i, int64_t d) const {
     return out[b * out_layout.batch + h * out_layout.head + i * out_layout.token + d];

@@ -95,11 +95,7 @@ TEST_F(Allocations, RepeatedParallelCallsWithAWorkspaceAllocateNothing) {
     size_t bytes = 0;
     ASSERT_EQ(causalattn_workspace_size(&kShape, &options, &bytes), CAUSALATTN_OK);
     std::vector<unsigned char> workspace(bytes);
-    auto call = [&] {
-      return causalattn_forward_f32_with_workspace(&p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
-                                                   p.v.data(), p.v_layout, p.out.data(), p.out_layout, &options,
-                                                   workspace.data(), workspace.size());
-    };
+    auto call = [&] { return p.run_with_workspace(options, workspace.data(), workspace.size()); };
     ASSERT_EQ(call(), CAUSALATTN_OK);
     const long n = allocations_during([&] {
       for (int i = 0; i < 5; ++i) ASSERT_EQ(call(), CAUSALATTN_OK);
@@ -120,10 +116,7 @@ TEST_F(Allocations, CallerWorkspaceFirstCallAllocatesNothing) {
     ASSERT_EQ(causalattn_workspace_size(&kShape, &options, &bytes), CAUSALATTN_OK);
     std::vector<unsigned char> workspace(bytes);
     const long n = allocations_during([&] {
-      ASSERT_EQ(causalattn_forward_f32_with_workspace(&p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
-                                                      p.v.data(), p.v_layout, p.out.data(), p.out_layout, &options,
-                                                      workspace.data(), workspace.size()),
-                CAUSALATTN_OK);
+      ASSERT_EQ(p.run_with_workspace(options, workspace.data(), workspace.size()), CAUSALATTN_OK);
     });
     EXPECT_EQ(n, 0);
     // The counter works: the same thread's first call without one allocates its thread workspace.
@@ -146,9 +139,7 @@ TEST(Workspace, SameBitsAndSizeChecked) {
     std::vector<unsigned char> workspace(bytes + 1);
     auto call = [&](size_t size) {
       // Offset by one byte: any alignment is accepted.
-      return causalattn_forward_f32_with_workspace(&p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
-                                                   p.v.data(), p.v_layout, p.out.data(), p.out_layout, &options,
-                                                   workspace.data() + 1, size);
+      return p.run_with_workspace(options, workspace.data() + 1, size);
     };
     ASSERT_EQ(call(bytes - 1), CAUSALATTN_ERROR_INVALID_OPTION);
     EXPECT_NE(std::string(causalattn_last_error()).find("workspace"), std::string::npos) << causalattn_last_error();

@@ -24,9 +24,11 @@ extern "C" int causalattn_merge_f32(const causalattn_shape* shape, const causala
         for (int64_t i = 0; i < s.q_len; ++i) {
           const int64_t row = (b * s.q_heads + h) * s.q_len + i;
           float max = kNegInf;
-          for (int32_t p = 0; p < count; ++p) max = std::fmax(max, parts[p].lse[row]);
           bool nan = false;
-          for (int32_t p = 0; p < count; ++p) nan |= std::isnan(parts[p].lse[row]);
+          for (int32_t p = 0; p < count; ++p) {
+            max = std::fmax(max, parts[p].lse[row]);
+            nan |= std::isnan(parts[p].lse[row]);
+          }
           float* o = out + b * out_layout.batch + h * out_layout.head + i * out_layout.token;
           if (nan || max == kNegInf) {  // a NaN part, or no part saw a key: no softmax
             for (int64_t d = 0; d < s.head_dim; ++d) o[d] = std::numeric_limits<float>::quiet_NaN();
