@@ -116,13 +116,15 @@ struct Tolerance {
   double lse_factor; // relative to 1 + |lse|
 };
 
-inline Tolerance default_tolerance(const Problem& p, const reference::Result& ref) {
+inline Tolerance tolerance_for(const std::vector<float>& v, const reference::Result& ref) {
   float v_max = 0.0f;
-  for (float x : p.v)
+  for (float x : v)
     if (std::isfinite(x)) v_max = std::fmax(v_max, std::fabs(x));
   const double score_factor = std::fmax(1.0, ref.max_abs_score / 16.0);
   return {std::ldexp(1.0, -16) * v_max * score_factor, std::ldexp(1.0, -16) * score_factor};
 }
+
+inline Tolerance default_tolerance(const Problem& p, const reference::Result& ref) { return tolerance_for(p.v, ref); }
 
 // One element against the reference: NaN where the reference is NaN, the same infinity where it
 // is infinite, within `tolerance` where it is finite.

@@ -109,6 +109,80 @@ CAUSALATTN_API int causalattn_merge_f32(const causalattn_shape* shape, const cau
                                         int32_t count, float* out, causalattn_layout out_layout,
                                         float* lse /* NULL, or [batch][q_heads][q_len] */);
 
+/* ---- Serving shapes: sequences of different lengths, paged KV caches, sliding windows ---- */
+
+/* Per-sequence lengths of a batch for causalattn_attend_f32; shape.batch is the number of
+ * sequences. Sequence s has q_len(s) queries and kv_len(s) keys, with its own causal alignment:
+ * query i sees key j iff j <= i + kv_len(s) - q_len(s) (and, with a window, more).
+ * Queries (and out, and lse) take one of three forms:
+ *   cu_q_lens [batch + 1], from 0, non-decreasing: packed (flash_attn_varlen's cu_seqlens_q).
+ *     Sequence s's query t is token cu_q_lens[s] + t of batch 0 of q and out; shape.q_len is the
+ *     tokens q and out hold (cu_q_lens[batch] <= shape.q_len); lse is [q_heads][shape.q_len].
+ *   q_lens [batch] (cu_q_lens NULL): padded. Sequence s's queries are tokens 0 .. q_lens[s] - 1
+ *     of batch s; each q_lens[s] <= shape.q_len; lse is [batch][q_heads][shape.q_len].
+ *   both NULL: every sequence has shape.q_len queries.
+ * Keys take the same forms through cu_kv_lens (packed along the tokens of batch 0 of k and v)
+ * or kv_lens (padded: tokens of batch s, or the sequence's pages with causalattn_kv_pages), or
+ * neither (shape.kv_len each). Lengths may be 0. Tokens past a sequence's length are never read
+ * or written. */
+typedef struct causalattn_seq_lens {
+  const int64_t* cu_q_lens;
+  const int64_t* q_lens;
+  const int64_t* cu_kv_lens;
+  const int64_t* kv_lens;
+} causalattn_seq_lens;
+
+/* A paged KV cache (the layout of vLLM's and llama.cpp's caches): K and V live in pages of
+ * page_tokens tokens. For K (V alike) element d of token slot t of page p, KV head h, is at
+ * k[p * k_layout.batch + h * k_layout.head + t * k_layout.token + d]: a page is addressed as a
+ * batch of page_tokens tokens. Sequence s's key j lives in page
+ * block_table[s * block_table_stride + j / page_tokens], slot j % page_tokens. Keys per sequence
+ * come from seq_lens->kv_lens (or shape.kv_len) and must fit its block table row:
+ * kv_len(s) <= block_table_stride * page_tokens. Results equal the contiguous layout's bit for bit. */
+typedef struct causalattn_kv_pages {
+  const int32_t* block_table; /* [batch][block_table_stride]; entries read: in [0, num_pages) */
+  int64_t block_table_stride;
+  int64_t page_tokens;        /* > 0 */
+  int64_t num_pages;          /* pages that k and v hold */
+} causalattn_kv_pages;
+
+/* Everything causalattn_attend_f32 takes. Zero-initialize, then set what you use; the fields
+ * of causalattn_forward_f32 mean what they mean there. */
+typedef struct causalattn_attend_args {
+  causalattn_shape shape;
+  const float* q;
+  causalattn_layout q_layout;
+  const float* k;
+  causalattn_layout k_layout;
+  const float* v;
+  causalattn_layout v_layout;
+  float* out;
+  causalattn_layout out_layout;
+  causalattn_options options;
+  int64_t window;                   /* 0: none. > 0 (causal only): the query at aligned position
+                                       p = i + kv_len - q_len sees keys p - window < j <= p */
+  const causalattn_seq_lens* seq_lens; /* NULL: every sequence has shape.q_len and shape.kv_len */
+  const causalattn_kv_pages* pages;    /* NULL: K and V addressed through their layouts */
+  void* workspace;                  /* NULL, or workspace_size bytes (causalattn_attend_workspace_size) */
+  size_t workspace_size;
+} causalattn_attend_args;
+
+/* Attention over a batch of sequences with their own lengths, packed or padded, with K and V
+ * contiguous or paged, optionally in a sliding window. causalattn_forward_f32 is this call with
+ * only the shape, tensors and options set. Work is split by sizes alone, never by the thread
+ * count, so results are bitwise identical for every thread count. Sequences whose queries of
+ * one KV head's group are few (decode: q_len(s) * q_heads / kv_heads <= 8) run a decode kernel
+ * that reads each key once for the whole group and splits the keys into chunks computed in
+ * parallel and merged exactly (flash-decoding). Every argument, including the lengths and the
+ * block table entries a sequence uses, is checked before anything is written. */
+CAUSALATTN_API int causalattn_attend_f32(const causalattn_attend_args* args);
+
+/* The workspace bytes causalattn_attend_f32(args) needs with args->workspace set: per-thread
+ * kernel slots (as causalattn_workspace_size) plus room for the partial results of split decode
+ * chunks. Reads the shape, options, window, lengths and pages of args; the tensors and their layouts
+ * are not read. */
+CAUSALATTN_API int causalattn_attend_workspace_size(const causalattn_attend_args* args, size_t* bytes);
+
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 

@@ -4,6 +4,7 @@
 // -mavx512bw -mavx512vl -mfma, fma3<avx2> with -mavx2 -mfma, sse2 with the x86-64 baseline.
 #include "dispatch/kernels.hpp"
 #include "kernels/attention_tile.hpp"
+#include "kernels/decode_tile.hpp"
 
 namespace causalattn::kernels {
 
@@ -12,6 +13,8 @@ extern const KernelInfo CAUSALATTN_KERNEL = {
     Blocking<CAUSALATTN_ARCH>::kRows,
     workspace_floats<CAUSALATTN_ARCH>,
     attention_row_blocks<CAUSALATTN_ARCH>,
+    decode_workspace_floats<CAUSALATTN_ARCH>,
+    decode_chunk<CAUSALATTN_ARCH>,
 };
 
 }  // namespace causalattn::kernels

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <vector>
 
 namespace causalattn::detail {
 namespace {
@@ -69,19 +71,91 @@ Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tok
   return {};
 }
 
+// Sequence s's lengths from one of the three forms (packed cu_lens, padded lens, or the shape's),
+// checked against the capacity; `what` names the side ("q" or "kv") in messages.
+Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t* lens, int64_t batch,
+                         int64_t capacity, std::vector<int64_t>* out) {
+  const std::string side(what);
+  if (cu_lens != nullptr && lens != nullptr) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens: set cu_" + side + "_lens or " + side + "_lens, not both");
+  }
+  out->resize(static_cast<std::size_t>(batch));
+  if (cu_lens != nullptr) {
+    if (cu_lens[0] != 0) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                  "seq_lens->cu_" + side + "_lens[0] must be 0, got " + std::to_string(cu_lens[0]));
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      if (cu_lens[b + 1] < cu_lens[b]) {
+        return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens->cu_" + side + "_lens is not increasing at " +
+                                                        std::to_string(b + 1) + " (" + std::to_string(cu_lens[b]) +
+                                                        " then " + std::to_string(cu_lens[b + 1]) + ")");
+      }
+      (*out)[b] = cu_lens[b + 1] - cu_lens[b];
+    }
+    if (cu_lens[batch] > capacity) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens->cu_" + side + "_lens[batch] = " +
+                                                      std::to_string(cu_lens[batch]) + " exceeds shape." + side +
+                                                      "_len (" + std::to_string(capacity) + ")");
+    }
+    return {};
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = lens != nullptr ? lens[b] : capacity;
+    if (len < 0 || len > capacity) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens->" + side + "_lens[" + std::to_string(b) + "] = " +
+                                                      std::to_string(len) + " is outside [0, " +
+                                                      std::to_string(capacity) + "]");
+    }
+    (*out)[b] = len;
+  }
+  return {};
+}
+
+Problem check_pages(const causalattn_kv_pages& pages, int64_t batch, const std::vector<int64_t>& kv_lens) {
+  if (pages.block_table == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "pages->block_table is NULL");
+  if (pages.page_tokens <= 0 || pages.num_pages <= 0 || pages.block_table_stride <= 0) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                "pages: page_tokens (" + std::to_string(pages.page_tokens) + "), num_pages (" +
+                    std::to_string(pages.num_pages) + ") and block_table_stride (" +
+                    std::to_string(pages.block_table_stride) + ") must be positive");
+  }
+  int64_t capacity = 0, entries = 0;
+  if (__builtin_mul_overflow(pages.block_table_stride, pages.page_tokens, &capacity) ||
+      __builtin_mul_overflow(pages.block_table_stride, batch, &entries)) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "pages: the block table's size overflows int64");
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    if (kv_lens[b] > capacity) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                  "sequence " + std::to_string(b) + " has " + std::to_string(kv_lens[b]) +
+                      " keys, beyond its block table row's capacity of " + std::to_string(capacity) + " (" +
+                      std::to_string(pages.block_table_stride) + " pages of " + std::to_string(pages.page_tokens) +
+                      " tokens)");
+    }
+    const int32_t* row = pages.block_table + b * pages.block_table_stride;
+    for (int64_t i = 0; i < (kv_lens[b] + pages.page_tokens - 1) / pages.page_tokens; ++i) {
+      if (row[i] < 0 || row[i] >= pages.num_pages) {
+        return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                    "pages->block_table[" + std::to_string(b) + "][" + std::to_string(i) + "] = " +
+                        std::to_string(row[i]) + " is outside [0, num_pages = " + std::to_string(pages.num_pages) + ")");
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
-Problem validate_forward(const causalattn_shape* shape, const float* q, causalattn_layout q_layout,
-                         const float* k, causalattn_layout k_layout, const float* v,
-                         causalattn_layout v_layout, const float* out,
-                         causalattn_layout out_layout, const causalattn_options& options) {
-  if (shape == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "shape is NULL");
-  if (q == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "q is NULL");
-  if (k == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "k is NULL");
-  if (v == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "v is NULL");
-  if (out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "out is NULL");
+Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, SequenceLengths* lengths) {
+  if (with_tensors) {
+    if (a.q == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "q is NULL");
+    if (a.k == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "k is NULL");
+    if (a.v == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "v is NULL");
+    if (a.out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "out is NULL");
+  }
 
-  const causalattn_shape& s = *shape;
+  const causalattn_shape& s = a.shape;
   const std::array<std::pair<const char*, int64_t>, 6> sizes = {{{"batch", s.batch}, {"q_heads", s.q_heads},
       {"kv_heads", s.kv_heads}, {"q_len", s.q_len}, {"kv_len", s.kv_len}, {"head_dim", s.head_dim}}};
   for (const auto& [name, size] : sizes) {
@@ -100,25 +174,32 @@ Problem validate_forward(const causalattn_shape* shape, const float* q, causalat
                                                     ") is not a multiple of shape.kv_heads (" +
                                                     std::to_string(s.kv_heads) + ")");
   }
-  const std::array<std::pair<const char*, int64_t>, 2> token_counts = {{{"Q and out", s.q_len}, {"K and V", s.kv_len}}};
-  for (const auto& [name, tokens] : token_counts) {
+
+  // The extents of the tensors as [batches][heads][tokens][head_dim]: packed sequences live in
+  // batch 0, pages are batches of page_tokens tokens.
+  const causalattn_seq_lens no_lens{};
+  const causalattn_seq_lens& seq = a.seq_lens != nullptr ? *a.seq_lens : no_lens;
+  if (a.pages != nullptr && seq.cu_kv_lens != nullptr) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "paged keys take seq_lens->kv_lens, not cu_kv_lens");
+  }
+  const int64_t q_batches = seq.cu_q_lens != nullptr ? 1 : s.batch;
+  const int64_t kv_batches = a.pages != nullptr ? a.pages->num_pages : seq.cu_kv_lens != nullptr ? 1 : s.batch;
+  const int64_t kv_tokens = a.pages != nullptr ? a.pages->page_tokens : s.kv_len;
+  const std::array<std::tuple<const char*, int64_t, int64_t, int64_t>, 2> tensors = {{
+      {"Q and out", q_batches, s.q_heads, s.q_len}, {"K and V", kv_batches, s.kv_heads, kv_tokens}}};
+  for (const auto& [name, batches, heads, tokens] : tensors) {
     int64_t count = 0;
-    if (__builtin_mul_overflow(s.batch, s.q_heads > s.kv_heads ? s.q_heads : s.kv_heads, &count) ||
-        __builtin_mul_overflow(count, tokens, &count) || __builtin_mul_overflow(count, s.head_dim, &count)) {
-      return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
-                  std::string("the element count of ") + name + " overflows int64");
+    if (__builtin_mul_overflow(batches, heads, &count) || __builtin_mul_overflow(count, tokens, &count) ||
+        __builtin_mul_overflow(count, s.head_dim, &count)) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE, std::string("the element count of ") + name + " overflows int64");
     }
   }
 
+  const causalattn_options& options = a.options;
   if ((options.flags & ~CAUSALATTN_NON_CAUSAL) != 0) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "options.flags has unknown bits: " + std::to_string(options.flags));
   }
   const bool causal = (options.flags & CAUSALATTN_NON_CAUSAL) == 0;
-  if (causal && s.q_len > s.kv_len) {
-    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "causal attention needs q_len <= kv_len, got q_len " +
-                                                    std::to_string(s.q_len) + " and kv_len " +
-                                                    std::to_string(s.kv_len));
-  }
   if (!std::isfinite(options.scale)) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "options.scale must be finite (0 for 1/sqrt(head_dim))");
   }
@@ -126,29 +207,56 @@ Problem validate_forward(const causalattn_shape* shape, const float* q, causalat
     return fail(CAUSALATTN_ERROR_INVALID_OPTION,
                 "options.num_threads must be >= 0, got " + std::to_string(options.num_threads));
   }
-
-  int64_t q_span = 0, k_span = 0, v_span = 0, out_span = 0;
-  if (Problem p = check_layout("q", s.batch, s.q_heads, s.q_len, s.head_dim, q_layout, &q_span)) return p;
-  if (Problem p = check_layout("k", s.batch, s.kv_heads, s.kv_len, s.head_dim, k_layout, &k_span)) return p;
-  if (Problem p = check_layout("v", s.batch, s.kv_heads, s.kv_len, s.head_dim, v_layout, &v_span)) return p;
-  if (Problem p = check_layout("out", s.batch, s.q_heads, s.q_len, s.head_dim, out_layout, &out_span)) return p;
-  if (!rows_disjoint(s.batch, s.q_heads, s.q_len, s.head_dim, out_layout)) {
-    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
-                "out_layout: output rows overlap (strides batch " + std::to_string(out_layout.batch) +
-                    ", head " + std::to_string(out_layout.head) + ", token " +
-                    std::to_string(out_layout.token) + " with head_dim " + std::to_string(s.head_dim) + ")");
+  if (a.window < 0) return fail(CAUSALATTN_ERROR_INVALID_OPTION, "window must be >= 0, got " + std::to_string(a.window));
+  if (a.window > 0 && !causal) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION, "a sliding window needs causal attention (flags without CAUSALATTN_NON_CAUSAL)");
   }
 
-  const Range out_range = range_of(out, out_span);
-  const std::array<std::pair<const char*, Range>, 3> inputs = {{{"q", range_of(q, q_span)},
-      {"k", range_of(k, k_span)}, {"v", range_of(v, v_span)}}};
+  if (Problem p = sequence_lengths("q", seq.cu_q_lens, seq.q_lens, s.batch, s.q_len, &lengths->q)) return p;
+  const int64_t kv_capacity = a.pages != nullptr ? INT64_MAX : s.kv_len;
+  const int64_t* kv_lens = a.pages != nullptr && seq.kv_lens == nullptr ? nullptr : seq.kv_lens;
+  if (Problem p = sequence_lengths("kv", seq.cu_kv_lens, kv_lens, s.batch, kv_capacity, &lengths->kv)) return p;
+  if (a.pages != nullptr && seq.kv_lens == nullptr) lengths->kv.assign(static_cast<std::size_t>(s.batch), s.kv_len);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    if (causal && lengths->q[b] > lengths->kv[b]) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+                  (s.batch > 1 ? "sequence " + std::to_string(b) + ": " : std::string()) +
+                      "causal attention needs q_len <= kv_len, got q_len " + std::to_string(lengths->q[b]) +
+                      " and kv_len " + std::to_string(lengths->kv[b]));
+    }
+    // Edge masks compare positions in float: exact below 2^24.
+    if (a.window > 0 && a.window < lengths->kv[b] && lengths->kv[b] >= (int64_t{1} << 24)) {
+      return fail(CAUSALATTN_ERROR_UNSUPPORTED, "a sliding window over 2^24 or more keys is not supported");
+    }
+  }
+  if (a.pages != nullptr) {
+    if (Problem p = check_pages(*a.pages, s.batch, lengths->kv)) return p;
+  }
+
+  if (!with_tensors) return {};  // the layouts describe the tensors
+
+  int64_t q_span = 0, k_span = 0, v_span = 0, out_span = 0;
+  if (Problem p = check_layout("q", q_batches, s.q_heads, s.q_len, s.head_dim, a.q_layout, &q_span)) return p;
+  if (Problem p = check_layout("k", kv_batches, s.kv_heads, kv_tokens, s.head_dim, a.k_layout, &k_span)) return p;
+  if (Problem p = check_layout("v", kv_batches, s.kv_heads, kv_tokens, s.head_dim, a.v_layout, &v_span)) return p;
+  if (Problem p = check_layout("out", q_batches, s.q_heads, s.q_len, s.head_dim, a.out_layout, &out_span)) return p;
+  if (!rows_disjoint(q_batches, s.q_heads, s.q_len, s.head_dim, a.out_layout)) {
+    const causalattn_layout& l = a.out_layout;
+    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
+                "out_layout: output rows overlap (strides batch " + std::to_string(l.batch) + ", head " +
+                    std::to_string(l.head) + ", token " + std::to_string(l.token) + " with head_dim " +
+                    std::to_string(s.head_dim) + ")");
+  }
+  const Range out_range = range_of(a.out, out_span);
+  const std::array<std::pair<const char*, Range>, 3> inputs = {{{"q", range_of(a.q, q_span)},
+      {"k", range_of(a.k, k_span)}, {"v", range_of(a.v, v_span)}}};
   for (const auto& [name, range] : inputs) {
     if (overlap(out_range, range)) {
       return fail(CAUSALATTN_ERROR_ALIASING, std::string("out overlaps ") + name + " (outputs must not alias inputs)");
     }
   }
   if (options.lse != nullptr) {
-    const Range lse_range = range_of(options.lse, s.batch * s.q_heads * s.q_len);
+    const Range lse_range = range_of(options.lse, q_batches * s.q_heads * s.q_len);
     if (overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "options.lse overlaps out");
     for (const auto& [name, range] : inputs) {
       if (overlap(lse_range, range)) return fail(CAUSALATTN_ERROR_ALIASING, std::string("options.lse overlaps ") + name);

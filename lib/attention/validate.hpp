@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "causalattn/causalattn.h"
 
@@ -15,11 +16,14 @@ struct Problem {
   explicit operator bool() const { return status != CAUSALATTN_OK; }
 };
 
-// Checks every argument of causalattn_forward_f32 before anything is written.
-Problem validate_forward(const causalattn_shape* shape, const float* q, causalattn_layout q_layout,
-                         const float* k, causalattn_layout k_layout, const float* v,
-                         causalattn_layout v_layout, const float* out,
-                         causalattn_layout out_layout, const causalattn_options& options);
+// Each sequence's query and key counts, resolved from causalattn_seq_lens.
+struct SequenceLengths {
+  std::vector<int64_t> q, kv;
+};
+
+// Checks every argument of causalattn_attend_f32 before anything is written, and resolves the
+// sequence lengths. with_tensors = false skips the tensors: pointers, layouts and aliasing (causalattn_attend_workspace_size).
+Problem validate_attend(const causalattn_attend_args& args, bool with_tensors, SequenceLengths* lengths);
 
 // Checks every argument of causalattn_merge_f32 before anything is written.
 Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,

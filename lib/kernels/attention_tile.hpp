@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/kv_rows.hpp"
 #include "kernels/row_block.hpp"
 #include "kernels/simd.hpp"
 
@@ -35,17 +36,16 @@ constexpr std::size_t workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3) * B::kRows;
 }
 
-// Scores of NK keys (rows krow[0..NK) of K) against the packed queries:
+// Scores of NK keys (rows krows[0..NK) of K) against the packed queries:
 // st[k][lane] = Σ_d qt[d][lane] · K[k][d].
 template <class Arch, int NK>
-inline void score_block(const float* qt, int64_t head_dim, const float* krow,
-                        int64_t k_stride, float* st) {
+inline void score_block(const float* qt, int64_t head_dim, const float* const* krows, float* st) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
   const float* kp[NK];
 #pragma GCC unroll 16
-  for (int k = 0; k < NK; ++k) kp[k] = krow + k * k_stride;
+  for (int k = 0; k < NK; ++k) kp[k] = krows[k];
   V acc0[NK], acc1[NK];
 #pragma GCC unroll 16
   for (int k = 0; k < NK; ++k) acc0[k] = acc1[k] = V(0.0f);
@@ -66,34 +66,31 @@ inline void score_block(const float* qt, int64_t head_dim, const float* krow,
   }
 }
 
-// Calls fn(std::integral_constant<int, N>) for N = n, 1 <= n <= kMax: microkernels with a
-// compile-time block size also for the remainder of a loop.
-template <int kMax, class Fn>
-inline void with_block_size(int n, Fn&& fn) {
-  if constexpr (kMax >= 1) {
-    if (n == kMax) return fn(std::integral_constant<int, kMax>{});
-    with_block_size<kMax - 1>(n, fn);
-  }
-}
-
 // Scores for n keys: blocks of NK keys, then one block of the remainder.
 template <class Arch, int NK>
-inline void score_keys(const float* qt, int64_t head_dim, const float* krow, int64_t k_stride,
-                       int64_t n, float* st) {
+inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t j = 0;
-  for (; j + NK <= n; j += NK) score_block<Arch, NK>(qt, head_dim, krow + j * k_stride, k_stride, st + j * R);
+  for (; j + NK <= n; j += NK) score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R);
   with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
-    score_block<Arch, rest()>(qt, head_dim, krow + j * k_stride, k_stride, st + j * R);
+    score_block<Arch, rest()>(qt, head_dim, krows + j, st + j * R);
   });
 }
 
-// Lanes of a row block that see key j of a diagonal tile: lane i sees it iff lane >= j + shift,
-// where shift = j0 - q_begin - causal_offset for the tile starting at key j0.
+// Lanes of a row block that see key j of an edge tile: lane i sees it iff
+// j + shift <= lane < j + shift + window, where shift = j0 - q_begin - causal_offset for the
+// tile starting at key j0 (the upper bound is the causal diagonal, the lower one the window's
+// edge; window is +inf without one). The values stay small and exact in float on edge tiles.
 template <class Arch>
 struct DiagonalMask {
   Vec<Arch> lanes0, lanes1;  // lane indices of the two query vectors, as floats
   float shift;
+  float window;
+
+  xsimd::batch_bool<float, Arch> sees(Vec<Arch> lanes, float j) const {
+    const Vec<Arch> first_lane(j + shift);
+    return (lanes >= first_lane) & (lanes < first_lane + Vec<Arch>(window));
+  }
 };
 
 // Output update for ND head dims over n keys of probabilities pt:
@@ -102,7 +99,7 @@ struct DiagonalMask {
 // (kMasked) a lane skips the keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V
 // at a future position then cannot reach an earlier row.
 template <class Arch, int ND, bool kMasked>
-inline void output_block(const float* pt, int64_t n, const float* vrow, int64_t v_stride,
+inline void output_block(const float* pt, int64_t n, const float* const* vrows, int64_t d0,
                          Vec<Arch> alpha0, Vec<Arch> alpha1, const DiagonalMask<Arch>& mask, float* ot) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
@@ -116,11 +113,10 @@ inline void output_block(const float* pt, int64_t n, const float* vrow, int64_t 
   for (int64_t j = 0; j < n; ++j) {
     const V p0 = V::load_aligned(pt + j * R);
     const V p1 = V::load_aligned(pt + j * R + W);
-    const float* vp = vrow + j * v_stride;
+    const float* vp = vrows[j] + d0;
     if constexpr (kMasked) {
-      const V first_lane(static_cast<float>(j) + mask.shift);
-      const auto sees0 = mask.lanes0 >= first_lane;
-      const auto sees1 = mask.lanes1 >= first_lane;
+      const auto sees0 = mask.sees(mask.lanes0, static_cast<float>(j));
+      const auto sees1 = mask.sees(mask.lanes1, static_cast<float>(j));
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
@@ -145,16 +141,15 @@ inline void output_block(const float* pt, int64_t n, const float* vrow, int64_t 
 
 // Output update for all head dims: blocks of ND dims, then one block of the remainder.
 template <class Arch, int ND, bool kMasked>
-inline void output_dims(const float* pt, int64_t n, const float* vrow, int64_t v_stride,
-                        int64_t head_dim, Vec<Arch> alpha0, Vec<Arch> alpha1,
-                        const DiagonalMask<Arch>& mask, float* ot) {
+inline void output_dims(const float* pt, int64_t n, const float* const* vrows, int64_t head_dim,
+                        Vec<Arch> alpha0, Vec<Arch> alpha1, const DiagonalMask<Arch>& mask, float* ot) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t d = 0;
   for (; d + ND <= head_dim; d += ND) {
-    output_block<Arch, ND, kMasked>(pt, n, vrow + d, v_stride, alpha0, alpha1, mask, ot + d * R);
+    output_block<Arch, ND, kMasked>(pt, n, vrows, d, alpha0, alpha1, mask, ot + d * R);
   }
   with_block_size<ND - 1>(static_cast<int>(head_dim - d), [&](auto rest) {
-    output_block<Arch, rest(), kMasked>(pt, n, vrow + d, v_stride, alpha0, alpha1, mask, ot + d * R);
+    output_block<Arch, rest(), kMasked>(pt, n, vrows, d, alpha0, alpha1, mask, ot + d * R);
   });
 }
 
@@ -179,6 +174,16 @@ struct BlockState {
 template <class Arch>
 int64_t block_kv_end(const RowBlockArgs& a) {
   return a.causal ? a.q_begin + a.q_count + a.causal_offset : a.kv_len;
+}
+
+// The first tile the block needs: with a window, query i needs no key j <= i + causal_offset -
+// window, so tiles wholly below the first query's band are never touched either. Tiles start
+// at multiples of kTileKeys, so a block's tiles do not depend on how its range is cut.
+template <class Arch>
+int64_t block_first_tile(const RowBlockArgs& a) {
+  if (a.window == 0) return 0;
+  const int64_t first_key = std::max<int64_t>(0, a.q_begin + a.causal_offset - a.window + 1);
+  return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
 }
 
 // Packs Q transposed and multiplied by the scale (lanes past q_count stay zero), and clears
@@ -209,8 +214,10 @@ void begin_block(const RowBlockArgs& a) {
 
 // Walks the KV tiles that start in [j_begin, j_end), left to right, with an online softmax.
 // j_begin is a multiple of kTileKeys, so tiles are the same however the range is cut. Tiles
-// above the diagonal are never reached (the loop stops at the last key the block's last query
-// sees); only the keys past what its first query sees take the masked paths.
+// outside the block's band are never reached: above the diagonal (the loop stops at the last
+// key the block's last query sees) and, with a window, below its first query's lower edge.
+// Only keys that some lane must not see take the masked paths: the end of a diagonal tile
+// (fewer than kRows keys) and, with a window, the start of the tiles on the lower edge.
 template <class Arch>
 void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
   using V = Vec<Arch>;
@@ -224,27 +231,37 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   const int64_t kv_end = block_kv_end<Arch>(a);
+  // Keys in [unmasked_begin, unmasked_end) are seen by every valid lane.
+  const int64_t unmasked_begin = a.window > 0 ? a.q_begin + a.q_count + a.causal_offset - a.window : 0;
   const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
+  const float window = a.window > 0 ? static_cast<float>(a.window) : __builtin_inff();
   float* const st = b.st;
+  const float* krows[B::kTileKeys];
+  const float* vrows[B::kTileKeys];
 
-  for (int64_t j0 = j_begin; j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
+  for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
     const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
-    score_keys<Arch, B::kKeyBlock>(b.qt, D, a.k + j0 * a.k_stride, a.k_stride, n, st);
+    fill_rows<Arch>(a.k, j0, n, krows);
+    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st);
 
-    // Keys before unmasked_end are seen by every lane; only the rest of a diagonal tile (fewer
-    // than kRows keys) takes the masked paths.
-    const int64_t n_unmasked = std::clamp<int64_t>(unmasked_end - j0, 0, n);
+    // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
+    const int64_t n_low = std::clamp<int64_t>(unmasked_begin - j0, 0, n);
+    const int64_t n_high = std::clamp<int64_t>(unmasked_end - j0, n_low, n);
     const DiagonalMask<Arch> mask{V::load_aligned(b.lane_index), V::load_aligned(b.lane_index + W),
-                                  static_cast<float>(j0 - a.q_begin - a.causal_offset)};
+                                  static_cast<float>(j0 - a.q_begin - a.causal_offset), window};
     V alpha[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
       float* s = st + qv * W;
       const V lanes = qv == 0 ? mask.lanes0 : mask.lanes1;
       // Scores of keys a lane must not see become -inf.
-      for (int64_t j = n_unmasked; j < n; ++j) {
-        const V sj = V::load_aligned(s + j * R);
-        xsimd::select(lanes < V(static_cast<float>(j) + mask.shift), V(kNegInf), sj).store_aligned(s + j * R);
-      }
+      auto mask_scores = [&](int64_t j_from, int64_t j_to) {
+        for (int64_t j = j_from; j < j_to; ++j) {
+          const V sj = V::load_aligned(s + j * R);
+          xsimd::select(mask.sees(lanes, static_cast<float>(j)), sj, V(kNegInf)).store_aligned(s + j * R);
+        }
+      };
+      mask_scores(0, n_low);
+      mask_scores(n_high, n);
       const V m_old = V::load_aligned(b.m + qv * W);
       V m_new = m_old;
       for (int64_t j = 0; j < n; ++j) m_new = xsimd::max(m_new, V::load_aligned(s + j * R));
@@ -262,12 +279,22 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
       m_new.store_aligned(b.m + qv * W);
     }
     static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
-    const float* v_tile = a.v + j0 * a.v_stride;
-    output_dims<Arch, B::kDimBlock, false>(st, n_unmasked, v_tile, a.v_stride, D, alpha[0], alpha[1], mask, b.ot);
-    if (n_unmasked < n) {
-      const DiagonalMask<Arch> rest{mask.lanes0, mask.lanes1, mask.shift + static_cast<float>(n_unmasked)};
-      output_dims<Arch, B::kDimBlock, true>(st + n_unmasked * R, n - n_unmasked, v_tile + n_unmasked * a.v_stride,
-                                            a.v_stride, D, V(1.0f), V(1.0f), rest, b.ot);
+    fill_rows<Arch>(a.v, j0, n, vrows);
+    // The rescale by alpha rides along with the first run (the unmasked one when there is no
+    // lower edge, as on every tile without a window); the others are added at scale 1.
+    const bool low_first = n_low > 0;
+    if (low_first) {
+      output_dims<Arch, B::kDimBlock, true>(st, n_low, vrows, D, alpha[0], alpha[1], mask, b.ot);
+    }
+    if (n_high > n_low || !low_first) {
+      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, vrows + n_low, D,
+                                             low_first ? V(1.0f) : alpha[0], low_first ? V(1.0f) : alpha[1],
+                                             mask, b.ot);
+    }
+    if (n_high < n) {
+      const DiagonalMask<Arch> rest{mask.lanes0, mask.lanes1, mask.shift + static_cast<float>(n_high), window};
+      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, vrows + n_high, D, V(1.0f), V(1.0f),
+                                            rest, b.ot);
     }
   }
 }
@@ -305,12 +332,13 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count) {
   // 4 tiles of 96 keys: 384 KiB of K and V at D=128, beside the blocks' Qt and Ot, fit a
   // 1-2 MiB L2.
   constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
-  int64_t kv_end = 0;
+  int64_t kv_begin = INT64_MAX, kv_end = 0;
   for (int i = 0; i < count; ++i) {
     begin_block<Arch>(blocks[i]);
+    kv_begin = std::min(kv_begin, block_first_tile<Arch>(blocks[i]));
     kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
   }
-  for (int64_t j = 0; j < kv_end; j += kChunkKeys) {
+  for (int64_t j = kv_begin; j < kv_end; j += kChunkKeys) {
     for (int i = 0; i < count; ++i) block_tiles<Arch>(blocks[i], j, j + kChunkKeys);
   }
   for (int i = 0; i < count; ++i) finish_block<Arch>(blocks[i]);

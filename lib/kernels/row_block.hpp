@@ -1,5 +1,4 @@
-// What one row-block kernel call needs: plain data shared by the per-ISA kernels and the
-// threading layer.
+// What the kernels need: plain data shared by the per-ISA kernels and the threading layer.
 #pragma once
 
 #include <cstddef>
@@ -7,15 +6,21 @@
 
 namespace causalattn::kernels {
 
-// One block of consecutive queries of one (batch, query head), against its KV head.
-// Pointers are at element 0 of the respective (batch, head); strides are token strides.
+// Where the rows of K (or V) of one (sequence, KV head) live: contiguous at a token stride, or
+// in pages through the sequence's block table row.
+struct KvRows {
+  const float* base;      // key 0 (contiguous), or page 0 slot 0 of this KV head (paged)
+  int64_t token_stride;
+  const int32_t* pages;   // nullptr: contiguous; else the sequence's block table row
+  int64_t page_tokens;
+  int64_t page_stride;
+};
+
+// One block of consecutive queries of one (sequence, query head), against its KV head.
 struct RowBlockArgs {
   const float* q;         // query row q_begin
   int64_t q_stride;
-  const float* k;         // key row 0
-  int64_t k_stride;
-  const float* v;         // value row 0
-  int64_t v_stride;
+  KvRows k, v;
   float* out;             // output row q_begin
   int64_t out_stride;
   float* lse;             // lse of row q_begin, or nullptr
@@ -24,9 +29,28 @@ struct RowBlockArgs {
   int64_t kv_len;
   int64_t causal_offset;  // kv_len - q_len: query i sees key j iff j <= i + causal_offset
   bool causal;
+  int64_t window;         // 0, or (causal only) query i also needs j > i + causal_offset - window
   int64_t head_dim;
   float scale;            // multiplies q·k
   float* workspace;       // 64-byte aligned, KernelInfo::workspace_floats(head_dim) floats
+};
+
+// Decode: the few queries of one KV head's group (its query heads × a few positions) against a
+// chunk of that head's keys, each key read once for all of them.
+constexpr int kDecodeRows = 8;
+
+struct DecodeArgs {
+  const float* q[kDecodeRows];   // row r's query vector
+  int64_t first_key[kDecodeRows];  // row r sees keys first_key[r] <= j <= last_key[r]
+  int64_t last_key[kDecodeRows];
+  int rows;                      // 1 ... kDecodeRows
+  KvRows k, v;
+  int64_t j_begin, j_end;        // the chunk's keys
+  int64_t head_dim;
+  float scale;
+  float* out;                    // [rows][head_dim]: the chunk's normalized partial output
+  float* lse;                    // [rows]: its log-sum-exp; -inf for a row that saw no key
+  float* workspace;              // 64-byte aligned, KernelInfo::decode_workspace_floats(head_dim)
 };
 
 // A compiled kernel family for one ISA, as the dispatcher hands it out.
@@ -34,8 +58,10 @@ struct KernelInfo {
   const char* isa;                                  // "avx512", "avx2", "sse2"
   int rows;                                         // queries per row block
   std::size_t (*workspace_floats)(int64_t head_dim);
-  // Computes `count` row blocks of one (batch, query head); each has its own workspace.
+  // Computes `count` row blocks of one (sequence, query head); each has its own workspace.
   void (*row_blocks)(const RowBlockArgs* blocks, int count);
+  std::size_t (*decode_workspace_floats)(int64_t head_dim);
+  void (*decode_chunk)(const DecodeArgs& args);
 };
 
 }  // namespace causalattn::kernels

@@ -15,6 +15,16 @@ namespace causalattn::kernels {
 template <class Arch>
 using Vec = xsimd::batch<float, Arch>;
 
+// Calls fn(std::integral_constant<int, N>) for N = n, 1 <= n <= kMax: microkernels with a
+// compile-time block size also for the remainder of a loop.
+template <int kMax, class Fn>
+inline void with_block_size(int n, Fn&& fn) {
+  if constexpr (kMax >= 1) {
+    if (n == kMax) return fn(std::integral_constant<int, kMax>{});
+    with_block_size<kMax - 1>(n, fn);
+  }
+}
+
 template <class Arch>
 constexpr bool kIsAvx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
 template <class Arch>

@@ -7,15 +7,18 @@
 namespace causalattn::reference {
 
 Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql, const float* k,
-                 causalattn_layout kl, const float* v, causalattn_layout vl, bool causal, double scale) {
+                 causalattn_layout kl, const float* v, causalattn_layout vl, bool causal, double scale,
+                 int64_t window) {
   if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   const int64_t T = s.q_len, S = s.kv_len, D = s.head_dim;
   const double neg_inf = -std::numeric_limits<double>::infinity();
 
-  // The textbook's mask buffer: true above the (bottom-right aligned) diagonal.
+  // The textbook's mask buffer: true above the (bottom-right aligned) diagonal, and with a
+  // window, true at or below the diagonal shifted down by window.
   std::vector<char> mask(T * S, 0);
   for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = 0; j < S; ++j) mask[i * S + j] = causal && j > i + (S - T);
+    for (int64_t j = 0; j < S; ++j)
+      mask[i * S + j] = causal && (j > i + (S - T) || (window > 0 && j <= i + (S - T) - window));
 
   Result r;
   r.out.assign(s.batch * s.q_heads * T * D, 0.0);

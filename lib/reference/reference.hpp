@@ -1,6 +1,7 @@
 // The oracle: the textbook algorithm written plainly, in double. Obviously correct, not fast.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "causalattn/causalattn.h"
@@ -16,8 +17,9 @@ struct Result {
 // Materializes the q_len × kv_len score matrix and an explicit causal mask (bottom-right
 // aligned, as the library's), then softmax and the product with V, all in double.
 // scale = 0 means 1/sqrt(head_dim). Inputs are read through the same layouts as the library's.
+// window > 0 (causal) also masks keys j <= i + kv_len - q_len - window.
 Result attention(const causalattn_shape& shape, const float* q, causalattn_layout q_layout,
                  const float* k, causalattn_layout k_layout, const float* v,
-                 causalattn_layout v_layout, bool causal, double scale);
+                 causalattn_layout v_layout, bool causal, double scale, int64_t window = 0);
 
 }  // namespace causalattn::reference

@@ -1,0 +1,171 @@
+// The decode kernel: a KV head's few queries (its query heads × a few positions) against a chunk
+// of its keys, head_dim in vector lanes. Each key row is loaded once for all the rows; scores are
+// dot products reduced across lanes, the online softmax is per row, and the output accumulates
+// head_dim-wide vectors. Decode is bound by reading K and V, so this favours one pass over
+// memory over FMA density.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/kv_rows.hpp"
+#include "kernels/row_block.hpp"
+#include "kernels/simd.hpp"
+
+namespace causalattn::kernels {
+
+// Keys per tile: 64 scores per row stay in L1 with the tile's K and V rows (32 KiB at D=128).
+constexpr int kDecodeTileKeys = 64;
+
+template <class Arch>
+constexpr int64_t padded_dim(int64_t head_dim) {
+  constexpr int64_t W = Vec<Arch>::size;
+  return (head_dim + W - 1) / W * W;
+}
+
+template <class Arch>
+constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
+  // Queries and output accumulators [rows][padded D], scores [rows][tile], max and sum [rows].
+  return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + 2));
+}
+
+// Scores of n keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
+template <class Arch, int NR>
+inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const float* const* krows, int64_t n,
+                          float* s) {
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  const int64_t d_vec = head_dim / W * W;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* kr = krows[j];
+    V acc[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
+    for (int64_t d = 0; d < d_vec; d += W) {
+      const V kv = V::load_unaligned(kr + d);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d), kv, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      float sum = xsimd::hadd(acc[r]);
+      for (int64_t d = d_vec; d < head_dim; ++d) sum += qp[r * dp + d] * kr[d];
+      s[r * kDecodeTileKeys + j] = sum;
+    }
+  }
+}
+
+// o[d0 .. d0 + NV·W) = alpha · o + Σ_{j in [lo, hi)} p[j] · V[j][d0 ..].
+template <class Arch, int NV>
+inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const float* const* vrows, int64_t d0,
+                                Vec<Arch> alpha, float* o) {
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  V acc[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) acc[v] = V::load_aligned(o + d0 + v * W) * alpha;
+  for (int64_t j = lo; j < hi; ++j) {
+    const V pj(p[j]);
+    const float* vr = vrows[j] + d0;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[v] = fmadd<Arch>(pj, V::load_unaligned(vr + v * W), acc[v]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) acc[v].store_aligned(o + d0 + v * W);
+}
+
+// One row's output update over its visible keys [lo, hi) of the tile; the dims past the last
+// full vector are done one by one.
+template <class Arch>
+inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const float* const* vrows,
+                              int64_t head_dim, float alpha, float* o) {
+  using V = Vec<Arch>;
+  constexpr int kBlock = 8;  // vectors of accumulators held in registers
+  constexpr int64_t W = V::size;
+  const int64_t vectors = head_dim / W;
+  int64_t v = 0;
+  for (; v + kBlock <= vectors; v += kBlock) decode_output_block<Arch, kBlock>(p, lo, hi, vrows, v * W, V(alpha), o);
+  with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
+    decode_output_block<Arch, rest()>(p, lo, hi, vrows, v * W, V(alpha), o);
+  });
+  for (int64_t d = vectors * W; d < head_dim; ++d) {
+    float acc = o[d] * alpha;
+    for (int64_t j = lo; j < hi; ++j) acc += p[j] * vrows[j][d];
+    o[d] = acc;
+  }
+}
+
+// max that propagates a NaN from either side (a NaN score makes its row's softmax NaN).
+template <class Arch>
+inline float max_or_nan(float a, float b) {
+  return (a != a || b != b) ? std::numeric_limits<float>::quiet_NaN() : std::max(a, b);
+}
+
+template <class Arch, int NR>
+void decode_chunk_rows(const DecodeArgs& a) {
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  constexpr int64_t T = kDecodeTileKeys;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const V log2e(1.44269504088896341f);
+  const int64_t D = a.head_dim, dp = padded_dim<Arch>(D);
+  float* const qp = a.workspace;
+  float* const op = qp + NR * dp;
+  float* const s = op + NR * dp;
+  float* const m = s + NR * T;
+  float* const l = m + NR;
+  for (int r = 0; r < NR; ++r) {
+    for (int64_t d = 0; d < dp; ++d) {
+      qp[r * dp + d] = d < D ? a.q[r][d] * a.scale : 0.0f;
+      op[r * dp + d] = 0.0f;
+    }
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+  const float* krows[T];
+  const float* vrows[T];
+  for (int64_t j0 = a.j_begin; j0 < a.j_end; j0 += T) {
+    const int64_t n = std::min(a.j_end - j0, T);
+    fill_rows<Arch>(a.k, j0, n, krows);
+    fill_rows<Arch>(a.v, j0, n, vrows);
+    decode_scores<Arch, NR>(qp, dp, D, krows, n, s);
+    for (int r = 0; r < NR; ++r) {
+      // The row's visible keys in this tile; the others get -inf (and are never multiplied
+      // into V, so a NaN in V where the row must not look cannot reach it).
+      const int64_t lo = std::clamp<int64_t>(a.first_key[r] - j0, 0, n);
+      const int64_t hi = std::clamp<int64_t>(a.last_key[r] + 1 - j0, lo, n);
+      if (lo == hi) continue;
+      float* sr = s + r * T;
+      float m_new = m[r];
+      for (int64_t j = lo; j < hi; ++j) m_new = max_or_nan<Arch>(m_new, sr[j]);
+      for (int64_t j = 0; j < lo; ++j) sr[j] = kNegInf;
+      for (int64_t j = hi; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
+      const float m_ref = m_new == kNegInf ? 0.0f : m_new;  // all -inf so far: keep exp2 at 0
+      V sum(0.0f);
+      for (int64_t j = lo / W * W; j < hi; j += W) {
+        const V p = exp2_nonpositive<Arch>((V::load_aligned(sr + j) - V(m_ref)) * log2e);
+        p.store_aligned(sr + j);
+        sum += p;
+      }
+      const float alpha = exp2_nonpositive<Arch>((V(m[r]) - V(m_ref)) * log2e).get(0);
+      l[r] = l[r] * alpha + xsimd::hadd(sum);
+      m[r] = m_new;
+      decode_output_row<Arch>(sr, lo, hi, vrows, D, alpha, op + r * dp);
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    const float inv_l = 1.0f / l[r];
+    for (int64_t d = 0; d < D; ++d) a.out[r * D + d] = op[r * dp + d] * inv_l;
+    a.lse[r] = m[r] == kNegInf ? kNegInf : m[r] + std::log(l[r]);
+  }
+}
+
+template <class Arch>
+void decode_chunk(const DecodeArgs& a) {
+  with_block_size<kDecodeRows>(a.rows, [&](auto rows) { decode_chunk_rows<Arch, rows()>(a); });
+}
+
+}  // namespace causalattn::kernels

@@ -1,0 +1,31 @@
+// Row addresses of K or V, contiguous or paged: the kernels read keys through a small array of
+// row pointers per tile, so one kernel serves both layouts with the same arithmetic (and bits).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/row_block.hpp"
+
+namespace causalattn::kernels {
+
+// rows[i] = address of key j0 + i, for i < n. A template on Arch, like everything in the
+// per-ISA kernels, so per-ISA objects share no out-of-line symbol.
+template <class Arch>
+inline void fill_rows(const KvRows& kv, int64_t j0, int64_t n, const float** rows) {
+  if (kv.pages == nullptr) {
+    for (int64_t i = 0; i < n; ++i) rows[i] = kv.base + (j0 + i) * kv.token_stride;
+    return;
+  }
+  // One division per tile; the walk then steps through slots and pages.
+  int64_t page = j0 / kv.page_tokens, slot = j0 % kv.page_tokens;
+  const float* page_base = kv.base + kv.pages[page] * kv.page_stride;
+  for (int64_t i = 0; i < n; ++i) {
+    rows[i] = page_base + slot * kv.token_stride;
+    if (++slot == kv.page_tokens && i + 1 < n) {
+      slot = 0;
+      page_base = kv.base + kv.pages[++page] * kv.page_stride;
+    }
+  }
+}
+
+}  // namespace causalattn::kernels
