@@ -4,7 +4,9 @@
 // FLOPs are counted as DESIGN.md §1 does for every method: 2·D·T·(T+1) per (batch, head).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <thread>
@@ -106,6 +108,125 @@ void BM_TextbookBlas(benchmark::State& state) {
 }
 #endif
 
+// ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
+
+constexpr int64_t kDecodeQHeads = 32, kDecodeKvHeads = 8, kDecodeHeadDim = 128, kPageTokens = 16;
+const std::vector<int64_t> kDecodeKvLens = {512, 2048, 8192, 32768, 131072};
+
+// Cheap deterministic values in [-1, 1): the big caches would take long to fill from a normal
+// distribution, and a kernel's speed does not depend on the values (none is subnormal).
+void fill_pattern(std::vector<float>& data, uint32_t seed) {
+  uint32_t x = seed * 2654435761u + 1;
+  for (float& f : data) {
+    x = x * 1664525u + 1013904223u;
+    f = static_cast<float>(x >> 8) * 0x1p-23f - 1.0f;
+  }
+}
+
+// Decode: one new token per sequence against a paged KV cache of Tk keys per sequence, pages of
+// 16 tokens laid out [page][kv head][slot][D] (a head's tokens of a page are contiguous), Hq=32,
+// Hkv=8, D=128. Memory-bound: the rate reported is the bytes of K and V read per second.
+// args: Tk, batch, threads (0 = all)
+void BM_Decode(benchmark::State& state) {
+  const int64_t kv_len = state.range(0), batch = state.range(1), D = kDecodeHeadDim;
+  const int64_t pages_per_seq = kv_len / kPageTokens, num_pages = batch * pages_per_seq;
+  const int64_t row = kDecodeKvHeads * D;
+  std::vector<float> k(num_pages * kPageTokens * row), v(k.size()), q(batch * kDecodeQHeads * D),
+      out(q.size());
+  fill_pattern(k, 1);
+  fill_pattern(v, 2);
+  fill_pattern(q, 3);
+  std::vector<int32_t> block_table(num_pages);
+  for (int64_t i = 0; i < num_pages; ++i) block_table[i] = static_cast<int32_t>(i);
+  std::vector<int64_t> kv_lens(batch, kv_len);
+  const causalattn_seq_lens lens{nullptr, nullptr, nullptr, kv_lens.data()};
+  const causalattn_kv_pages pages{block_table.data(), pages_per_seq, kPageTokens, num_pages};
+  causalattn_attend_args a{};
+  a.shape = {batch, kDecodeQHeads, kDecodeKvHeads, 1, kv_len, D};
+  a.q = q.data();
+  a.q_layout = {kDecodeQHeads * D, D, kDecodeQHeads * D};
+  a.k = k.data();
+  a.k_layout = {kPageTokens * row, kPageTokens * D, D};
+  a.v = v.data();
+  a.v_layout = a.k_layout;
+  a.out = out.data();
+  a.out_layout = a.q_layout;
+  a.options.num_threads = static_cast<int32_t>(state.range(2));
+  a.seq_lens = &lens;
+  a.pages = &pages;
+  if (causalattn_attend_f32(&a) != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    causalattn_attend_f32(&a);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * batch * kDecodeKvHeads * kv_len * D * 2 * int64_t{sizeof(float)});
+  state.SetLabel(causalattn_isa());
+}
+
+// Chunked prefill: a T-token prompt in chunks of C tokens, each chunk attending to the cache so
+// far (its own keys included), B=1, H=8. The work equals one causal prefill of T tokens, so the
+// rate compares directly with BM_Attention. args: T, C, D, threads (0 = all)
+void BM_ChunkedPrefill(benchmark::State& state) {
+  const int64_t t = state.range(0), chunk = state.range(1), d = state.range(2);
+  Inputs in(kBatch * kHeads * t * d);
+  const causalattn_layout layout{kHeads * t * d, t * d, d};
+  causalattn_options options{};
+  options.num_threads = static_cast<int32_t>(state.range(3));
+  auto prefill = [&] {
+    for (int64_t begin = 0; begin < t; begin += chunk) {
+      const int64_t n = std::min(chunk, t - begin);
+      const causalattn_shape shape{kBatch, kHeads, kHeads, n, begin + n, d};
+      const int status = causalattn_forward_f32(&shape, in.q.data() + begin * d, layout, in.k.data(), layout,
+                                                in.v.data(), layout, in.out.data() + begin * d, layout, &options);
+      if (status != CAUSALATTN_OK) return status;
+    }
+    return static_cast<int>(CAUSALATTN_OK);
+  };
+  if (prefill() != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    prefill();
+    benchmark::DoNotOptimize(in.out.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, causal_flops(kHeads, t, d));
+}
+
+// Sliding-window prefill: T tokens, each seeing its last W keys, B=1, H=8. FLOPs count the
+// visible pairs as DESIGN.md counts the causal ones (4·D per pair). args: T, W, D, threads
+void BM_SlidingWindow(benchmark::State& state) {
+  const int64_t t = state.range(0), window = state.range(1), d = state.range(2);
+  Inputs in(kBatch * kHeads * t * d);
+  causalattn_attend_args a{};
+  a.shape = {kBatch, kHeads, kHeads, t, t, d};
+  const causalattn_layout layout{kHeads * t * d, t * d, d};
+  a.q = in.q.data();
+  a.k = in.k.data();
+  a.v = in.v.data();
+  a.out = in.out.data();
+  a.q_layout = a.k_layout = a.v_layout = a.out_layout = layout;
+  a.options.num_threads = static_cast<int32_t>(state.range(3));
+  a.window = window;
+  if (causalattn_attend_f32(&a) != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    causalattn_attend_f32(&a);
+    benchmark::DoNotOptimize(in.out.data());
+    benchmark::ClobberMemory();
+  }
+  const double pairs = static_cast<double>(std::min(t, window)) * (std::min(t, window) + 1) / 2 +
+                       static_cast<double>(std::max<int64_t>(t - window, 0)) * window;
+  set_common_counters(state, 4.0 * d * pairs * kHeads * kBatch);
+}
+
 // Read bandwidth from memory: 1 GiB, far past any cache. args: threads (0 = all)
 void BM_ReadBandwidth(benchmark::State& state) {
   const int threads = state.range(0) == 0 ? static_cast<int>(std::thread::hardware_concurrency())
@@ -163,6 +284,30 @@ void register_benchmarks() {
           ->Unit(benchmark::kMillisecond)
           ->Iterations(1);
     }
+  }
+  for (int64_t threads : {1, 0}) {
+    for (int64_t batch : {1, 8}) {
+      for (int64_t kv_len : kDecodeKvLens) {
+        benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
+            ->Args({kv_len, batch, threads})
+            ->ArgNames({"Tk", "batch", "threads"})
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->Repetitions(kv_len * batch >= 262144 ? 2 : 3);
+      }
+    }
+    benchmark::RegisterBenchmark("BM_ChunkedPrefill", BM_ChunkedPrefill)
+        ->Args({4096, 512, 128, threads})
+        ->ArgNames({"T", "chunk", "D", "threads"})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->Repetitions(3);
+    benchmark::RegisterBenchmark("BM_SlidingWindow", BM_SlidingWindow)
+        ->Args({32768, 4096, 128, threads})
+        ->ArgNames({"T", "window", "D", "threads"})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->Repetitions(1);
   }
 }
 

@@ -37,7 +37,7 @@ def method_of(name, args):
 def parse_bench(path):
     """Best repetition of each case: a neighbour on a shared machine only ever slows a run down."""
     data = json.load(open(path))
-    peak, bandwidth, best = None, {}, {}
+    peak, bandwidth, best, serving = None, {}, {}, {}
     for b in data["benchmarks"]:
         if b.get("error_occurred") or b.get("run_type", "iteration") != "iteration":
             continue
@@ -48,6 +48,11 @@ def parse_bench(path):
         elif name.startswith("BM_ReadBandwidth"):
             key = int(args["threads"])
             bandwidth[key] = max(bandwidth.get(key, 0.0), b["bytes_per_second"] / 1e9)
+        elif name.startswith(("BM_Decode", "BM_ChunkedPrefill", "BM_SlidingWindow")):
+            value = b["bytes_per_second"] if name.startswith("BM_Decode") else b["FLOPS"]
+            kind = name.split("/")[0][3:]
+            key = (kind, tuple(sorted((k, int(v)) for k, v in args.items() if k != "repeats")))
+            serving[key] = max(serving.get(key, 0.0), value / 1e9)
         else:
             best[name] = max(best.get(name, 0.0), b["FLOPS"] / 1e9)
     rows = []
@@ -57,7 +62,8 @@ def parse_bench(path):
         if method:
             rows.append({"method": method, "T": int(args["T"]), "D": int(args["D"]),
                          "threads": int(args.get("threads", 1)), "gflops": gflops})
-    return data["context"], peak, bandwidth, rows
+    serving_rows = [dict(args, kind=kind, rate=value) for (kind, args), value in serving.items()]
+    return data["context"], peak, bandwidth, rows, serving_rows
 
 
 def rate(rows, method, t, d, threads):
@@ -286,9 +292,107 @@ def plots(rows, peak, memory, isa, cores, out_dir):
     return made
 
 
+DECODE_TARGET = 0.70  # of the measured read bandwidth, Tk >= 8192
+
+
+def serving_of(serving, kind):
+    return sorted((r for r in serving if r["kind"] == kind), key=lambda r: tuple(sorted(r.items(), key=str)))
+
+
+def serving_headline(serving, rows, bandwidth, cores):
+    """Headline rows for the serving shapes: decode against the read bandwidth, chunked prefill
+    against one-shot prefill, the sliding window against causal prefill."""
+    out = []
+    decode = serving_of(serving, "Decode")
+    for threads in (1, 0):
+        bw = bandwidth.get(threads)
+        for batch in sorted({r["batch"] for r in decode}):
+            long = [r for r in decode if r["batch"] == batch and r["threads"] == threads and r["Tk"] >= 8192]
+            if long and bw:
+                worst = min(long, key=lambda r: r["rate"])
+                out.append((f"decode, batch {batch}, {threads_label(threads, cores)}: % of read bandwidth, "
+                            f"worst Tk ≥ 8192 (Tk={worst['Tk']})",
+                            f"{100 * worst['rate'] / bw:.0f}% ({worst['rate']:.1f} of {bw:.1f} GB/s)",
+                            f"≥ {100 * DECODE_TARGET:.0f}%", worst["rate"] / bw >= DECODE_TARGET))
+    for r in serving_of(serving, "ChunkedPrefill"):
+        one_shot = rate(rows, "ours", r["T"], r["D"], r["threads"])
+        if one_shot:
+            out.append((f"chunked prefill ({r['chunk']}-token chunks, T={r['T']}, D={r['D']}) vs one call, "
+                        f"{threads_label(r['threads'], cores)}", f"{r['rate'] / one_shot:.2f}× the rate", "", None))
+    for r in serving_of(serving, "SlidingWindow"):
+        t, w = r["T"], r["window"]
+        pairs = min(t, w) * (min(t, w) + 1) / 2 + max(t - w, 0) * w
+        out.append((f"sliding window {w} over T={t}, D={r['D']}, {threads_label(r['threads'], cores)}",
+                    f"{r['rate']:.0f} GFLOP/s on {t * (t + 1) / 2 / pairs:.1f}× less work than causal", "", None))
+    return out
+
+
+def serving_section(serving, rows, bandwidth, peak, cores):
+    lines = []
+    decode = serving_of(serving, "Decode")
+    if decode:
+        lines += ["", "## Decode against a paged KV cache (Hq=32, Hkv=8, D=128, one query per sequence)", "",
+                  "Pages of 16 tokens, [page][kv head][slot][D]. The rate is the bytes of K and V read per second; "
+                  "the limit is BM_ReadBandwidth with the same threads, measured in the same run.", "",
+                  "| Tk | batch | threads | GB/s | % of read bandwidth |", "|---|---|---|---|---|"]
+        for r in sorted(decode, key=lambda r: (r["threads"] != 1, r["batch"], r["Tk"])):
+            bw = bandwidth.get(r["threads"])
+            pct = f"{100 * r['rate'] / bw:.0f}%" if bw else ""
+            lines.append(f"| {r['Tk']} | {r['batch']} | {threads_label(r['threads'], cores)} | {r['rate']:.2f} | {pct} |")
+    other = serving_of(serving, "ChunkedPrefill") + serving_of(serving, "SlidingWindow")
+    if other:
+        lines += ["", "## Chunked prefill and sliding window (B=1, H=8)", "",
+                  "| case | threads | GFLOP/s | % of peak | one-shot causal prefill at T=4096 |", "|---|---|---|---|---|"]
+        for r in other:
+            n = 1 if r["threads"] == 1 else cores
+            pct = f"{100 * r['rate'] / (peak * n):.0f}%" if peak else ""
+            what = (f"{r['chunk']}-token chunks over T={r['T']}, D={r['D']}" if r["kind"] == "ChunkedPrefill"
+                    else f"window {r['window']} over T={r['T']}, D={r['D']}")
+            one_shot = rate(rows, "ours", 4096, r["D"], r["threads"])
+            lines.append(f"| {what} | {threads_label(r['threads'], cores)} | {r['rate']:.1f} | {pct} | "
+                         f"{f'{one_shot:.1f}' if one_shot else ''} |")
+    return lines
+
+
+def decode_plot(serving, bandwidth, cores, out_dir):
+    decode = serving_of(serving, "Decode")
+    if not decode:
+        return []
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    colors = {1: "tab:blue", 0: "tab:orange"}
+    for threads in (1, 0):
+        for batch, style in zip(sorted({r["batch"] for r in decode}), ("-", "--")):
+            pts = sorted((r["Tk"], r["rate"]) for r in decode if r["batch"] == batch and r["threads"] == threads)
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", color=colors[threads],
+                        label=f"decode, batch {batch}, {threads_label(threads, cores)}")
+        if threads in bandwidth:
+            ax.axhline(bandwidth[threads], color=colors[threads], linewidth=0.8, linestyle=":",
+                       label=f"read bandwidth, {threads_label(threads, cores)}")
+            ax.axhline(DECODE_TARGET * bandwidth[threads], color=colors[threads], linewidth=0.5, linestyle="-.",
+                       label=f"target {100 * DECODE_TARGET:.0f}% of it")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("KV cache length Tk (tokens)")
+    ax.set_ylabel("GB/s of K and V read")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Decode (Hq=32, Hkv=8, D=128, paged) against the read bandwidth")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "decode_bandwidth.png"), dpi=110)
+    plt.close(fig)
+    return ["decode_bandwidth.png"]
+
+
 def main():
     out_dir = sys.argv[1]
-    context, peak, bandwidth, rows = parse_bench(os.path.join(out_dir, "bench.json"))
+    context, peak, bandwidth, rows, serving = parse_bench(os.path.join(out_dir, "bench.json"))
     memory_path = os.path.join(out_dir, "memory.jsonl")
     memory = [json.loads(line) for line in open(memory_path)] if os.path.exists(memory_path) else []
     torch_path = os.path.join(out_dir, "torch.json")
@@ -313,7 +417,8 @@ def main():
               "rates is a ratio of times. Every figure is the best of its repetitions (the machine is shared).", ""]
     lines += [f"## Headline (T={headline_t(rows)}, D={HEADLINE_D}, B=1, H=8 unless said; targets are set at T=4096)", "",
               "| what | measured | target | met |", "|---|---|---|---|"]
-    for what, measured, target, met in headline(rows, peak, bandwidth, memory, cores):
+    for what, measured, target, met in (headline(rows, peak, bandwidth, memory, cores) +
+                                        serving_headline(serving, rows, bandwidth, cores)):
         lines.append(f"| {what} | {measured} | {target} | {'' if met is None else ('yes' if met else 'no')} |")
 
     methods = [m for m in LABELS if any(r["method"] == m for r in rows)]
@@ -336,7 +441,8 @@ def main():
         for m in sorted(memory, key=lambda m: (m["method"], m["T"])):
             lines.append(f"| {m['method']} | {m['T']} | {m['D']} | {m['heads']} | {m['peak_rss_bytes'] / 2**20:.0f} MiB "
                          f"| {(m['peak_rss_bytes'] - m['rss_before_call_bytes']) / 2**20:.1f} MiB |")
-    made = plots(rows, peak, memory, isa, cores, out_dir)
+    lines += serving_section(serving, rows, bandwidth, peak, cores)
+    made = plots(rows, peak, memory, isa, cores, out_dir) + decode_plot(serving, bandwidth, cores, out_dir)
     if made:
         lines += ["", "## Plots", ""] + [f"![{m}]({m})" for m in made]
     open(os.path.join(out_dir, "report.md"), "w").write("\n".join(lines) + "\n")
