@@ -125,25 +125,12 @@ void decode_chunk_rows(const DecodeArgs& a) {
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
-  // Row addresses of this tile and the next, whose K and V are prefetched into L2 while this
-  // one is computed: pages break the hardware prefetcher's streams, and one thread alone keeps
-  // too few misses in flight to reach the read bandwidth.
-  const float* rows[2][2][T];  // [tile parity][K, V][key]
-  fill_rows<Arch>(a.k, a.j_begin, std::min(a.j_end - a.j_begin, T), rows[0][0]);
-  fill_rows<Arch>(a.v, a.j_begin, std::min(a.j_end - a.j_begin, T), rows[0][1]);
-  for (int64_t j0 = a.j_begin, tile = 0; j0 < a.j_end; j0 += T, ++tile) {
+  const float* krows[T];
+  const float* vrows[T];
+  for (int64_t j0 = a.j_begin; j0 < a.j_end; j0 += T) {
     const int64_t n = std::min(a.j_end - j0, T);
-    const float* const* krows = rows[tile % 2][0];
-    const float* const* vrows = rows[tile % 2][1];
-    if (j0 + T < a.j_end) {
-      const int64_t next_n = std::min(a.j_end - j0 - T, T);
-      for (int kv = 0; kv < 2; ++kv) {
-        const float** next = rows[(tile + 1) % 2][kv];
-        fill_rows<Arch>(kv == 0 ? a.k : a.v, j0 + T, next_n, next);
-        for (int64_t j = 0; j < next_n; ++j)
-          for (int64_t d = 0; d < D; d += 16) __builtin_prefetch(next[j] + d, 0, 2);
-      }
-    }
+    fill_rows<Arch>(a.k, j0, n, krows);
+    fill_rows<Arch>(a.v, j0, n, vrows);
     decode_scores<Arch, NR>(qp, dp, D, krows, n, s);
     for (int r = 0; r < NR; ++r) {
       // The row's visible keys in this tile; the others get -inf (and are never multiplied
