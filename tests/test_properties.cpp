@@ -39,9 +39,7 @@ TEST_P(Properties, FutureNeverChangesThePast) {
   }
 }
 
-// Each row block is computed whole by one task in a fixed order: the same bits for any threads.
-TEST_P(Properties, SameBitsForAnyThreadCount) {
-  const causalattn_shape shape{3, 8, 2, 300, 300, 64};
+void expect_same_bits_for_any_thread_count(const causalattn_shape& shape) {
   Problem one(shape, Layout::kBHTD, 2);
   ASSERT_EQ(one.run(0, 0.0f, 1, true), CAUSALATTN_OK);
   for (int threads : {2, 7, 0}) {
@@ -50,6 +48,13 @@ TEST_P(Properties, SameBitsForAnyThreadCount) {
     ASSERT_EQ(std::memcmp(one.out.data(), many.out.data(), one.out.size() * sizeof(float)), 0) << threads;
     ASSERT_EQ(std::memcmp(one.lse.data(), many.lse.data(), one.lse.size() * sizeof(float)), 0) << threads;
   }
+}
+
+// Each row block is computed whole by one task in a fixed order, and decode's split chunks are
+// cut by sizes alone and merged in order: the same bits for any threads.
+TEST_P(Properties, SameBitsForAnyThreadCount) {
+  expect_same_bits_for_any_thread_count({3, 8, 2, 300, 300, 64});
+  expect_same_bits_for_any_thread_count({2, 8, 2, 2, 3000, 64});  // decode: 3 chunks per unit
 }
 
 // Strides change where values live, not how they are computed.
