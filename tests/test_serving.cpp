@@ -228,10 +228,14 @@ struct ServingCase {
         }
     }
     for (size_t i = 0; i < out.size(); ++i) {
-      if (!written_out[i]) ASSERT_EQ(out[i], kSentinel) << "out[" << i << "] is outside every sequence";
+      if (!written_out[i]) {
+        ASSERT_EQ(out[i], kSentinel) << "out[" << i << "] is outside every sequence";
+      }
     }
     for (size_t i = 0; i < lse.size(); ++i) {
-      if (!written_lse[i]) ASSERT_EQ(lse[i], kSentinel) << "lse[" << i << "] is outside every sequence";
+      if (!written_lse[i]) {
+        ASSERT_EQ(lse[i], kSentinel) << "lse[" << i << "] is outside every sequence";
+      }
     }
   }
 
