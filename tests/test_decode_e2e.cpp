@@ -75,6 +75,28 @@ struct PagedCache {
     std::memcpy(&k[at], k_row, kKvHeads * kHeadDim * sizeof(float));
     std::memcpy(&v[at], v_row, kKvHeads * kHeadDim * sizeof(float));
   }
+  // Attention of packed queries q ([tokens][q heads][head_dim], sequence s's at cu_q[s] ..
+  // cu_q[s+1]) against the cache as it stands; the output is laid out as q.
+  std::vector<float> attend(const std::vector<float>& q, const std::vector<int64_t>& cu_q) const {
+    std::vector<float> out(q.size());
+    const causalattn_layout q_layout{0, kHeadDim, kQHeads * kHeadDim};
+    const causalattn_seq_lens seq_lens{cu_q.data(), nullptr, nullptr, lens.data()};
+    const causalattn_kv_pages pages{block_table.data(), table_stride, kPageTokens, num_pages};
+    causalattn_attend_args a{};
+    a.shape = {static_cast<int64_t>(lens.size()), kQHeads, kKvHeads, cu_q.back(), 1, kHeadDim};
+    a.q = q.data();
+    a.q_layout = q_layout;
+    a.k = k.data();
+    a.k_layout = layout();
+    a.v = v.data();
+    a.v_layout = layout();
+    a.out = out.data();
+    a.out_layout = q_layout;
+    a.seq_lens = &seq_lens;
+    a.pages = &pages;
+    EXPECT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK) << causalattn_last_error();
+    return out;
+  }
 };
 
 // Attention over all of `tokens` ([n][kModel]) from scratch, contiguous [T][H][D] tensors, one
@@ -102,7 +124,6 @@ TEST(DecodeEndToEnd, PrefillThen64StepsMatchRecomputingFromScratch) {
   const int64_t sequences = static_cast<int64_t>(prompt_lens.size()), steps = 64;
   std::vector<std::vector<float>> history(sequences);  // every token's input so far, [n][kModel]
   PagedCache cache(64, sequences, rng);
-  const causalattn_layout q_layout{0, kHeadDim, kQHeads * kHeadDim};
 
   // The tolerance: each side is within tolerance_for's bound of the exact attention (|v| here is
   // at most ~5, scores stay small: the bound is about 1e-4); their difference within twice it.
@@ -124,22 +145,8 @@ TEST(DecodeEndToEnd, PrefillThen64StepsMatchRecomputingFromScratch) {
     for (int64_t s = 0; s < sequences; ++s)
       for (int64_t t = cu_q[s]; t < cu_q[s + 1]; ++t)
         cache.append(s, &k[t * kKvHeads * kHeadDim], &v[t * kKvHeads * kHeadDim]);
-    std::vector<float> out(q.size());
-    causalattn_seq_lens lens{cu_q.data(), nullptr, nullptr, cache.lens.data()};
-    causalattn_kv_pages pages{cache.block_table.data(), cache.table_stride, kPageTokens, cache.num_pages};
-    causalattn_attend_args a{};
-    a.shape = {sequences, kQHeads, kKvHeads, cu_q.back(), 1, kHeadDim};
-    a.q = q.data();
-    a.q_layout = q_layout;
-    a.k = cache.k.data();
-    a.k_layout = cache.layout();
-    a.v = cache.v.data();
-    a.v_layout = cache.layout();
-    a.out = out.data();
-    a.out_layout = q_layout;
-    a.seq_lens = &lens;
-    a.pages = &pages;
-    ASSERT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK) << causalattn_last_error();
+    std::vector<float> out;
+    ASSERT_NO_FATAL_FAILURE(out = cache.attend(q, cu_q));
     for (int64_t s = 0; s < sequences; ++s) {
       const std::vector<float> expected = last_token_from_scratch(layer, history[s]);
       for (int64_t i = 0; i < kQHeads * kHeadDim; ++i)
@@ -160,23 +167,8 @@ TEST(DecodeEndToEnd, PrefillThen64StepsMatchRecomputingFromScratch) {
     const std::vector<float> v = linear(tokens, layer.wv, kKvHeads * kHeadDim, kModel);
     for (int64_t s = 0; s < sequences; ++s) cache.append(s, &k[s * kKvHeads * kHeadDim], &v[s * kKvHeads * kHeadDim]);
 
-    std::vector<float> out(q.size());
-    const std::vector<int64_t> one_each{0, 1, 2};
-    causalattn_seq_lens lens{one_each.data(), nullptr, nullptr, cache.lens.data()};
-    causalattn_kv_pages pages{cache.block_table.data(), cache.table_stride, kPageTokens, cache.num_pages};
-    causalattn_attend_args a{};
-    a.shape = {sequences, kQHeads, kKvHeads, sequences, 1, kHeadDim};
-    a.q = q.data();
-    a.q_layout = q_layout;
-    a.k = cache.k.data();
-    a.k_layout = cache.layout();
-    a.v = cache.v.data();
-    a.v_layout = cache.layout();
-    a.out = out.data();
-    a.out_layout = q_layout;
-    a.seq_lens = &lens;
-    a.pages = &pages;
-    ASSERT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK) << causalattn_last_error();
+    std::vector<float> out;
+    ASSERT_NO_FATAL_FAILURE(out = cache.attend(q, {0, 1, 2}));
 
     // The layer's outputs (out_proj of the attention) from the cache and from scratch.
     const std::vector<float> y = linear(out, layer.wo, kModel, kQHeads * kHeadDim);

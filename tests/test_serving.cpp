@@ -193,7 +193,7 @@ struct ServingCase {
                     " Hq=" + std::to_string(q_heads) + " Hkv=" + std::to_string(kv_heads) + " D=" +
                     std::to_string(head_dim) + (causal ? " causal" : " non-causal") + " window=" +
                     std::to_string(window) + " isa=" + causalattn_isa() + " seqs:";
-    for (const Seq& s : seqs) d += " " + std::to_string(s.q_len) + "/" + std::to_string(s.kv_len);
+    for (const Seq& s : seqs) d.append(" ").append(std::to_string(s.q_len)).append("/").append(std::to_string(s.kv_len));
     return d;
   }
 

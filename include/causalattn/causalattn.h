@@ -69,11 +69,14 @@ CAUSALATTN_API int causalattn_forward_f32(const causalattn_shape* shape,
 /* Caller-owned workspace, for engines whose hot path must not allocate.
  * causalattn_forward_f32 keeps its kernel workspace per thread: a bounded buffer
  * (8 · (2·head_dim + 99) · 32 floats with AVX-512, about 360 KiB at head_dim 128) allocated at a
- * thread's first call, grown only for a larger head_dim, freed when the thread exits.
- * causalattn_forward_f32_with_workspace takes it from the caller instead and allocates nothing.
+ * thread's first call, grown only for a larger head_dim, freed when the thread exits. Decode-shaped
+ * calls (q_len <= 8, see causalattn_attend_f32) also keep the partial results
+ * of their key chunks in a buffer of the calling thread, (head_dim + 1) floats per query row per
+ * 1024 keys, grown as needed. causalattn_forward_f32_with_workspace takes both from the caller
+ * instead and allocates nothing.
  *
  * causalattn_workspace_size stores in *bytes what a call with this shape and options needs, for
- * the ISA in use: it depends on head_dim and the thread count (options->num_threads, or with 0
+ * the ISA in use: it depends on the shape and the thread count (options->num_threads, or with 0
  * the calling TBB arena's concurrency: query from the arena you will call from). */
 CAUSALATTN_API int causalattn_workspace_size(const causalattn_shape* shape,
                                              const causalattn_options* options /* NULL: defaults */,
@@ -170,9 +173,9 @@ typedef struct causalattn_attend_args {
 /* Attention over a batch of sequences with their own lengths, packed or padded, with K and V
  * contiguous or paged, optionally in a sliding window. causalattn_forward_f32 is this call with
  * only the shape, tensors and options set. Work is split by sizes alone, never by the thread
- * count, so results are bitwise identical for every thread count. Sequences whose queries of
- * one KV head's group are few (decode: q_len(s) * q_heads / kv_heads <= 8) run a decode kernel
- * that reads each key once for the whole group and splits the keys into chunks computed in
+ * count, so results are bitwise identical for every thread count. Sequences of at most 8
+ * queries (decode, small chunks) run a decode kernel: up to 8 query rows of one KV head (its query
+ * heads × positions) share each key read, and the keys are cut into 1024-key chunks computed in
  * parallel and merged exactly (flash-decoding). Every argument, including the lengths and the
  * block table entries a sequence uses, is checked before anything is written. */
 CAUSALATTN_API int causalattn_attend_f32(const causalattn_attend_args* args);

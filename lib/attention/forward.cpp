@@ -39,21 +39,32 @@ namespace {
 
 using detail::report;
 
-// Per-thread kernel workspace, kept for the thread's lifetime and grown only when a larger
-// head_dim arrives: fresh pages cost ~11 µs each to fault in here, so reuse beats reallocation.
-float* thread_workspace(std::size_t floats) {
+// A 64-byte aligned buffer kept for a thread's lifetime and grown only when a call needs more:
+// fresh pages cost ~11 µs each to fault in here, so reuse beats reallocation.
+class ThreadBuffer {
+ public:
+  float* get(std::size_t floats) {
+    if (capacity_ < floats) {
+      const std::size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+      buffer_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!buffer_) throw std::bad_alloc();
+      capacity_ = floats;
+    }
+    return buffer_.get();
+  }
+
+ private:
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
-  thread_local std::unique_ptr<float, Free> buffer;
-  thread_local std::size_t capacity = 0;
-  if (capacity < floats) {
-    const std::size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    buffer.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    if (!buffer) throw std::bad_alloc();
-    capacity = floats;
-  }
-  return buffer.get();
+  std::unique_ptr<float, Free> buffer_;
+  std::size_t capacity_ = 0;
+};
+
+// Each thread's kernel workspace (for the tasks it runs).
+float* thread_workspace(std::size_t floats) {
+  thread_local ThreadBuffer buffer;
+  return buffer.get(floats);
 }
 
 // One validated call: the arguments the tasks read.
@@ -128,9 +139,10 @@ struct DecodeSpan {
   int64_t chunks;
 };
 
-DecodeSpan decode_span(const Call& c, const Sequence& q) {
+// (A window implies causal masking: validation refuses it otherwise.)
+DecodeSpan decode_span(const Sequence& q) {
   DecodeSpan d{};
-  d.first_key = c.causal && q.window > 0 ? std::max<int64_t>(0, q.kv_len - q.q_len - q.window + 1) : 0;
+  d.first_key = q.window > 0 ? std::max<int64_t>(0, q.kv_len - q.q_len - q.window + 1) : 0;
   d.first_chunk = d.first_key / kDecodeChunkKeys;
   d.chunks = q.kv_len > d.first_key ? (q.kv_len + kDecodeChunkKeys - 1) / kDecodeChunkKeys - d.first_chunk : 0;
   return d;
@@ -185,34 +197,26 @@ Plan make_plan(const Call& c, int rows, int threads) {
     for (int64_t h = 0; h < s.q_heads; ++h)
       for (int64_t pair = 0; pair < (groups + 1) / 2; ++pair) tasks.push_back({Task::kRowGroups, b, h, 1, pair, 0});
   }
-  const std::size_t first_merge_unit = tasks.size();
+  // Decode units: their chunks in phase 1, their merges (one per unit, also for a unit with no
+  // keys, whose rows still get a result) in phase 2.
+  thread_local std::vector<Task> merges;
+  merges.clear();
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
     if (!is_decode(q)) continue;
-    const DecodeSpan span = decode_span(c, q);
+    const DecodeSpan span = decode_span(q);
     const int64_t unit_heads = decode_unit_heads(c, q);
     for (int64_t h = 0; h < s.q_heads; h += unit_heads) {
       const int64_t heads = std::min(unit_heads, s.q_heads - h);  // never crosses a KV head
       for (int64_t chunk = 0; chunk < span.chunks; ++chunk) {
         tasks.push_back({Task::kDecodeChunk, b, h, heads, chunk, plan.scratch_floats});
       }
+      merges.push_back({Task::kDecodeMerge, b, h, heads, 0, plan.scratch_floats});
       plan.scratch_floats += span.chunks * heads * q.q_len * (s.head_dim + 1);
     }
   }
   plan.phase1_end = static_cast<int64_t>(tasks.size());
-  for (std::size_t i = first_merge_unit; i < static_cast<std::size_t>(plan.phase1_end); ++i) {
-    if (tasks[i].index == 0) tasks.push_back({Task::kDecodeMerge, tasks[i].seq, tasks[i].head, tasks[i].heads, 0,
-                                              tasks[i].scratch});
-  }
-  // Units whose sequence has no keys have no chunk, but their rows still get a result.
-  for (int64_t b = 0; b < s.batch; ++b) {
-    const Sequence q = sequence(c, b);
-    if (!is_decode(q) || decode_span(c, q).chunks > 0) continue;
-    const int64_t unit_heads = decode_unit_heads(c, q);
-    for (int64_t h = 0; h < s.q_heads; h += unit_heads) {
-      tasks.push_back({Task::kDecodeMerge, b, h, std::min(unit_heads, s.q_heads - h), 0, 0});
-    }
-  }
+  tasks.insert(tasks.end(), merges.begin(), merges.end());
   return plan;
 }
 
@@ -295,7 +299,7 @@ void run_row_groups(const kernels::KernelInfo& kernel, const Call& c, const Plan
 void run_decode_chunk(const kernels::KernelInfo& kernel, const Call& c, const Task& task, float* workspace,
                       float* scratch) {
   const Sequence q = sequence(c, task.seq);
-  const DecodeSpan span = decode_span(c, q);
+  const DecodeSpan span = decode_span(q);
   const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
   kernels::DecodeArgs a{};
   a.rows = static_cast<int>(rows);
@@ -303,7 +307,7 @@ void run_decode_chunk(const kernels::KernelInfo& kernel, const Call& c, const Ta
     const int64_t t = r % q.q_len, position = t + q.kv_len - q.q_len;
     a.q[r] = query_row(c, q, task.head + r / q.q_len, t);
     a.last_key[r] = c.causal ? position : q.kv_len - 1;
-    a.first_key[r] = c.causal && q.window > 0 ? position - q.window + 1 : 0;
+    a.first_key[r] = q.window > 0 ? position - q.window + 1 : 0;
   }
   const int64_t kv_head = task.head / c.group;
   a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout);
@@ -320,7 +324,7 @@ void run_decode_chunk(const kernels::KernelInfo& kernel, const Call& c, const Ta
 
 void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
   const Sequence q = sequence(c, task.seq);
-  const int64_t chunks = decode_span(c, q).chunks;
+  const int64_t chunks = decode_span(q).chunks;
   const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
   const float* outs = scratch + task.scratch;
   const float* lses = outs + chunks * rows * D;
@@ -376,17 +380,8 @@ tbb::task_arena& arena_of(int num_threads) {
 
 // The calling thread's buffer for decode partials when the caller gives no workspace.
 float* thread_scratch(std::size_t floats) {
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<float, Free> buffer;
-  thread_local std::size_t capacity = 0;
-  if (capacity < floats) {
-    buffer.reset(static_cast<float*>(std::malloc(floats * sizeof(float))));
-    if (!buffer) throw std::bad_alloc();
-    capacity = floats;
-  }
-  return buffer.get();
+  thread_local ThreadBuffer buffer;
+  return buffer.get(floats);
 }
 
 // Runs tasks [begin, end) of the plan, in parallel when there are threads and tasks for it.

@@ -71,10 +71,10 @@ Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tok
   return {};
 }
 
-// Sequence s's lengths from one of the three forms (packed cu_lens, padded lens, or the shape's),
-// checked against the capacity; `what` names the side ("q" or "kv") in messages.
-Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t* lens, int64_t batch,
-                         int64_t capacity, std::vector<int64_t>* out) {
+// Each sequence's length from one of the three forms (packed cu_lens, padded lens, or `uniform`
+// for every sequence), checked against the capacity; `what` names the side ("q" or "kv").
+Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t* lens, int64_t uniform,
+                         int64_t batch, int64_t capacity, std::vector<int64_t>* out) {
   const std::string side(what);
   if (cu_lens != nullptr && lens != nullptr) {
     return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens: set cu_" + side + "_lens or " + side + "_lens, not both");
@@ -101,7 +101,7 @@ Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t
     return {};
   }
   for (int64_t b = 0; b < batch; ++b) {
-    const int64_t len = lens != nullptr ? lens[b] : capacity;
+    const int64_t len = lens != nullptr ? lens[b] : uniform;
     if (len < 0 || len > capacity) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens->" + side + "_lens[" + std::to_string(b) + "] = " +
                                                       std::to_string(len) + " is outside [0, " +
@@ -212,11 +212,12 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "a sliding window needs causal attention (flags without CAUSALATTN_NON_CAUSAL)");
   }
 
-  if (Problem p = sequence_lengths("q", seq.cu_q_lens, seq.q_lens, s.batch, s.q_len, &lengths->q)) return p;
+  if (Problem p = sequence_lengths("q", seq.cu_q_lens, seq.q_lens, s.q_len, s.batch, s.q_len, &lengths->q)) return p;
+  // Paged keys are bounded by each sequence's block table row (check_pages), not by shape.kv_len.
   const int64_t kv_capacity = a.pages != nullptr ? INT64_MAX : s.kv_len;
-  const int64_t* kv_lens = a.pages != nullptr && seq.kv_lens == nullptr ? nullptr : seq.kv_lens;
-  if (Problem p = sequence_lengths("kv", seq.cu_kv_lens, kv_lens, s.batch, kv_capacity, &lengths->kv)) return p;
-  if (a.pages != nullptr && seq.kv_lens == nullptr) lengths->kv.assign(static_cast<std::size_t>(s.batch), s.kv_len);
+  if (Problem p = sequence_lengths("kv", seq.cu_kv_lens, seq.kv_lens, s.kv_len, s.batch, kv_capacity, &lengths->kv)) {
+    return p;
+  }
   for (int64_t b = 0; b < s.batch; ++b) {
     if (causal && lengths->q[b] > lengths->kv[b]) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
