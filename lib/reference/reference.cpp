@@ -39,7 +39,7 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
         }
       }
       for (int64_t i = 0; i < T; ++i) {
-        double* row = &scores[i * S];
+        double* row = scores.data() + i * S;  // S may be 0: a row that sees no key
         double max = neg_inf;
         bool has_nan = false;
         for (int64_t j = 0; j < S; ++j) {
