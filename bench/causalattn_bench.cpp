@@ -108,11 +108,6 @@ void BM_TextbookBlas(benchmark::State& state) {
 }
 #endif
 
-// ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
-
-constexpr int64_t kDecodeQHeads = 32, kDecodeKvHeads = 8, kDecodeHeadDim = 128, kPageTokens = 16;
-const std::vector<int64_t> kDecodeKvLens = {512, 2048, 8192, 32768, 131072};
-
 // Cheap deterministic values in [-1, 1): the big caches would take long to fill from a normal
 // distribution, and a kernel's speed does not depend on the values (none is subnormal).
 void fill_pattern(std::vector<float>& data, uint32_t seed) {
@@ -122,6 +117,65 @@ void fill_pattern(std::vector<float>& data, uint32_t seed) {
     f = static_cast<float>(x >> 8) * 0x1p-23f - 1.0f;
   }
 }
+
+// ---- Projections (issue: textbook modules) ----
+
+// The projection shapes: the target's M=4096, N=K=1024, and GPT-2 small's fused QKV (N = 3·768)
+// at a short and a full context.
+const std::vector<std::vector<int64_t>> kLinearShapes = {{4096, 1024, 1024}, {1024, 2304, 768}, {64, 2304, 768}};
+
+struct LinearInputs {
+  std::vector<float> x, w, bias, y;
+  LinearInputs(int64_t m, int64_t n, int64_t k) : x(m * k), w(n * k), bias(n), y(m * n) {
+    fill_pattern(x, 1);
+    fill_pattern(w, 2);
+    fill_pattern(bias, 3);
+  }
+};
+
+double linear_flops(int64_t m, int64_t n, int64_t k) { return 2.0 * m * n * k; }
+
+// y = x · Wᵀ + b with our microkernels (W packed on every call). args: M, N, K, threads (0 = all)
+void BM_Linear(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  LinearInputs in(m, n, k);
+  auto call = [&] {
+    return causalattn_linear_f32(m, n, k, in.x.data(), k, in.w.data(), k, in.bias.data(), in.y.data(), n,
+                                 static_cast<int32_t>(state.range(3)));
+  };
+  if (call() != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    call();
+    benchmark::DoNotOptimize(in.y.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, linear_flops(m, n, k));
+}
+
+#ifdef CAUSALATTN_BENCH_HAVE_BLAS
+// The same product with OpenBLAS's sgemm. args: M, N, K, threads (0 = all)
+void BM_LinearBlas(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const int threads = state.range(3) == 0 ? tbb::this_task_arena::max_concurrency() : static_cast<int>(state.range(3));
+  LinearInputs in(m, n, k);
+  causalattn::bench::blas_linear(m, n, k, in.x.data(), in.w.data(), in.bias.data(), in.y.data(), threads);
+  for (auto _ : state) {
+    causalattn::bench::blas_linear(m, n, k, in.x.data(), in.w.data(), in.bias.data(), in.y.data(), threads);
+    benchmark::DoNotOptimize(in.y.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, linear_flops(m, n, k));
+}
+#endif
+
+// ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
+
+constexpr int64_t kDecodeQHeads = 32, kDecodeKvHeads = 8, kDecodeHeadDim = 128, kPageTokens = 16;
+const std::vector<int64_t> kDecodeKvLens = {512, 2048, 8192, 32768, 131072};
+
 
 // Decode: one new token per sequence against a paged KV cache of Tk keys per sequence, pages of
 // 16 tokens laid out [page][kv head][slot][D] (a head's tokens of a page are contiguous), Hq=32,
@@ -283,6 +337,25 @@ void register_benchmarks() {
           ->ArgNames({"T", "D"})
           ->Unit(benchmark::kMillisecond)
           ->Iterations(1);
+    }
+  }
+  for (int64_t threads : {1, 0}) {
+    for (const std::vector<int64_t>& mnk : kLinearShapes) {
+      const std::vector<int64_t> args = {mnk[0], mnk[1], mnk[2], threads};
+      benchmark::RegisterBenchmark("BM_Linear", BM_Linear)
+          ->Args(args)
+          ->ArgNames({"M", "N", "K", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
+#ifdef CAUSALATTN_BENCH_HAVE_BLAS
+      benchmark::RegisterBenchmark("BM_LinearBlas", BM_LinearBlas)
+          ->Args(args)
+          ->ArgNames({"M", "N", "K", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
+#endif
     }
   }
   for (int64_t threads : {1, 0}) {

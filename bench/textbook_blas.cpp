@@ -56,4 +56,15 @@ void TextbookBlasAttention::run(int64_t heads, int64_t t, int64_t d, const float
   }
 }
 
+void blas_linear(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias, float* y,
+                 int threads) {
+  openblas_set_num_threads(threads);
+  // y starts as the bias rows, then sgemm adds x · Wᵀ (beta = 1), as torch.addmm does.
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t f = 0; f < n; ++f) y[i * n + f] = bias != nullptr ? bias[f] : 0.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 1.0f, y, static_cast<int>(n));
+}
+
 }  // namespace causalattn::bench

@@ -21,4 +21,9 @@ class TextbookBlasAttention {
   std::vector<float> scores_;  // t × t, reused across heads and calls, as a cached buffer would be
 };
 
+// y = x · Wᵀ + b with cblas_sgemm on `threads` threads: the projection baseline.
+// x [m][k], w [n][k], bias [n] or nullptr, y [m][n], all contiguous.
+void blas_linear(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias, float* y,
+                 int threads);
+
 }  // namespace causalattn::bench

@@ -186,6 +186,16 @@ CAUSALATTN_API int causalattn_attend_f32(const causalattn_attend_args* args);
  * are not read. */
 CAUSALATTN_API int causalattn_attend_workspace_size(const causalattn_attend_args* args, size_t* bytes);
 
+/* A projection, as PyTorch's nn.Linear: y[i][f] = sum_j x[i][j] * weight[f][j] + bias[f] for
+ * i < m, f < n, j < k. x is [m][k] with rows x_stride apart, weight is [n][k] (nn.Linear's
+ * [out_features][in_features]) with rows weight_stride apart, bias is NULL or [n], y is [m][n]
+ * with rows y_stride apart (y_stride >= n). y must not overlap x, weight or bias. Register-blocked
+ * SIMD microkernels on the ISA in use; results are bitwise identical for every thread count
+ * (num_threads as in causalattn_options). weight is packed on every call. */
+CAUSALATTN_API int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride,
+                                         const float* weight, int64_t weight_stride, const float* bias,
+                                         float* y, int64_t y_stride, int32_t num_threads);
+
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 

@@ -12,54 +12,20 @@
 #include <string>
 #include <vector>
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
-
-// ThreadSanitizer is on: g++ says so with __SANITIZE_THREAD__, clang with __has_feature.
-#if defined(__SANITIZE_THREAD__)
-#define CAUSALATTN_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CAUSALATTN_TSAN 1
-#endif
-#endif
-#if defined(CAUSALATTN_TSAN)
-#include <sanitizer/tsan_interface.h>
-#endif
-
 #include "attention/errors.hpp"
 #include "attention/merge_row.hpp"
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
 #include "dispatch/kernels.hpp"
+#include "parallel/parallel.hpp"
 
 namespace causalattn {
 namespace {
 
 using detail::report;
 
-// A 64-byte aligned buffer kept for a thread's lifetime and grown only when a call needs more:
-// fresh pages cost ~11 µs each to fault in here, so reuse beats reallocation.
-class ThreadBuffer {
- public:
-  float* get(std::size_t floats) {
-    if (capacity_ < floats) {
-      const std::size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-      buffer_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!buffer_) throw std::bad_alloc();
-      capacity_ = floats;
-    }
-    return buffer_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float, Free> buffer_;
-  std::size_t capacity_ = 0;
-};
+using parallel::call_threads;
+using parallel::ThreadBuffer;
 
 // Each thread's kernel workspace (for the tasks it runs).
 float* thread_workspace(std::size_t floats) {
@@ -243,11 +209,6 @@ std::size_t slot_bytes(const kernels::KernelInfo& kernel, int64_t head_dim) {
   return (slot_floats(kernel, head_dim) * sizeof(float) + 63) / 64 * 64;
 }
 
-// The threads a call runs on: num_threads, or what the calling arena allows.
-int call_threads(int num_threads) {
-  return num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
-}
-
 // The bytes a caller's workspace needs: a slot per thread, the decode partials, room to align.
 std::size_t workspace_bytes(const kernels::KernelInfo& kernel, int64_t head_dim, int threads, int64_t scratch_floats) {
   return static_cast<std::size_t>(threads) * slot_bytes(kernel, head_dim) +
@@ -348,36 +309,6 @@ void run_task(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan
   }
 }
 
-// oneTBB forks tasks and joins them inside libtbb, which ThreadSanitizer cannot see when libtbb
-// is not instrumented (Debian's is not): these two edges tell it what the fork and the join
-// guarantee. Tasks of one call are not ordered with each other, so a race between them still shows.
-struct ForkJoinEdges {
-#if defined(CAUSALATTN_TSAN)
-  char fork = 0, join = 0;
-  void before_fork() { __tsan_release(&fork); }
-  void task_begins() { __tsan_acquire(&fork); }
-  void task_ends() { __tsan_release(&join); }
-  void after_join() { __tsan_acquire(&join); }
-#else
-  void before_fork() {}
-  void task_begins() {}
-  void task_ends() {}
-  void after_join() {}
-#endif
-};
-
-// The arena of num_threads > 0 threads, kept per calling thread so that repeated calls with the
-// same count do not create (and allocate) an arena each time.
-tbb::task_arena& arena_of(int num_threads) {
-  thread_local std::unique_ptr<tbb::task_arena> arena;
-  thread_local int arena_threads = 0;
-  if (arena == nullptr || arena_threads != num_threads) {
-    arena = std::make_unique<tbb::task_arena>(num_threads);
-    arena_threads = num_threads;
-  }
-  return *arena;
-}
-
 // The calling thread's buffer for decode partials when the caller gives no workspace.
 float* thread_scratch(std::size_t floats) {
   thread_local ThreadBuffer buffer;
@@ -386,29 +317,10 @@ float* thread_scratch(std::size_t floats) {
 
 // Runs tasks [begin, end) of the plan, in parallel when there are threads and tasks for it.
 void run_tasks(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan, const Workspace& ws,
-               int num_threads, int threads, int64_t begin, int64_t end) {
+               int num_threads, int64_t begin, int64_t end) {
   const std::vector<Task>& tasks = *plan.tasks;
-  if (threads == 1 || end - begin <= 1) {
-    for (int64_t i = begin; i < end; ++i) run_task(kernel, c, plan, ws, 0, tasks[i]);
-    return;
-  }
-  // Inside the arena a thread's index is below its concurrency: it names the thread's slot.
-  ForkJoinEdges edges;
-  auto parallel = [&] {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(begin, end), [&](const tbb::blocked_range<int64_t>& range) {
-      edges.task_begins();
-      const int slot = tbb::this_task_arena::current_thread_index();
-      for (int64_t i = range.begin(); i != range.end(); ++i) run_task(kernel, c, plan, ws, slot, tasks[i]);
-      edges.task_ends();
-    });
-  };
-  edges.before_fork();
-  if (num_threads > 0) {
-    arena_of(num_threads).execute(parallel);
-  } else {
-    parallel();
-  }
-  edges.after_join();
+  parallel::for_each_task(num_threads, begin, end,
+                          [&](int slot, int64_t i) { run_task(kernel, c, plan, ws, slot, tasks[i]); });
 }
 
 // The call's tasks: row groups and decode chunks, then the merges of the decode chunks.
@@ -426,8 +338,8 @@ void run(const Call& c, const Plan& plan, int num_threads, void* user_workspace)
   } else if (plan.scratch_floats > 0) {
     ws.scratch = thread_scratch(static_cast<std::size_t>(plan.scratch_floats));
   }
-  run_tasks(kernel, c, plan, ws, num_threads, threads, 0, plan.phase1_end);
-  run_tasks(kernel, c, plan, ws, num_threads, threads, plan.phase1_end, static_cast<int64_t>(plan.tasks->size()));
+  run_tasks(kernel, c, plan, ws, num_threads, 0, plan.phase1_end);
+  run_tasks(kernel, c, plan, ws, num_threads, plan.phase1_end, static_cast<int64_t>(plan.tasks->size()));
 }
 
 // Validates and resolves a call: the sequence lengths (kept per thread, reused) and the plan.

@@ -53,6 +53,21 @@ struct DecodeArgs {
   float* workspace;              // 64-byte aligned, KernelInfo::decode_workspace_floats(head_dim)
 };
 
+// One task of a projection y = x · Wᵀ + b: rows [m_begin, m_end) and features [n_begin, n_end)
+// of y, with W packed in panels (KernelInfo::gemm_pack_panel).
+struct GemmArgs {
+  const float* x;         // [m][k], rows at x_stride
+  int64_t x_stride;
+  const float* packed_w;  // panel p at p · k · gemm_features: [k][gemm_features]
+  const float* bias;      // nullptr or [n]
+  float* y;               // [m][n], rows at y_stride
+  int64_t y_stride;
+  int64_t k;
+  int64_t m_begin, m_end;
+  int64_t n_begin, n_end; // n_begin a multiple of gemm_features
+  float* workspace;       // 64-byte aligned, KernelInfo::gemm_workspace_floats() floats
+};
+
 // A compiled kernel family for one ISA, as the dispatcher hands it out.
 struct KernelInfo {
   const char* isa;                                  // "avx512", "avx2", "sse2"
@@ -62,6 +77,12 @@ struct KernelInfo {
   void (*row_blocks)(const RowBlockArgs* blocks, int count);
   std::size_t (*decode_workspace_floats)(int64_t head_dim);
   void (*decode_chunk)(const DecodeArgs& args);
+  int gemm_features;                                // features of W per packed panel
+  int gemm_rows;                                    // rows of x a task should take at once
+  // Packs panel `panel` of W ([n][k], rows at w_stride): gemm_features · k floats.
+  void (*gemm_pack_panel)(const float* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, float* packed);
+  std::size_t (*gemm_workspace_floats)();
+  void (*gemm_block)(const GemmArgs& args);
 };
 
 }  // namespace causalattn::kernels

@@ -72,4 +72,24 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
   return r;
 }
 
+LinearResult linear(const float* x, int64_t m, int64_t k, const float* w, int64_t n, const float* bias) {
+  LinearResult r;
+  r.y.assign(static_cast<std::size_t>(m * n), 0.0);
+  r.magnitude.assign(static_cast<std::size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t f = 0; f < n; ++f) {
+      double sum = bias != nullptr ? bias[f] : 0.0;
+      double magnitude = bias != nullptr ? std::fabs(bias[f]) : 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        const double term = static_cast<double>(x[i * k + j]) * w[f * k + j];
+        sum += term;
+        magnitude += std::fabs(term);
+      }
+      r.y[i * n + f] = sum;
+      r.magnitude[i * n + f] = magnitude;
+    }
+  }
+  return r;
+}
+
 }  // namespace causalattn::reference

@@ -22,4 +22,12 @@ Result attention(const causalattn_shape& shape, const float* q, causalattn_layou
                  const float* k, causalattn_layout k_layout, const float* v,
                  causalattn_layout v_layout, bool causal, double scale, int64_t window = 0);
 
+// y = x · Wᵀ + b in double, and beside each element the sum of |x·w| terms (plus |b|) that
+// bounds fp32's rounding error: x [m][k], w [n][k], bias nullptr or [n], all contiguous.
+struct LinearResult {
+  std::vector<double> y;          // [m][n]
+  std::vector<double> magnitude;  // [m][n]
+};
+LinearResult linear(const float* x, int64_t m, int64_t k, const float* w, int64_t n, const float* bias);
+
 }  // namespace causalattn::reference

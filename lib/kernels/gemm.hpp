@@ -1,0 +1,158 @@
+// The projection microkernels: y = x · Wᵀ + b (nn.Linear), templated on the xsimd architecture.
+// Output features sit in vector lanes: W is packed once into panels of kNr features laid out
+// k-major, x is packed per block into micro-panels of kMr rows, and an kMr × kNr block of y
+// stays in registers while k runs (the BLIS scheme: the W micro-panel in L1, the x block in L2).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/row_block.hpp"
+#include "kernels/simd.hpp"
+
+namespace causalattn::kernels {
+
+template <class Arch>
+struct GemmBlocking {
+  static constexpr int kLanes = static_cast<int>(Vec<Arch>::size);
+  static constexpr int kNr = 2 * kLanes;                // features per W panel: two vectors
+  // Accumulators: kMr × 2 vectors. AVX-512's 32 registers hold 14 × 2 plus the two W vectors
+  // and a broadcast; AVX2's and SSE2's 16 hold 6 × 2 and the same three.
+  static constexpr int kMr = kIsAvx512<Arch> ? 14 : 6;
+  static constexpr int64_t kKc = 256;                   // k per pass: a W micro-panel of 32 KiB (AVX-512)
+  static constexpr int64_t kMc = kMr * (kIsAvx512<Arch> ? 12 : 24);  // rows of x per packed block
+};
+
+// Packs features [panel·kNr, panel·kNr + kNr) of W ([n][k], rows at w_stride) as [k][kNr];
+// features past n are zero.
+template <class Arch>
+void gemm_pack_panel(const float* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, float* packed) {
+  constexpr int NR = GemmBlocking<Arch>::kNr;
+  const int64_t n0 = panel * NR;
+  const int64_t valid = std::min<int64_t>(NR, n - n0);
+  for (int c = 0; c < NR; ++c) {
+    float* dst = packed + c;
+    if (c < valid) {
+      const float* src = w + (n0 + c) * w_stride;
+      for (int64_t kk = 0; kk < k; ++kk) dst[kk * NR] = src[kk];
+    } else {
+      for (int64_t kk = 0; kk < k; ++kk) dst[kk * NR] = 0.0f;
+    }
+  }
+}
+
+template <class Arch>
+constexpr std::size_t gemm_workspace_floats() {
+  using G = GemmBlocking<Arch>;
+  return static_cast<std::size_t>(G::kMc * G::kKc);
+}
+
+// An MR × kNr block of y over kc values of k. a: [kc][kMr] (one packed micro-panel of x),
+// b: [kc][kNr] (the W panel from this k on). The block starts from c (accumulate), else from the
+// bias (kNr features) or zero.
+template <class Arch, int MR>
+inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* bias,
+                       bool accumulate) {
+  using V = Vec<Arch>;
+  using G = GemmBlocking<Arch>;
+  constexpr int W = G::kLanes;
+  V acc0[MR], acc1[MR];
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      acc0[r] = V::load_unaligned(c + r * ldc);
+      acc1[r] = V::load_unaligned(c + r * ldc + W);
+    }
+  } else {
+    const V init0 = bias != nullptr ? V::load_unaligned(bias) : V(0.0f);
+    const V init1 = bias != nullptr ? V::load_unaligned(bias + W) : V(0.0f);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      acc0[r] = init0;
+      acc1[r] = init1;
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const V b0 = V::load_aligned(b + k * G::kNr);
+    const V b1 = V::load_aligned(b + k * G::kNr + W);
+    const float* ak = a + k * G::kMr;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const V ar(ak[r]);
+      acc0[r] = fmadd<Arch>(ar, b0, acc0[r]);
+      acc1[r] = fmadd<Arch>(ar, b1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc0[r].store_unaligned(c + r * ldc);
+    acc1[r].store_unaligned(c + r * ldc + W);
+  }
+}
+
+// Packs rows [m0, m0 + mc) and k values [k0, k0 + kc) of x as micro-panels of kMr rows, each
+// [kc][kMr]; rows past mc are zero.
+template <class Arch>
+void gemm_pack_rows(const float* x, int64_t x_stride, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* packed) {
+  constexpr int MR = GemmBlocking<Arch>::kMr;
+  for (int64_t p = 0; p * MR < mc; ++p) {
+    float* dst = packed + p * kc * MR;
+    const int64_t rows = std::min<int64_t>(MR, mc - p * MR);
+    for (int r = 0; r < MR; ++r) {
+      if (r < rows) {
+        const float* src = x + (m0 + p * MR + r) * x_stride + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+      }
+    }
+  }
+}
+
+// One task's block of y: rows [m_begin, m_end), features [n_begin, n_end) with n_begin a
+// multiple of kNr. k is summed in passes of kKc in increasing order, the same for every block,
+// so how y is cut into tasks never changes a bit.
+template <class Arch>
+void gemm_block(const GemmArgs& g) {
+  using G = GemmBlocking<Arch>;
+  constexpr int NR = G::kNr;
+  constexpr int MR = G::kMr;
+  alignas(64) float tile[MR * NR];
+  alignas(64) float bias_tile[NR];
+  for (int64_t k0 = 0; k0 < g.k; k0 += G::kKc) {
+    const int64_t kc = std::min<int64_t>(G::kKc, g.k - k0);
+    const bool accumulate = k0 > 0;
+    for (int64_t m0 = g.m_begin; m0 < g.m_end; m0 += G::kMc) {
+      const int64_t mc = std::min<int64_t>(G::kMc, g.m_end - m0);
+      gemm_pack_rows<Arch>(g.x, g.x_stride, m0, mc, k0, kc, g.workspace);
+      for (int64_t n0 = g.n_begin; n0 < g.n_end; n0 += NR) {
+        const float* b = g.packed_w + (n0 / NR) * g.k * NR + k0 * NR;
+        const int64_t features = std::min<int64_t>(NR, g.n_end - n0);
+        const float* bias = g.bias != nullptr ? g.bias + n0 : nullptr;
+        if (features < NR && bias != nullptr) {  // the last panel: no bias read past n
+          std::fill(bias_tile, bias_tile + NR, 0.0f);
+          std::copy(bias, bias + features, bias_tile);
+          bias = bias_tile;
+        }
+        for (int64_t p = 0; p * MR < mc; ++p) {
+          const float* a = g.workspace + p * kc * MR;
+          const int64_t rows = std::min<int64_t>(MR, mc - p * MR);
+          float* c = g.y + (m0 + p * MR) * g.y_stride + n0;
+          with_block_size<MR>(static_cast<int>(rows), [&](auto R) {
+            if (features == NR) {
+              gemm_micro<Arch, R()>(kc, a, b, c, g.y_stride, bias, accumulate);
+              return;
+            }
+            // A partial panel goes through a full tile: y is never touched past n.
+            for (int r = 0; r < R() && accumulate; ++r) std::copy(c + r * g.y_stride, c + r * g.y_stride + features, tile + r * NR);
+            gemm_micro<Arch, R()>(kc, a, b, tile, NR, bias, accumulate);
+            for (int r = 0; r < R(); ++r) std::copy(tile + r * NR, tile + r * NR + features, c + r * g.y_stride);
+          });
+        }
+      }
+    }
+  }
+}
+
+}  // namespace causalattn::kernels

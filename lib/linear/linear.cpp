@@ -1,0 +1,140 @@
+#include "linear/linear.hpp"
+
+#include <algorithm>
+#include <new>
+#include <string>
+
+#include "attention/errors.hpp"
+#include "causalattn/causalattn.h"
+#include "parallel/parallel.hpp"
+
+namespace causalattn::linear {
+namespace {
+
+// Features per task: 8 panels, so that even a few rows (decode) spread over the threads.
+constexpr int64_t kTaskPanels = 8;
+
+int64_t panels(const kernels::KernelInfo& kernel, int64_t n) {
+  return (n + kernel.gemm_features - 1) / kernel.gemm_features;
+}
+
+float* thread_gemm_workspace(std::size_t floats) {
+  thread_local parallel::ThreadBuffer buffer;
+  return buffer.get(floats);
+}
+
+}  // namespace
+
+std::size_t packed_floats(const kernels::KernelInfo& kernel, int64_t n, int64_t k) {
+  return static_cast<std::size_t>(panels(kernel, n) * kernel.gemm_features * k);
+}
+
+void pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+          int num_threads, float* packed) {
+  const int64_t panel_floats = kernel.gemm_features * k;
+  parallel::for_each_task(num_threads, 0, panels(kernel, n), [&](int, int64_t panel) {
+    kernel.gemm_pack_panel(w, w_stride, n, k, panel, packed + panel * panel_floats);
+  });
+}
+
+void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+                         int num_threads) {
+  const std::size_t bytes = (packed_floats(kernel, n, k) * sizeof(float) + 63) / 64 * 64;
+  std::unique_ptr<float, Free> data(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!data) throw std::bad_alloc();
+  linear::pack(kernel, w, w_stride, n, k, num_threads, data.get());
+  data_ = std::move(data);
+  kernel_ = &kernel;
+  n_ = n;
+  k_ = k;
+}
+
+void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
+           const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads) {
+  const int64_t row_tasks = (m + kernel.gemm_rows - 1) / kernel.gemm_rows;
+  const int64_t feature_tasks = (panels(kernel, n) + kTaskPanels - 1) / kTaskPanels;
+  const int64_t task_features = kTaskPanels * kernel.gemm_features;
+  const std::size_t workspace_floats = kernel.gemm_workspace_floats();
+  parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
+    const int64_t rows = task / feature_tasks, features = task % feature_tasks;
+    kernels::GemmArgs g{};
+    g.x = x;
+    g.x_stride = x_stride;
+    g.packed_w = packed;
+    g.bias = bias;
+    g.y = y;
+    g.y_stride = y_stride;
+    g.k = k;
+    g.m_begin = rows * kernel.gemm_rows;
+    g.m_end = std::min(m, g.m_begin + kernel.gemm_rows);
+    g.n_begin = features * task_features;
+    g.n_end = std::min(n, g.n_begin + task_features);
+    g.workspace = thread_gemm_workspace(workspace_floats);
+    kernel.gemm_block(g);
+  });
+}
+
+namespace {
+
+// [begin, begin + count) in bytes, for overlap checks.
+struct Span {
+  const char* begin;
+  const char* end;
+  bool overlaps(const Span& o) const { return begin < o.end && o.begin < end; }
+};
+
+Span rows_span(const float* p, int64_t rows, int64_t stride, int64_t cols) {
+  const char* b = reinterpret_cast<const char*>(p);
+  return {b, b + ((rows - 1) * stride + cols) * static_cast<int64_t>(sizeof(float))};
+}
+
+// Elements a [rows][cols] matrix at `stride` spans, or -1 when that overflows.
+int64_t span_elements(int64_t rows, int64_t stride, int64_t cols) {
+  int64_t e = 0;
+  if (__builtin_mul_overflow(rows - 1, stride, &e) || __builtin_add_overflow(e, cols, &e) ||
+      e > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
+    return -1;
+  }
+  return e;
+}
+
+int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
+               int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads) {
+  using detail::report;
+  if (x == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
+  if (weight == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "weight is NULL");
+  if (y == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "y is NULL");
+  if (m <= 0 || n <= 0 || k <= 0) {
+    return report(CAUSALATTN_ERROR_INVALID_SHAPE, "m, n and k must be positive (got m=" + std::to_string(m) +
+                                                      ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")");
+  }
+  if (x_stride < k) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "x_stride must be at least k");
+  if (weight_stride < k) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "weight_stride must be at least k");
+  if (y_stride < n) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "y_stride must be at least n (rows of y must not overlap)");
+  if (num_threads < 0) return report(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
+  if (span_elements(m, x_stride, k) < 0 || span_elements(n, weight_stride, k) < 0 ||
+      span_elements(m, y_stride, n) < 0) {
+    return report(CAUSALATTN_ERROR_INVALID_SHAPE, "the sizes and strides overflow 64-bit addressing");
+  }
+  const Span out = rows_span(y, m, y_stride, n);
+  if (out.overlaps(rows_span(x, m, x_stride, k))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
+  if (out.overlaps(rows_span(weight, n, weight_stride, k))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
+  if (bias != nullptr && out.overlaps(rows_span(bias, 1, n, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
+  return detail::guarded([&] {
+    const kernels::KernelInfo& kernel = dispatch::attention_kernel();
+    thread_local parallel::ThreadBuffer packed;
+    float* w = packed.get(packed_floats(kernel, n, k));
+    pack(kernel, weight, weight_stride, n, k, num_threads, w);
+    apply(kernel, w, n, k, bias, x, x_stride, m, y, y_stride, num_threads);
+    return static_cast<int>(CAUSALATTN_OK);
+  });
+}
+
+}  // namespace
+}  // namespace causalattn::linear
+
+extern "C" int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride,
+                                     const float* weight, int64_t weight_stride, const float* bias, float* y,
+                                     int64_t y_stride, int32_t num_threads) {
+  return causalattn::linear::linear_f32(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads);
+}
