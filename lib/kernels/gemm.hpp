@@ -20,7 +20,7 @@ struct GemmBlocking {
   // Accumulators: kMr × 2 vectors. AVX-512's 32 registers hold 14 × 2 plus the two W vectors
   // and a broadcast; AVX2's and SSE2's 16 hold 6 × 2 and the same three.
   static constexpr int kMr = kIsAvx512<Arch> ? 14 : 6;
-  static constexpr int64_t kKc = 256;                   // k per pass: a W micro-panel of 32 KiB (AVX-512)
+  static constexpr int64_t kKc = 1024;                   // k per pass: a W micro-panel of 32 KiB (AVX-512)
   static constexpr int64_t kMc = kMr * (kIsAvx512<Arch> ? 12 : 24);  // rows of x per packed block
 };
 
@@ -30,22 +30,23 @@ template <class Arch>
 void gemm_pack_panel(const float* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, float* packed) {
   constexpr int NR = GemmBlocking<Arch>::kNr;
   const int64_t n0 = panel * NR;
-  const int64_t valid = std::min<int64_t>(NR, n - n0);
-  for (int c = 0; c < NR; ++c) {
-    float* dst = packed + c;
-    if (c < valid) {
-      const float* src = w + (n0 + c) * w_stride;
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * NR] = src[kk];
-    } else {
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * NR] = 0.0f;
-    }
+  const int valid = static_cast<int>(std::min<int64_t>(NR, n - n0));
+  // k outer: each packed row of NR features is written whole, W's rows are read as NR streams.
+  for (int64_t kk = 0; kk < k; ++kk) {
+    float* dst = packed + kk * NR;
+    for (int c = 0; c < valid; ++c) dst[c] = w[(n0 + c) * w_stride + kk];
+    for (int c = valid; c < NR; ++c) dst[c] = 0.0f;
   }
 }
+
+// The stride of a task's block of y in the workspace: rows of y at a multiple of 4 KiB
+// (N = 1024 and the like) alias in L1 and in the store buffer, the padded copy does not.
+constexpr int64_t kGemmTileStride = kGemmTaskFeatures + 16;
 
 template <class Arch>
 constexpr std::size_t gemm_workspace_floats() {
   using G = GemmBlocking<Arch>;
-  return static_cast<std::size_t>(G::kMc * G::kKc);
+  return static_cast<std::size_t>(G::kMc * G::kKc + G::kMc * kGemmTileStride);
 }
 
 // An MR × kNr block of y over kc values of k. a: [kc][kMr] (one packed micro-panel of x),
@@ -111,46 +112,45 @@ void gemm_pack_rows(const float* x, int64_t x_stride, int64_t m0, int64_t mc, in
 }
 
 // One task's block of y: rows [m_begin, m_end), features [n_begin, n_end) with n_begin a
-// multiple of kNr. k is summed in passes of kKc in increasing order, the same for every block,
-// so how y is cut into tasks never changes a bit.
+// multiple of kNr and at most kGemmTaskFeatures of them. The block is computed in a padded copy
+// (whole panels: features past n_end are computed and dropped) and then written to y. k is
+// summed in passes of kKc in increasing order, the same for every block, so how y is cut into
+// tasks never changes a bit.
 template <class Arch>
 void gemm_block(const GemmArgs& g) {
   using G = GemmBlocking<Arch>;
   constexpr int NR = G::kNr;
   constexpr int MR = G::kMr;
-  alignas(64) float tile[MR * NR];
   alignas(64) float bias_tile[NR];
-  for (int64_t k0 = 0; k0 < g.k; k0 += G::kKc) {
-    const int64_t kc = std::min<int64_t>(G::kKc, g.k - k0);
-    const bool accumulate = k0 > 0;
-    for (int64_t m0 = g.m_begin; m0 < g.m_end; m0 += G::kMc) {
-      const int64_t mc = std::min<int64_t>(G::kMc, g.m_end - m0);
-      gemm_pack_rows<Arch>(g.x, g.x_stride, m0, mc, k0, kc, g.workspace);
-      for (int64_t n0 = g.n_begin; n0 < g.n_end; n0 += NR) {
+  float* const packed_rows = g.workspace;
+  float* const tile = g.workspace + G::kMc * G::kKc;
+  const int64_t features = g.n_end - g.n_begin;
+  for (int64_t m0 = g.m_begin; m0 < g.m_end; m0 += G::kMc) {
+    const int64_t mc = std::min<int64_t>(G::kMc, g.m_end - m0);
+    for (int64_t k0 = 0; k0 < g.k; k0 += G::kKc) {
+      const int64_t kc = std::min<int64_t>(G::kKc, g.k - k0);
+      gemm_pack_rows<Arch>(g.x, g.x_stride, m0, mc, k0, kc, packed_rows);
+      for (int64_t f0 = 0; f0 < features; f0 += NR) {
+        const int64_t n0 = g.n_begin + f0;
         const float* b = g.packed_w + (n0 / NR) * g.k * NR + k0 * NR;
-        const int64_t features = std::min<int64_t>(NR, g.n_end - n0);
         const float* bias = g.bias != nullptr ? g.bias + n0 : nullptr;
-        if (features < NR && bias != nullptr) {  // the last panel: no bias read past n
+        if (bias != nullptr && features - f0 < NR) {  // the last panel: no bias read past n
           std::fill(bias_tile, bias_tile + NR, 0.0f);
-          std::copy(bias, bias + features, bias_tile);
+          std::copy(bias, bias + (features - f0), bias_tile);
           bias = bias_tile;
         }
         for (int64_t p = 0; p * MR < mc; ++p) {
-          const float* a = g.workspace + p * kc * MR;
-          const int64_t rows = std::min<int64_t>(MR, mc - p * MR);
-          float* c = g.y + (m0 + p * MR) * g.y_stride + n0;
-          with_block_size<MR>(static_cast<int>(rows), [&](auto R) {
-            if (features == NR) {
-              gemm_micro<Arch, R()>(kc, a, b, c, g.y_stride, bias, accumulate);
-              return;
-            }
-            // A partial panel goes through a full tile: y is never touched past n.
-            for (int r = 0; r < R() && accumulate; ++r) std::copy(c + r * g.y_stride, c + r * g.y_stride + features, tile + r * NR);
-            gemm_micro<Arch, R()>(kc, a, b, tile, NR, bias, accumulate);
-            for (int r = 0; r < R(); ++r) std::copy(tile + r * NR, tile + r * NR + features, c + r * g.y_stride);
+          const float* a = packed_rows + p * kc * MR;
+          float* c = tile + p * MR * kGemmTileStride + f0;
+          with_block_size<MR>(static_cast<int>(std::min<int64_t>(MR, mc - p * MR)), [&](auto rows) {
+            gemm_micro<Arch, rows()>(kc, a, b, c, kGemmTileStride, bias, k0 > 0);
           });
         }
       }
+    }
+    for (int64_t r = 0; r < mc; ++r) {
+      const float* src = tile + r * kGemmTileStride;
+      std::copy(src, src + features, g.y + (m0 + r) * g.y_stride + g.n_begin);
     }
   }
 }

@@ -53,6 +53,9 @@ struct DecodeArgs {
   float* workspace;              // 64-byte aligned, KernelInfo::decode_workspace_floats(head_dim)
 };
 
+// Most features one projection task covers (a multiple of every ISA's panel).
+constexpr int64_t kGemmTaskFeatures = 1024;
+
 // One task of a projection y = x · Wᵀ + b: rows [m_begin, m_end) and features [n_begin, n_end)
 // of y, with W packed in panels (KernelInfo::gemm_pack_panel).
 struct GemmArgs {

@@ -11,8 +11,6 @@
 namespace causalattn::linear {
 namespace {
 
-// Features per task: 8 panels, so that even a few rows (decode) spread over the threads.
-constexpr int64_t kTaskPanels = 8;
 
 int64_t panels(const kernels::KernelInfo& kernel, int64_t n) {
   return (n + kernel.gemm_features - 1) / kernel.gemm_features;
@@ -52,8 +50,14 @@ void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int6
 void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
            const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads) {
   const int64_t row_tasks = (m + kernel.gemm_rows - 1) / kernel.gemm_rows;
-  const int64_t feature_tasks = (panels(kernel, n) + kTaskPanels - 1) / kTaskPanels;
-  const int64_t task_features = kTaskPanels * kernel.gemm_features;
+  // Whole 1024-feature blocks when there are rows enough to share out; narrower ones (never
+  // under a panel) when there are few rows, as for a short prompt or a decode step.
+  const int threads = parallel::call_threads(num_threads);
+  int64_t task_features = kernels::kGemmTaskFeatures;
+  while (task_features > kernel.gemm_features && row_tasks * ((n + task_features - 1) / task_features) < 4 * threads) {
+    task_features /= 2;
+  }
+  const int64_t feature_tasks = (n + task_features - 1) / task_features;
   const std::size_t workspace_floats = kernel.gemm_workspace_floats();
   parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
     const int64_t rows = task / feature_tasks, features = task % feature_tasks;
