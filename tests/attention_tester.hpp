@@ -134,12 +134,8 @@ inline bool matches(double got, double expected, double tolerance) {
   return std::fabs(got - expected) <= tolerance;
 }
 
-// p's output (and LSE) against the double reference on the same inputs.
-inline void expect_matches_reference(const Problem& p, bool causal, float scale, bool with_lse,
-                                     const Tolerance* tolerance = nullptr) {
-  const reference::Result ref = reference::attention(p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
-                                                     p.v.data(), p.v_layout, causal, scale);
-  const Tolerance tol = tolerance != nullptr ? *tolerance : default_tolerance(p, ref);
+// p's output (and LSE) against a reference result, within tol.
+inline void expect_matches(const Problem& p, const reference::Result& ref, const Tolerance& tol, bool with_lse) {
   double worst = 0.0;
   const causalattn_shape& s = p.shape;
   for (int64_t b = 0; b < s.batch; ++b)
@@ -162,6 +158,14 @@ inline void expect_matches_reference(const Problem& p, bool causal, float scale,
     }
   }
   ::testing::Test::RecordProperty("max_abs_error", std::to_string(worst));
+}
+
+// p's output (and LSE) against the double reference on the same inputs.
+inline void expect_matches_reference(const Problem& p, bool causal, float scale, bool with_lse,
+                                     const Tolerance* tolerance = nullptr) {
+  const reference::Result ref = reference::attention(p.shape, p.q.data(), p.q_layout, p.k.data(), p.k_layout,
+                                                     p.v.data(), p.v_layout, causal, scale);
+  expect_matches(p, ref, tolerance != nullptr ? *tolerance : default_tolerance(p, ref), with_lse);
 }
 
 class AttnTester {

@@ -149,6 +149,24 @@ typedef struct causalattn_kv_pages {
   int64_t num_pages;          /* pages that k and v hold */
 } causalattn_kv_pages;
 
+/* Dropout on the attention weights, as in training: each weight softmax(...)[i][j] is zeroed with
+ * probability p and the others are multiplied by 1/(1 - p). Whether weight (query i, key j) of
+ * sequence s, query head h is kept is a pure function of (seed, s, h, i, j), given by
+ * causalattn_dropout_keep: the same for every thread count, tiling and ISA. i is the query's
+ * index in its sequence (0 .. q_len(s) - 1), j the key's (0 .. kv_len(s) - 1). The log-sum-exp
+ * (options.lse) is that of the weights before dropout. */
+typedef struct causalattn_dropout {
+  float p;       /* 0: no dropout; otherwise in (0, 1) */
+  uint64_t seed;
+} causalattn_dropout;
+
+/* 1 if dropout (p, seed) keeps weight (query, key) of sequence `sequence`, query head `head`,
+ * else 0: word key % 4 of Philox4x32-10 with counter {key / 4, query, head, sequence} (32-bit
+ * words) and key {seed mod 2^32, seed / 2^32} is kept iff it is at least p * 2^32 (rounded down).
+ * Arguments out of range (p not in [0, 1), negative or >= 2^32 indices) give 0. */
+CAUSALATTN_API int causalattn_dropout_keep(float p, uint64_t seed, int64_t sequence, int64_t head, int64_t query,
+                                           int64_t key);
+
 /* Everything causalattn_attend_f32 takes. Zero-initialize, then set what you use; the fields
  * of causalattn_forward_f32 mean what they mean there. */
 typedef struct causalattn_attend_args {
@@ -168,6 +186,8 @@ typedef struct causalattn_attend_args {
   const causalattn_kv_pages* pages;    /* NULL: K and V addressed through their layouts */
   void* workspace;                  /* NULL, or workspace_size bytes (causalattn_attend_workspace_size) */
   size_t workspace_size;
+  causalattn_dropout dropout;       /* p = 0: none. With dropout every sequence runs the row-block
+                                       kernel (no decode split) */
 } causalattn_attend_args;
 
 /* Attention over a batch of sequences with their own lengths, packed or padded, with K and V

@@ -17,6 +17,7 @@
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
 #include "dispatch/kernels.hpp"
+#include "kernels/philox.hpp"
 #include "parallel/parallel.hpp"
 
 namespace causalattn {
@@ -40,6 +41,8 @@ struct Call {
   bool causal;
   float scale;
   int64_t group;  // query heads per KV head
+  uint32_t dropout_threshold;  // 0: no dropout; else p · 2^32
+  float dropout_scale;         // 1 / (1 - p)
 };
 
 // Where sequence s's tensors start, resolved from the packed or padded forms.
@@ -97,7 +100,10 @@ kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head, const
 // into partial results, then merged in chunk order.
 constexpr int64_t kDecodeChunkKeys = 1024;
 
-bool is_decode(const Sequence& q) { return q.q_len >= 1 && q.q_len <= kernels::kDecodeRows; }
+// (The decode kernel has no dropout: with it, short sequences take the row-block kernel.)
+bool is_decode(const Call& c, const Sequence& q) {
+  return q.q_len >= 1 && q.q_len <= kernels::kDecodeRows && c.dropout_threshold == 0;
+}
 
 struct DecodeSpan {
   int64_t first_key;    // the lowest key any row sees
@@ -153,12 +159,12 @@ Plan make_plan(const Call& c, int rows, int threads) {
   int64_t blocks = 0;
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
-    if (!is_decode(q)) blocks += s.q_heads * row_blocks(q, rows);
+    if (!is_decode(c, q)) blocks += s.q_heads * row_blocks(q, rows);
   }
   Plan plan{&tasks, 0, std::clamp<int64_t>(blocks / (8 * static_cast<int64_t>(threads)), 1, kMaxGroup), 0};
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
-    if (q.q_len == 0 || is_decode(q)) continue;
+    if (q.q_len == 0 || is_decode(c, q)) continue;
     const int64_t groups = (row_blocks(q, rows) + plan.blocks_per_group - 1) / plan.blocks_per_group;
     for (int64_t h = 0; h < s.q_heads; ++h)
       for (int64_t pair = 0; pair < (groups + 1) / 2; ++pair) tasks.push_back({Task::kRowGroups, b, h, 1, pair, 0});
@@ -169,7 +175,7 @@ Plan make_plan(const Call& c, int rows, int threads) {
   merges.clear();
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
-    if (!is_decode(q)) continue;
+    if (!is_decode(c, q)) continue;
     const DecodeSpan span = decode_span(q);
     const int64_t unit_heads = decode_unit_heads(c, q);
     for (int64_t h = 0; h < s.q_heads; h += unit_heads) {
@@ -235,6 +241,11 @@ void run_row_groups(const kernels::KernelInfo& kernel, const Call& c, const Plan
   common.window = q.window;
   common.head_dim = s.head_dim;
   common.scale = c.scale;
+  common.dropout_threshold = c.dropout_threshold;
+  common.dropout_scale = c.dropout_scale;
+  common.dropout_seed = c.args.dropout.seed;
+  common.sequence = static_cast<uint32_t>(task.seq);
+  common.head = static_cast<uint32_t>(head);
 
   const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
   for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
@@ -350,8 +361,9 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
   }
   const float scale = args.options.scale != 0.0f ? args.options.scale
                                                  : 1.0f / std::sqrt(static_cast<float>(args.shape.head_dim));
+  const detail::DropoutRule dropout = detail::dropout_rule(args.dropout.p);
   *call = Call{args, &lengths, (args.options.flags & CAUSALATTN_NON_CAUSAL) == 0, scale,
-               args.shape.q_heads / args.shape.kv_heads};
+               args.shape.q_heads / args.shape.kv_heads, dropout.threshold, dropout.scale};
   *plan = make_plan(*call, dispatch::attention_kernel().rows, call_threads(args.options.num_threads));
   return CAUSALATTN_OK;
 }
@@ -450,6 +462,18 @@ int causalattn_workspace_size(const causalattn_shape* shape, const causalattn_op
   args.shape = *shape;
   if (options != nullptr) args.options = *options;
   return attend_workspace_size(&args, bytes);
+}
+
+int causalattn_dropout_keep(float p, uint64_t seed, int64_t sequence, int64_t head, int64_t query, int64_t key) {
+  constexpr int64_t kWord = int64_t{1} << 32;
+  if (!(p >= 0.0f && p < 1.0f) || sequence < 0 || head < 0 || query < 0 || key < 0 || sequence >= kWord ||
+      head >= kWord || query >= kWord || key >= 4 * kWord) {
+    return 0;
+  }
+  const causalattn::kernels::Philox4x32 words = causalattn::kernels::dropout_words<void>(
+      seed, static_cast<uint32_t>(sequence), static_cast<uint32_t>(head), static_cast<uint32_t>(query),
+      static_cast<uint32_t>(key / 4));
+  return words.v[key % 4] >= causalattn::detail::dropout_rule(p).threshold ? 1 : 0;
 }
 
 const char* causalattn_isa(void) { return causalattn::dispatch::attention_kernel().isa; }

@@ -212,6 +212,16 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "a sliding window needs causal attention (flags without CAUSALATTN_NON_CAUSAL)");
   }
 
+  const float p_drop = a.dropout.p;
+  if (!(p_drop >= 0.0f && p_drop < 1.0f)) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION, "dropout.p must be in [0, 1), got " + std::to_string(p_drop));
+  }
+  // Dropout's counter words are 32-bit: sequence, head and query index, and key / 4.
+  constexpr int64_t kWord = int64_t{1} << 32;
+  if (p_drop > 0.0f && (s.batch >= kWord || s.q_heads >= kWord || s.q_len >= kWord || s.kv_len >= 4 * kWord)) {
+    return fail(CAUSALATTN_ERROR_UNSUPPORTED, "dropout needs fewer than 2^32 sequences, heads and queries per sequence");
+  }
+
   if (Problem p = sequence_lengths("q", seq.cu_q_lens, seq.q_lens, s.q_len, s.batch, s.q_len, &lengths->q)) return p;
   // Paged keys are bounded by each sequence's block table row (check_pages), not by shape.kv_len.
   const int64_t kv_capacity = a.pages != nullptr ? INT64_MAX : s.kv_len;

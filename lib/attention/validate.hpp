@@ -1,6 +1,8 @@
 // Argument checks of the public entry points: each failure names the problem.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,5 +30,17 @@ Problem validate_attend(const causalattn_attend_args& args, bool with_tensors, S
 // Checks every argument of causalattn_merge_f32 before anything is written.
 Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
                        const float* out, causalattn_layout out_layout, const float* lse);
+
+// Dropout with probability p (validated: in [0, 1)) as the kernels apply it: a weight is kept
+// iff its 32-bit Philox word is >= threshold = floor(p · 2^32), and then scaled by 1 / (1 - p).
+struct DropoutRule {
+  uint32_t threshold;
+  float scale;
+};
+
+inline DropoutRule dropout_rule(float p) {
+  const double threshold = std::floor(static_cast<double>(p) * 4294967296.0);
+  return {static_cast<uint32_t>(std::min(threshold, 4294967295.0)), static_cast<float>(1.0 / (1.0 - p))};
+}
 
 }  // namespace causalattn::detail

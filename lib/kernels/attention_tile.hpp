@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "kernels/kv_rows.hpp"
+#include "kernels/philox.hpp"
 #include "kernels/row_block.hpp"
 #include "kernels/simd.hpp"
 
@@ -186,6 +187,26 @@ int64_t block_first_tile(const RowBlockArgs& a) {
   return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
 }
 
+// Dropout on a tile's weights (after they were summed into the softmax's denominator): each is
+// kept and scaled by 1/(1 - p), or zeroed, by the Philox rule of philox.hpp. Tiles start at
+// multiples of kTileKeys, so one Philox call serves four consecutive keys of a row.
+template <class Arch>
+void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
+  constexpr int R = Blocking<Arch>::kRows;
+  static_assert(Blocking<Arch>::kTileKeys % 4 == 0, "tiles start on a four-key boundary");
+  for (int64_t i = 0; i < a.q_count; ++i) {
+    const auto query = static_cast<uint32_t>(a.q_begin + i);
+    for (int64_t j = 0; j < n; j += 4) {
+      const Philox4x32 words =
+          dropout_words<Arch>(a.dropout_seed, a.sequence, a.head, query, static_cast<uint32_t>((j0 + j) / 4));
+      for (int64_t t = 0; t < 4 && j + t < n; ++t) {
+        float& weight = st[(j + t) * R + i];
+        weight = words.v[t] >= a.dropout_threshold ? weight * a.dropout_scale : 0.0f;
+      }
+    }
+  }
+}
+
 // Packs Q transposed and multiplied by the scale (lanes past q_count stay zero), and clears
 // the running state.
 template <class Arch>
@@ -278,6 +299,7 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
       fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum).store_aligned(b.l + qv * W);
       m_new.store_aligned(b.m + qv * W);
     }
+    if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, n, st);
     static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
     fill_rows<Arch>(a.v, j0, n, vrows);
     // The rescale by alpha rides along with the first run (the unmasked one when there is no

@@ -33,6 +33,11 @@ struct RowBlockArgs {
   int64_t head_dim;
   float scale;            // multiplies q·k
   float* workspace;       // 64-byte aligned, KernelInfo::workspace_floats(head_dim) floats
+  // Dropout (see philox.hpp): off when threshold is 0.
+  uint32_t dropout_threshold;  // p · 2^32
+  float dropout_scale;         // 1 / (1 - p)
+  uint64_t dropout_seed;
+  uint32_t sequence, head;     // the block's sequence and query head, for the dropout counter
 };
 
 // Decode: the few queries of one KV head's group (its query heads × a few positions) against a

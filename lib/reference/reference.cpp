@@ -8,7 +8,7 @@ namespace causalattn::reference {
 
 Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql, const float* k,
                  causalattn_layout kl, const float* v, causalattn_layout vl, bool causal, double scale,
-                 int64_t window) {
+                 int64_t window, const WeightMultiplier* dropout) {
   if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   const int64_t T = s.q_len, S = s.kv_len, D = s.head_dim;
   const double neg_inf = -std::numeric_limits<double>::infinity();
@@ -62,7 +62,8 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
         for (int64_t j = 0; j < S; ++j) sum += std::exp(row[j] - max);
         for (int64_t j = 0; j < S; ++j) {
           if (mask[i * S + j]) continue;  // a masked key contributes nothing, even a NaN value
-          const double p = std::exp(row[j] - max) / sum;
+          double p = std::exp(row[j] - max) / sum;
+          if (dropout != nullptr) p *= (*dropout)(b, h, i, j);  // after the softmax, as nn.Dropout
           for (int64_t d = 0; d < D; ++d) o[d] += p * double(vh[j * vl.token + d]);
         }
         lse = max + std::log(sum);

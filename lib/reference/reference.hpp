@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "causalattn/causalattn.h"
@@ -18,9 +19,13 @@ struct Result {
 // aligned, as the library's), then softmax and the product with V, all in double.
 // scale = 0 means 1/sqrt(head_dim). Inputs are read through the same layouts as the library's.
 // window > 0 (causal) also masks keys j <= i + kv_len - q_len - window.
+// dropout, when given, multiplies softmax weight (batch, head, i, j) before the product with V
+// (0 for a dropped weight, 1/(1 - p) for a kept one); the lse stays that of the softmax.
+using WeightMultiplier = std::function<double(int64_t batch, int64_t head, int64_t query, int64_t key)>;
 Result attention(const causalattn_shape& shape, const float* q, causalattn_layout q_layout,
                  const float* k, causalattn_layout k_layout, const float* v,
-                 causalattn_layout v_layout, bool causal, double scale, int64_t window = 0);
+                 causalattn_layout v_layout, bool causal, double scale, int64_t window = 0,
+                 const WeightMultiplier* dropout = nullptr);
 
 // y = x · Wᵀ + b in double, and beside each element the sum of |x·w| terms (plus |b|) that
 // bounds fp32's rounding error: x [m][k], w [n][k], bias nullptr or [n], all contiguous.
