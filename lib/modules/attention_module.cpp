@@ -1,0 +1,303 @@
+// CausalAttention and MultiHeadAttention: a fused QKV projection (one packed [3·d_out, d_in]
+// weight), the causal kernel reading Q, K and V in place from the projection's rows through
+// [B, T, H, D] strides, and out_proj.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <utility>
+
+#include "causalattn/modules.hpp"
+#include "dispatch/kernels.hpp"
+#include "linear/linear.hpp"
+
+namespace causalattn {
+namespace detail {
+
+struct AttentionModuleState {
+  int64_t d_in, d_out, context_length, num_heads, head_dim;
+  float dropout;
+  bool qkv_bias, out_proj;
+  bool training = true;
+  int num_threads = 0;
+  std::atomic<uint64_t> next_seed{0};
+  StateDict params;  // PyTorch's names; "mask" is not kept (it is implied)
+
+  // Derived from params for the kernels: the fused QKV weight packed, its bias, out_proj packed.
+  mutable std::mutex pack_mutex;
+  mutable linear::PackedWeights qkv_packed, out_packed;
+  std::vector<float> qkv_bias_fused;
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::AttentionModuleState;
+
+[[noreturn]] void fail(causalattn_status status, const std::string& message) { throw Error(status, message); }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << '[';
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+// Every parameter's name and shape, as PyTorch names them.
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const AttentionModuleState& m) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (const char* name : {"W_query", "W_key", "W_value"}) {
+    shapes.push_back({std::string(name) + ".weight", {m.d_out, m.d_in}});
+    if (m.qkv_bias) shapes.push_back({std::string(name) + ".bias", {m.d_out}});
+  }
+  if (m.out_proj) {
+    shapes.push_back({"out_proj.weight", {m.d_out, m.d_out}});
+    shapes.push_back({"out_proj.bias", {m.d_out}});
+  }
+  return shapes;
+}
+
+// The textbook's mask buffer: ones above the diagonal.
+HostTensor mask_buffer(int64_t context_length) {
+  HostTensor mask{{context_length, context_length}, std::vector<float>(context_length * context_length, 0.0f)};
+  for (int64_t i = 0; i < context_length; ++i)
+    for (int64_t j = i + 1; j < context_length; ++j) mask.data[i * context_length + j] = 1.0f;
+  return mask;
+}
+
+// Packs the parameters for the kernel in use (on construction, on load, after an ISA change).
+void repack(const AttentionModuleState& m, const kernels::KernelInfo& kernel, const StateDict& params,
+            linear::PackedWeights* qkv, linear::PackedWeights* out) {
+  std::vector<float> fused;
+  fused.reserve(3 * m.d_out * m.d_in);
+  for (const char* name : {"W_query.weight", "W_key.weight", "W_value.weight"}) {
+    const std::vector<float>& w = params.at(name).data;
+    fused.insert(fused.end(), w.begin(), w.end());
+  }
+  qkv->pack(kernel, fused.data(), m.d_in, 3 * m.d_out, m.d_in, m.num_threads);
+  if (m.out_proj) out->pack(kernel, params.at("out_proj.weight").data.data(), m.d_out, m.d_out, m.d_out, m.num_threads);
+}
+
+std::vector<float> fused_bias(const AttentionModuleState& m, const StateDict& params) {
+  std::vector<float> bias;
+  if (!m.qkv_bias) return bias;
+  for (const char* name : {"W_query.bias", "W_key.bias", "W_value.bias"}) {
+    const std::vector<float>& b = params.at(name).data;
+    bias.insert(bias.end(), b.begin(), b.end());
+  }
+  return bias;
+}
+
+int64_t checked_product(std::initializer_list<int64_t> factors, const char* what) {
+  int64_t product = 1;
+  for (int64_t f : factors) {
+    if (__builtin_mul_overflow(product, f, &product) || product > (int64_t{1} << 40)) {
+      fail(CAUSALATTN_ERROR_INVALID_SHAPE, std::string(what) + " is too large");
+    }
+  }
+  return product;
+}
+
+}  // namespace
+
+AttentionModule::AttentionModule(int64_t d_in, int64_t d_out, int64_t context_length, float dropout,
+                                 int64_t num_heads, bool qkv_bias, bool out_proj)
+    : state_(std::make_unique<AttentionModuleState>()) {
+  if (d_in <= 0 || d_out <= 0 || context_length <= 0 || num_heads <= 0) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "d_in, d_out, context_length and num_heads must be positive (got d_in=" +
+                                             std::to_string(d_in) + ", d_out=" + std::to_string(d_out) +
+                                             ", context_length=" + std::to_string(context_length) +
+                                             ", num_heads=" + std::to_string(num_heads) + ")");
+  }
+  if (d_out % num_heads != 0) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "d_out must be divisible by num_heads (got d_out=" + std::to_string(d_out) +
+                                             ", num_heads=" + std::to_string(num_heads) + ")");
+  }
+  if (d_out / num_heads > CAUSALATTN_MAX_HEAD_DIM) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "head_dim = d_out / num_heads = " + std::to_string(d_out / num_heads) +
+                                             " exceeds CAUSALATTN_MAX_HEAD_DIM (" +
+                                             std::to_string(CAUSALATTN_MAX_HEAD_DIM) + ")");
+  }
+  if (!(dropout >= 0.0f && dropout < 1.0f)) {
+    fail(CAUSALATTN_ERROR_INVALID_OPTION, "dropout must be in [0, 1), got " + std::to_string(dropout));
+  }
+  checked_product({context_length, context_length}, "context_length² (the mask buffer)");
+  checked_product({3, d_out, d_in}, "the QKV weight");
+  AttentionModuleState& m = *state_;
+  m.d_in = d_in;
+  m.d_out = d_out;
+  m.context_length = context_length;
+  m.num_heads = num_heads;
+  m.head_dim = d_out / num_heads;
+  m.dropout = dropout;
+  m.qkv_bias = qkv_bias;
+  m.out_proj = out_proj;
+  // nn.Linear's distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from a fixed seed.
+  std::mt19937_64 rng(0x5eed);
+  for (const auto& [name, shape] : parameter_shapes(m)) {
+    const int64_t fan_in = name.rfind("out_proj", 0) == 0 ? d_out : d_in;
+    const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+    std::uniform_real_distribution<float> uniform(-bound, bound);
+    HostTensor t{shape, std::vector<float>(shape.size() == 2 ? shape[0] * shape[1] : shape[0])};
+    for (float& v : t.data) v = uniform(rng);
+    m.params.emplace(name, std::move(t));
+  }
+  m.qkv_bias_fused = fused_bias(m, m.params);
+  repack(m, dispatch::attention_kernel(), m.params, &m.qkv_packed, &m.out_packed);
+}
+
+AttentionModule::AttentionModule(AttentionModule&&) noexcept = default;
+AttentionModule& AttentionModule::operator=(AttentionModule&&) noexcept = default;
+AttentionModule::~AttentionModule() = default;
+
+void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const {
+  const AttentionModuleState& m = *state_;
+  if (x == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
+  if (y == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "y is NULL");
+  if (batch <= 0) fail(CAUSALATTN_ERROR_INVALID_SHAPE, "batch must be positive, got " + std::to_string(batch));
+  if (num_tokens <= 0 || num_tokens > m.context_length) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "num_tokens must be in [1, context_length = " +
+                                             std::to_string(m.context_length) + "], got " + std::to_string(num_tokens));
+  }
+  if (d_in != m.d_in) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE,
+         "x has d_in = " + std::to_string(d_in) + ", the module expects " + std::to_string(m.d_in));
+  }
+  const int64_t rows = checked_product({batch, num_tokens}, "batch × num_tokens");
+  checked_product({rows, 3 * m.d_out}, "the projected batch");
+  checked_product({rows, m.d_in}, "x");
+
+  // The packed weights of the kernel in use (repacked once if the ISA was changed since).
+  const kernels::KernelInfo& kernel = dispatch::attention_kernel();
+  const float* qkv_w = nullptr;
+  const float* out_w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.pack_mutex);
+    if (!m.qkv_packed.packed_for(kernel)) repack(m, kernel, m.params, &m.qkv_packed, &m.out_packed);
+    qkv_w = m.qkv_packed.data();
+    out_w = m.out_packed.data();
+  }
+
+  // Q, K and V side by side in each token's row: [B, T, 3, H, D].
+  const int64_t qkv_stride = 3 * m.d_out;
+  std::vector<float> qkv(static_cast<size_t>(rows * qkv_stride));
+  linear::apply(kernel, qkv_w, qkv_stride, m.d_in, m.qkv_bias ? m.qkv_bias_fused.data() : nullptr, x, m.d_in, rows,
+                qkv.data(), qkv_stride, m.num_threads);
+
+  std::vector<float> context(m.out_proj ? static_cast<size_t>(rows * m.d_out) : 0);
+  causalattn_attend_args a{};
+  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
+  const causalattn_layout qkv_layout{num_tokens * qkv_stride, m.head_dim, qkv_stride};
+  a.q = qkv.data();
+  a.k = qkv.data() + m.d_out;
+  a.v = qkv.data() + 2 * m.d_out;
+  a.q_layout = a.k_layout = a.v_layout = qkv_layout;
+  a.out = m.out_proj ? context.data() : y;
+  a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
+  a.options.num_threads = m.num_threads;
+  if (m.training && m.dropout > 0.0f) {
+    a.dropout = {m.dropout, state_->next_seed.fetch_add(1, std::memory_order_relaxed)};
+  }
+  if (causalattn_attend_f32(&a) != CAUSALATTN_OK) fail(CAUSALATTN_ERROR_INTERNAL, causalattn_last_error());
+
+  if (m.out_proj) {
+    linear::apply(kernel, out_w, m.d_out, m.d_out, m.params.at("out_proj.bias").data.data(), context.data(), m.d_out,
+                  rows, y, m.d_out, m.num_threads);
+  }
+}
+
+std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const {
+  const AttentionModuleState& m = *state_;
+  int64_t expected = 0;
+  if (batch <= 0 || num_tokens <= 0 || __builtin_mul_overflow(batch * num_tokens, m.d_in, &expected) ||
+      static_cast<int64_t>(x.size()) != expected) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "x has " + std::to_string(x.size()) +
+                                             " elements, expected batch × num_tokens × d_in = " +
+                                             std::to_string(batch) + " × " + std::to_string(num_tokens) + " × " +
+                                             std::to_string(m.d_in));
+  }
+  std::vector<float> y(static_cast<size_t>(batch * num_tokens * m.d_out));
+  forward(x.data(), batch, num_tokens, m.d_in, y.data());
+  return y;
+}
+
+void AttentionModule::train(bool on) { state_->training = on; }
+bool AttentionModule::training() const { return state_->training; }
+void AttentionModule::manual_seed(uint64_t seed) { state_->next_seed.store(seed, std::memory_order_relaxed); }
+
+void AttentionModule::set_num_threads(int num_threads) {
+  if (num_threads < 0) fail(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
+  state_->num_threads = num_threads;
+}
+
+StateDict AttentionModule::state_dict() const {
+  StateDict state = state_->params;
+  state.emplace("mask", mask_buffer(state_->context_length));
+  return state;
+}
+
+void AttentionModule::load_state_dict(const StateDict& state) {
+  const AttentionModuleState& m = *state_;
+  std::vector<std::string> problems;
+  const auto shapes = parameter_shapes(m);
+  for (const auto& [name, shape] : shapes) {
+    const auto it = state.find(name);
+    if (it == state.end()) {
+      problems.push_back("missing " + name);
+    } else if (it->second.shape != shape) {
+      problems.push_back(name + " has shape " + shape_text(it->second.shape) + ", expected " + shape_text(shape));
+    }
+  }
+  for (const auto& [name, tensor] : state) {
+    if (name == "mask") {
+      const HostTensor expected = mask_buffer(m.context_length);
+      if (tensor.shape != expected.shape) {
+        problems.push_back("mask has shape " + shape_text(tensor.shape) + ", expected " + shape_text(expected.shape) +
+                           " (context_length " + std::to_string(m.context_length) + ")");
+      } else if (tensor.data != expected.data) {
+        problems.push_back("mask is not the causal mask (ones above the diagonal)");
+      }
+      continue;
+    }
+    const bool known = std::any_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
+    if (!known) problems.push_back("unexpected " + name);
+  }
+  if (!problems.empty()) {
+    std::string message = "state dict does not fit the module: ";
+    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, message);
+  }
+  // Everything new is built aside, then swapped in: a failure (out of memory) changes nothing.
+  StateDict params;
+  for (const auto& [name, shape] : shapes) params.emplace(name, state.at(name));
+  std::vector<float> bias = fused_bias(m, params);
+  linear::PackedWeights qkv, out;
+  repack(m, dispatch::attention_kernel(), params, &qkv, &out);
+  std::lock_guard<std::mutex> lock(m.pack_mutex);
+  state_->params = std::move(params);
+  state_->qkv_bias_fused = std::move(bias);
+  state_->qkv_packed = std::move(qkv);
+  state_->out_packed = std::move(out);
+}
+
+void AttentionModule::load(const std::string& path) { load_state_dict(read_safetensors(path)); }
+void AttentionModule::save(const std::string& path) const { write_safetensors(path, state_dict()); }
+
+int64_t AttentionModule::d_in() const { return state_->d_in; }
+int64_t AttentionModule::d_out() const { return state_->d_out; }
+int64_t AttentionModule::context_length() const { return state_->context_length; }
+int64_t AttentionModule::num_heads() const { return state_->num_heads; }
+float AttentionModule::dropout() const { return state_->dropout; }
+
+CausalAttention::CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length, float dropout, bool qkv_bias)
+    : AttentionModule(d_in, d_out, context_length, dropout, 1, qkv_bias, false) {}
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_in, int64_t d_out, int64_t context_length, float dropout,
+                                       int64_t num_heads, bool qkv_bias)
+    : AttentionModule(d_in, d_out, context_length, dropout, num_heads, qkv_bias, true) {}
+
+}  // namespace causalattn

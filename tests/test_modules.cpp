@@ -1,0 +1,321 @@
+// CausalAttention and MultiHeadAttention: PyTorch's outputs from the committed fixtures
+// (tools/torch_parity.py), a live run of that script when torch is importable, a double-precision
+// composition of the textbook's steps, dropout in training mode, the state dict's names, shapes
+// and round trip, and bad inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "attention_tester.hpp"
+#include "causalattn/modules.hpp"
+#include "causalattn/safetensors.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using causalattn::AttentionModule;
+using causalattn::CausalAttention;
+using causalattn::HostTensor;
+using causalattn::MultiHeadAttention;
+using causalattn::StateDict;
+using causalattn::testing::supported_isas;
+
+std::unique_ptr<AttentionModule> make_module(bool mha, int64_t d_in, int64_t d_out, int64_t context_length,
+                                             int64_t heads, bool qkv_bias, float dropout = 0.0f) {
+  if (mha) return std::make_unique<MultiHeadAttention>(d_in, d_out, context_length, dropout, heads, qkv_bias);
+  return std::make_unique<CausalAttention>(d_in, d_out, context_length, dropout, qkv_bias);
+}
+
+// |ours - PyTorch| <= 2^-16 · max(1, max|y|). Both sides are fp32 approximations of the same
+// exact result that sum in different orders: projections of d_in <= 100 terms and attention over
+// <= 200 keys each carry ~sqrt(n) · 2^-24 relative error, far below 2^-16 (measured: ~1e-7 on
+// outputs of magnitude ~1); a wrong mask, scale, head split or bias misses by ~1e-2 or more.
+double parity_bound(const std::vector<float>& y) {
+  double m = 1.0;
+  for (float v : y) m = std::fmax(m, std::fabs(v));
+  return std::ldexp(m, -16);
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::fmax(d, std::fabs(double(a[i]) - double(b[i])));
+  return d;
+}
+
+// Replays one exported case: loads the weights file into our module, runs x in eval mode.
+void expect_case_matches(const fs::path& io_path) {
+  const std::string stem = io_path.filename().string().substr(0, io_path.filename().string().size() -
+                                                                     std::string(".io.safetensors").size());
+  SCOPED_TRACE(stem);
+  const StateDict io = causalattn::read_safetensors(io_path.string());
+  const std::vector<float>& c = io.at("config").data;
+  const HostTensor& x = io.at("x");
+  const HostTensor& y = io.at("y");
+  auto module = make_module(c[0] != 0.0f, int64_t(c[1]), int64_t(c[2]), int64_t(c[3]), int64_t(c[4]), c[5] != 0.0f);
+  module->load((io_path.parent_path() / (stem + ".weights.safetensors")).string());
+  module->eval();
+  const std::vector<float> got = module->forward(x.data, x.shape[0], x.shape[1]);
+  ASSERT_EQ(got.size(), y.data.size());
+  const double diff = max_abs_diff(got, y.data), bound = parity_bound(y.data);
+  EXPECT_LE(diff, bound) << "max |causalattn - PyTorch| over " << y.data.size() << " outputs";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", diff);
+  ::testing::Test::RecordProperty(stem + "_max_abs_diff", text);
+}
+
+std::vector<fs::path> io_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 15 && name.compare(name.size() - 15, 15, ".io.safetensors") == 0) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+class Modules : public causalattn::testing::PerIsaTest {};
+
+TEST_P(Modules, MatchPyTorchOnTheCommittedFixtures) {
+  const std::vector<fs::path> files = io_files(CAUSALATTN_PARITY_DIR);
+  ASSERT_GE(files.size(), 9u) << "fixtures missing from " << CAUSALATTN_PARITY_DIR;
+  for (const fs::path& f : files) expect_case_matches(f);
+}
+
+// The textbook's steps in double: projections, per-head scores with the causal mask, softmax
+// (times a dropout multiplier), weights · V, then out_proj. x [B, T, d_in].
+std::vector<double> textbook_forward(const StateDict& p, bool mha, int64_t heads, const std::vector<float>& x, int64_t B,
+                                     int64_t T, const causalattn::reference::WeightMultiplier* dropout = nullptr) {
+  const int64_t d_out = p.at("W_query.weight").shape[0], d_in = p.at("W_query.weight").shape[1];
+  const int64_t D = d_out / heads;
+  auto project = [&](const std::string& name, const std::vector<double>& in, int64_t k) {
+    const HostTensor& w = p.at(name + ".weight");
+    const auto bias = p.find(name + ".bias");
+    std::vector<double> out(B * T * w.shape[0]);
+    for (int64_t r = 0; r < B * T; ++r)
+      for (int64_t f = 0; f < w.shape[0]; ++f) {
+        double s = bias != p.end() ? bias->second.data[f] : 0.0;
+        for (int64_t j = 0; j < k; ++j) s += in[r * k + j] * double(w.data[f * k + j]);
+        out[r * w.shape[0] + f] = s;
+      }
+    return out;
+  };
+  const std::vector<double> xd(x.begin(), x.end());
+  const auto q = project("W_query", xd, d_in), k = project("W_key", xd, d_in), v = project("W_value", xd, d_in);
+  std::vector<double> context(B * T * d_out, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < T; ++i) {
+        std::vector<double> s(i + 1);
+        double m = -INFINITY;
+        for (int64_t j = 0; j <= i; ++j) {
+          double dot = 0.0;
+          for (int64_t d = 0; d < D; ++d) dot += q[(b * T + i) * d_out + h * D + d] * k[(b * T + j) * d_out + h * D + d];
+          s[j] = dot / std::sqrt(double(D));
+          m = std::fmax(m, s[j]);
+        }
+        double sum = 0.0;
+        for (double& e : s) sum += (e = std::exp(e - m));
+        for (int64_t j = 0; j <= i; ++j) {
+          const double w = s[j] / sum * (dropout ? (*dropout)(b, h, i, j) : 1.0);
+          for (int64_t d = 0; d < D; ++d) context[(b * T + i) * d_out + h * D + d] += w * v[(b * T + j) * d_out + h * D + d];
+        }
+      }
+  return mha ? project("out_proj", context, d_out) : context;
+}
+
+void expect_near_textbook(const std::vector<float>& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  double m = 1.0, diff = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    m = std::fmax(m, std::fabs(want[i]));
+    diff = std::fmax(diff, std::fabs(got[i] - want[i]));
+  }
+  EXPECT_LE(diff, std::ldexp(m, -16));
+}
+
+TEST_P(Modules, MatchTheTextbookStepsInDouble) {
+  for (bool mha : {false, true}) {
+    for (bool bias : {false, true}) {
+      const int64_t B = 2, T = 45, heads = mha ? 6 : 1;
+      auto module = make_module(mha, 40, 96, 64, heads, bias);
+      module->eval();
+      std::vector<float> x(B * T * 40);
+      std::mt19937 rng(3);
+      for (float& e : x) e = std::normal_distribution<float>()(rng);
+      SCOPED_TRACE(std::string(mha ? "MultiHeadAttention" : "CausalAttention") + (bias ? " qkv_bias" : ""));
+      expect_near_textbook(module->forward(x, B, T), textbook_forward(module->state_dict(), mha, heads, x, B, T));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Modules, ::testing::ValuesIn(supported_isas()),
+                         [](const auto& info) { return info.param; });
+
+TEST(ModulesTraining, DropoutDropsTheWeightsOfTheDocumentedMaskAndEvalTurnsItOff) {
+  const float p = 0.3f;
+  const int64_t B = 2, T = 30, heads = 3;
+  MultiHeadAttention module(24, 48, 32, p, heads, true);
+  EXPECT_TRUE(module.training());  // as nn.Module
+  std::vector<float> x(B * T * 24);
+  std::mt19937 rng(9);
+  for (float& e : x) e = std::normal_distribution<float>()(rng);
+  module.manual_seed(77);
+  const std::vector<float> first = module.forward(x, B, T);   // seed 77
+  const std::vector<float> second = module.forward(x, B, T);  // seed 78: another draw
+  const StateDict params = module.state_dict();
+  for (uint64_t seed : {77u, 78u}) {
+    const causalattn::reference::WeightMultiplier mask = [&](int64_t b, int64_t h, int64_t i, int64_t j) {
+      return causalattn_dropout_keep(p, seed, b, h, i, j) ? 1.0 / (1.0 - p) : 0.0;
+    };
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    expect_near_textbook(seed == 77 ? first : second, textbook_forward(params, true, heads, x, B, T, &mask));
+  }
+  EXPECT_GT(max_abs_diff(first, second), 1e-3);
+  module.eval();
+  expect_near_textbook(module.forward(x, B, T), textbook_forward(params, true, heads, x, B, T));
+}
+
+TEST(ModulesState, SaveThenLoadGivesTheSameBitsAndPyTorchNames) {
+  MultiHeadAttention a(20, 32, 16, 0.0f, 4, true);
+  const fs::path path = fs::temp_directory_path() / ("causalattn_module_" + std::to_string(::getpid()) + ".safetensors");
+  a.save(path.string());
+  const StateDict saved = causalattn::read_safetensors(path.string());
+  std::vector<std::string> names;
+  for (const auto& [name, t] : saved) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"W_key.bias", "W_key.weight", "W_query.bias", "W_query.weight",
+                                             "W_value.bias", "W_value.weight", "mask", "out_proj.bias",
+                                             "out_proj.weight"}));
+  EXPECT_EQ(saved.at("mask").shape, (std::vector<int64_t>{16, 16}));
+  MultiHeadAttention b(20, 32, 16, 0.0f, 4, true);
+  b.manual_seed(1);
+  b.load(path.string());
+  fs::remove(path);
+  std::vector<float> x(2 * 16 * 20, 0.25f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i));
+  EXPECT_EQ(a.forward(x, 2, 16), b.forward(x, 2, 16));
+  // Without the mask buffer (a hand-made state dict) loading works too.
+  StateDict no_mask = saved;
+  no_mask.erase("mask");
+  EXPECT_NO_THROW(b.load_state_dict(no_mask));
+}
+
+TEST(ModulesState, SameBitsForAnyThreadCount) {
+  MultiHeadAttention module(64, 96, 300, 0.0f, 4, true);
+  module.eval();
+  std::vector<float> x(2 * 257 * 64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.1f * float(i));
+  module.set_num_threads(1);
+  const std::vector<float> one = module.forward(x, 2, 257);
+  for (int threads : {2, 3, 0}) {
+    module.set_num_threads(threads);
+    EXPECT_EQ(module.forward(x, 2, 257), one) << threads << " threads";
+  }
+}
+
+// An Error with this status whose message contains `text`.
+template <class Body>
+void expect_error(Body&& body, int status, const std::string& text) {
+  try {
+    body();
+    ADD_FAILURE() << "no error; expected one mentioning \"" << text << "\"";
+  } catch (const causalattn::Error& e) {
+    EXPECT_EQ(e.status(), status) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModulesErrors, ConstructorArguments) {
+  expect_error([] { MultiHeadAttention(8, 10, 4, 0.0f, 3); }, CAUSALATTN_ERROR_INVALID_SHAPE, "divisible by num_heads");
+  expect_error([] { CausalAttention(8, 768, 4, 0.0f); }, CAUSALATTN_ERROR_INVALID_SHAPE, "CAUSALATTN_MAX_HEAD_DIM");
+  expect_error([] { CausalAttention(0, 8, 4, 0.0f); }, CAUSALATTN_ERROR_INVALID_SHAPE, "must be positive");
+  expect_error([] { CausalAttention(8, 8, 4, 1.0f); }, CAUSALATTN_ERROR_INVALID_OPTION, "dropout");
+}
+
+TEST(ModulesErrors, ForwardArgumentsLeaveYUntouched) {
+  CausalAttention module(4, 8, 6, 0.0f);
+  std::vector<float> x(2 * 7 * 4, 1.0f), y(2 * 7 * 8, -5.0f);
+  expect_error([&] { module.forward(x.data(), 2, 7, 4, y.data()); }, CAUSALATTN_ERROR_INVALID_SHAPE, "context_length = 6");
+  expect_error([&] { module.forward(x.data(), 2, 0, 4, y.data()); }, CAUSALATTN_ERROR_INVALID_SHAPE, "num_tokens");
+  expect_error([&] { module.forward(x.data(), 2, 3, 5, y.data()); }, CAUSALATTN_ERROR_INVALID_SHAPE, "d_in = 5");
+  expect_error([&] { module.forward(x.data(), 0, 3, 4, y.data()); }, CAUSALATTN_ERROR_INVALID_SHAPE, "batch");
+  expect_error([&] { module.forward(nullptr, 1, 3, 4, y.data()); }, CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
+  EXPECT_EQ(y, std::vector<float>(2 * 7 * 8, -5.0f));
+  expect_error([&] { module.forward(x, 2, 3); }, CAUSALATTN_ERROR_INVALID_SHAPE, "expected batch × num_tokens × d_in");
+}
+
+TEST(ModulesErrors, BadStateDictsNameTheProblemAndChangeNothing) {
+  MultiHeadAttention module(6, 8, 5, 0.0f, 2, false);
+  module.eval();
+  const std::vector<float> x(5 * 6, 0.5f);
+  const std::vector<float> before = module.forward(x, 1, 5);
+  const StateDict good = MultiHeadAttention(6, 8, 5, 0.0f, 2, false).state_dict();
+
+  StateDict missing = good;
+  missing.erase("W_key.weight");
+  expect_error([&] { module.load_state_dict(missing); }, CAUSALATTN_ERROR_INVALID_SHAPE, "missing W_key.weight");
+  StateDict unexpected = good;
+  unexpected["W_key.bias"] = {{8}, std::vector<float>(8)};
+  expect_error([&] { module.load_state_dict(unexpected); }, CAUSALATTN_ERROR_INVALID_SHAPE, "unexpected W_key.bias");
+  StateDict shaped = good;
+  shaped["out_proj.weight"] = {{8, 6}, std::vector<float>(48)};
+  expect_error([&] { module.load_state_dict(shaped); }, CAUSALATTN_ERROR_INVALID_SHAPE,
+               "out_proj.weight has shape [8, 6], expected [8, 8]");
+  StateDict wrong_mask = good;
+  wrong_mask["mask"].data[0] = 1.0f;
+  expect_error([&] { module.load_state_dict(wrong_mask); }, CAUSALATTN_ERROR_INVALID_SHAPE, "not the causal mask");
+  StateDict other_context = MultiHeadAttention(6, 8, 7, 0.0f, 2, false).state_dict();
+  expect_error([&] { module.load_state_dict(other_context); }, CAUSALATTN_ERROR_INVALID_SHAPE, "context_length 5");
+
+  // A truncated file.
+  const fs::path path = fs::temp_directory_path() / ("causalattn_bad_" + std::to_string(::getpid()) + ".safetensors");
+  std::vector<unsigned char> bytes = causalattn::serialize_safetensors(good);
+  bytes.resize(bytes.size() - 3);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  expect_error([&] { module.load(path.string()); }, CAUSALATTN_ERROR_INVALID_SHAPE, "safetensors");
+  fs::remove(path);
+
+  EXPECT_EQ(module.forward(x, 1, 5), before);
+}
+
+// When torch is importable: the script on random sizes, and our saved weights loaded by PyTorch
+// (strict) giving our outputs.
+TEST(ModulesLive, PyTorchOnRandomSizes) {
+  const std::string python = CAUSALATTN_TORCH_PYTHON;
+  if (python.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  const fs::path dir = fs::temp_directory_path() / ("causalattn_live_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const unsigned seed = std::random_device{}() % 100000;
+  RecordProperty("seed", int(seed));
+  const std::string script = std::string(CAUSALATTN_SOURCE_DIR) + "/tools/torch_parity.py";
+  const std::string generate = python + " " + script + " random " + dir.string() + " " + std::to_string(seed) + " 6";
+  ASSERT_EQ(std::system(generate.c_str()), 0) << generate;
+  for (const fs::path& f : io_files(dir)) expect_case_matches(f);
+
+  MultiHeadAttention module(33, 40, 20, 0.0f, 5, true);
+  module.eval();
+  std::vector<float> x(2 * 13 * 33);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.7f * float(i));
+  StateDict io;
+  io["x"] = {{2, 13, 33}, x};
+  io["y"] = {{2, 13, 40}, module.forward(x, 2, 13)};
+  io["config"] = {{6}, {1, 33, 40, 20, 5, 1}};
+  causalattn::write_safetensors((dir / "ours.io.safetensors").string(), io);
+  module.save((dir / "ours.weights.safetensors").string());
+  const std::string check = python + " " + script + " check-load " + (dir / "ours.weights.safetensors").string() + " " +
+                            (dir / "ours.io.safetensors").string();
+  EXPECT_EQ(std::system(check.c_str()), 0) << check;
+  fs::remove_all(dir);
+}
+
+}  // namespace
