@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "causalattn/causalattn.h"
+#include "causalattn/modules.hpp"
 #include "peak_fma.hpp"
 #include "read_bandwidth.hpp"
 #include "reference/reference.hpp"
@@ -170,6 +171,31 @@ void BM_LinearBlas(benchmark::State& state) {
   set_common_counters(state, linear_flops(m, n, k));
 }
 #endif
+
+// ---- A GPT-2-small attention layer (issue: textbook modules) ----
+
+constexpr int64_t kGpt2Dim = 768, kGpt2Heads = 12, kGpt2Context = 1024;
+const std::vector<int64_t> kGpt2Tokens = {64, 128, 256, 512, 1024};
+
+// The book's MultiHeadAttention at GPT-2 small's sizes (qkv_bias on, as GPT-2's c_attn), eval
+// mode, batch 1. FLOPs: the QKV and output projections plus causal attention.
+// args: num_tokens, threads (0 = all)
+void BM_Gpt2Layer(benchmark::State& state) {
+  const int64_t t = state.range(0);
+  causalattn::MultiHeadAttention layer(kGpt2Dim, kGpt2Dim, kGpt2Context, 0.0f, kGpt2Heads, true);
+  layer.eval();
+  layer.set_num_threads(static_cast<int>(state.range(1)));
+  std::vector<float> x(t * kGpt2Dim), y(t * kGpt2Dim);
+  fill_pattern(x, 4);
+  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up
+  for (auto _ : state) {
+    layer.forward(x.data(), 1, t, kGpt2Dim, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double projections = 2.0 * t * kGpt2Dim * 4 * kGpt2Dim;
+  set_common_counters(state, projections + causal_flops(kGpt2Heads, t, kGpt2Dim / kGpt2Heads));
+}
 
 // ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
 
@@ -356,6 +382,16 @@ void register_benchmarks() {
           ->UseRealTime()
           ->Repetitions(3);
 #endif
+    }
+  }
+  for (int64_t threads : {1, 0}) {
+    for (int64_t t : kGpt2Tokens) {
+      benchmark::RegisterBenchmark("BM_Gpt2Layer", BM_Gpt2Layer)
+          ->Args({t, threads})
+          ->ArgNames({"T", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
     }
   }
   for (int64_t threads : {1, 0}) {

@@ -8,7 +8,11 @@ Measures, in fp32 on [B, H, T, D] inputs:
   torch_sdpa:     torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
                   where this torch has it (2.0 and later).
 FLOPs are counted as DESIGN.md §1 counts them: 2·D·T·(T+1) per (batch, head).
-Usage: torch_bench.py OUT_JSON [--quick]   (one JSON object: {"torch_version", "rows": [...]})
+and the book's MultiHeadAttention module (tools/torch_parity.py) at GPT-2 small's sizes
+(d_in = d_out = 768, 12 heads, context 1024, qkv_bias on), eval mode, batch 1, over num_tokens:
+  torch_mha_layer: milliseconds per forward.
+Usage: torch_bench.py OUT_JSON [--quick]
+  (one JSON object: {"torch_version", "rows": [...], "layer_rows": [...]})
 """
 import json
 import math
@@ -18,10 +22,14 @@ import time
 
 import torch
 
+from torch_parity import MultiHeadAttention
+
 BATCH, HEADS = 1, 8
 SEQ_LENS = [128, 256, 512, 1000, 1024, 2048, 3000, 4096, 8192, 16384]
 QUICK_SEQ_LENS = [256, 1024]
 HEAD_DIMS = [64, 128]
+GPT2_TOKENS = [64, 128, 256, 512, 1024]
+QUICK_GPT2_TOKENS = [256]
 
 
 def textbook(q, k, v, mask):
@@ -89,7 +97,19 @@ def main():
                     gflops = 2.0 * d * t * (t + 1) * BATCH * HEADS / seconds / 1e9
                     rows.append({"method": name, "T": t, "D": d, "threads": threads, "gflops": gflops})
                     print(f"{name} T={t} D={d} threads={threads or 'all'}: {gflops:.1f} GFLOP/s", flush=True)
-    json.dump({"torch_version": torch.__version__, "rows": rows}, open(out_path, "w"), indent=1)
+    layer_rows = []
+    torch.manual_seed(0)
+    layer = MultiHeadAttention(768, 768, 1024, 0.0, 12, qkv_bias=True).eval()
+    for threads in (1, 0):
+        torch.set_num_threads(threads or all_threads)
+        for t in QUICK_GPT2_TOKENS if quick else GPT2_TOKENS:
+            x = torch.randn(1, t, 768, generator=gen)
+            with torch.no_grad():
+                seconds = best_seconds(lambda: layer(x), min_time, repetitions)
+            layer_rows.append({"method": "torch_mha_layer", "T": t, "threads": threads, "ms": seconds * 1e3})
+            print(f"torch_mha_layer T={t} threads={threads or 'all'}: {seconds * 1e3:.2f} ms", flush=True)
+    json.dump({"torch_version": torch.__version__, "rows": rows, "layer_rows": layer_rows}, open(out_path, "w"),
+              indent=1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ extern const KernelInfo CAUSALATTN_KERNEL = {
     decode_chunk<CAUSALATTN_ARCH>,
     GemmBlocking<CAUSALATTN_ARCH>::kNr,
     GemmBlocking<CAUSALATTN_ARCH>::kMc,
+    GemmBlocking<CAUSALATTN_ARCH>::kMr,
     gemm_pack_panel<CAUSALATTN_ARCH>,
+    gemm_pack_rows<CAUSALATTN_ARCH>,
     gemm_workspace_floats<CAUSALATTN_ARCH>,
     gemm_block<CAUSALATTN_ARCH>,
 };

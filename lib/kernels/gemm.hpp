@@ -1,7 +1,8 @@
 // The projection microkernels: y = x · Wᵀ + b (nn.Linear), templated on the xsimd architecture.
-// Output features sit in vector lanes: W is packed once into panels of kNr features laid out
-// k-major, x is packed per block into micro-panels of kMr rows, and an kMr × kNr block of y
-// stays in registers while k runs (the BLIS scheme: the W micro-panel in L1, the x block in L2).
+// Output features sit in vector lanes: W is packed into panels of kNr features laid out k-major,
+// x into micro-panels of kMr rows, and a kMr × kNr block of y stays in registers while k runs,
+// fed by two W vectors and kMr broadcasts of x per k (BLIS's register blocking). A W panel is
+// reused by the kMc rows of a task from L2; y is written once per 1024 values of k.
 #pragma once
 
 #include <algorithm>
@@ -20,8 +21,8 @@ struct GemmBlocking {
   // Accumulators: kMr × 2 vectors. AVX-512's 32 registers hold 14 × 2 plus the two W vectors
   // and a broadcast; AVX2's and SSE2's 16 hold 6 × 2 and the same three.
   static constexpr int kMr = kIsAvx512<Arch> ? 14 : 6;
-  static constexpr int64_t kKc = 1024;                   // k per pass: a W micro-panel of 32 KiB (AVX-512)
-  static constexpr int64_t kMc = kMr * (kIsAvx512<Arch> ? 12 : 24);  // rows of x per packed block
+  static constexpr int64_t kKc = 1024;                  // k per pass: K <= 1024 in one pass, y written once
+  static constexpr int64_t kMc = kMr * (kIsAvx512<Arch> ? 12 : 24);  // rows of x per task at most
 };
 
 // Packs features [panel·kNr, panel·kNr + kNr) of W ([n][k], rows at w_stride) as [k][kNr];
@@ -46,10 +47,10 @@ constexpr int64_t kGemmTileStride = kGemmTaskFeatures + 16;
 template <class Arch>
 constexpr std::size_t gemm_workspace_floats() {
   using G = GemmBlocking<Arch>;
-  return static_cast<std::size_t>(G::kMc * G::kKc + G::kMc * kGemmTileStride);
+  return static_cast<std::size_t>(G::kMc * kGemmTileStride);
 }
 
-// An MR × kNr block of y over kc values of k. a: [kc][kMr] (one packed micro-panel of x),
+// An MR × kNr block of y over kc values of k. a: [kc][kMr] (a packed micro-panel of x),
 // b: [kc][kNr] (the W panel from this k on). The block starts from c (accumulate), else from the
 // bias (kNr features) or zero.
 template <class Arch, int MR>
@@ -92,27 +93,21 @@ inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int
   }
 }
 
-// Packs rows [m0, m0 + mc) and k values [k0, k0 + kc) of x as micro-panels of kMr rows, each
-// [kc][kMr]; rows past mc are zero.
+// Packs `rows` <= kMr rows of x ([rows][k], rows at x_stride) as one micro-panel [k][kMr];
+// rows past `rows` are zero.
 template <class Arch>
-void gemm_pack_rows(const float* x, int64_t x_stride, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* packed) {
+void gemm_pack_rows(const float* x, int64_t x_stride, int64_t rows, int64_t k, float* packed) {
   constexpr int MR = GemmBlocking<Arch>::kMr;
-  for (int64_t p = 0; p * MR < mc; ++p) {
-    float* dst = packed + p * kc * MR;
-    const int64_t rows = std::min<int64_t>(MR, mc - p * MR);
-    for (int r = 0; r < MR; ++r) {
-      if (r < rows) {
-        const float* src = x + (m0 + p * MR + r) * x_stride + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
-      }
-    }
+  for (int64_t kk = 0; kk < k; ++kk) {
+    float* dst = packed + kk * MR;
+    for (int r = 0; r < rows; ++r) dst[r] = x[r * x_stride + kk];
+    for (int r = static_cast<int>(rows); r < MR; ++r) dst[r] = 0.0f;
   }
 }
 
-// One task's block of y: rows [m_begin, m_end), features [n_begin, n_end) with n_begin a
-// multiple of kNr and at most kGemmTaskFeatures of them. The block is computed in a padded copy
+// One task's block of y: rows [m_begin, m_end) (m_begin a multiple of kMr, their micro-panels
+// packed from packed_x on), features [n_begin, n_end) with n_begin a multiple of kNr and at most
+// kGemmTaskFeatures of them. The block is computed in a padded copy
 // (whole panels: features past n_end are computed and dropped) and then written to y. k is
 // summed in passes of kKc in increasing order, the same for every block, so how y is cut into
 // tasks never changes a bit.
@@ -122,14 +117,12 @@ void gemm_block(const GemmArgs& g) {
   constexpr int NR = G::kNr;
   constexpr int MR = G::kMr;
   alignas(64) float bias_tile[NR];
-  float* const packed_rows = g.workspace;
-  float* const tile = g.workspace + G::kMc * G::kKc;
+  float* const tile = g.workspace;
   const int64_t features = g.n_end - g.n_begin;
   for (int64_t m0 = g.m_begin; m0 < g.m_end; m0 += G::kMc) {
     const int64_t mc = std::min<int64_t>(G::kMc, g.m_end - m0);
     for (int64_t k0 = 0; k0 < g.k; k0 += G::kKc) {
       const int64_t kc = std::min<int64_t>(G::kKc, g.k - k0);
-      gemm_pack_rows<Arch>(g.x, g.x_stride, m0, mc, k0, kc, packed_rows);
       for (int64_t f0 = 0; f0 < features; f0 += NR) {
         const int64_t n0 = g.n_begin + f0;
         const float* b = g.packed_w + (n0 / NR) * g.k * NR + k0 * NR;
@@ -140,7 +133,7 @@ void gemm_block(const GemmArgs& g) {
           bias = bias_tile;
         }
         for (int64_t p = 0; p * MR < mc; ++p) {
-          const float* a = packed_rows + p * kc * MR;
+          const float* a = g.packed_x + ((m0 - g.m_begin) / MR + p) * g.k * MR + k0 * MR;
           float* c = tile + p * MR * kGemmTileStride + f0;
           with_block_size<MR>(static_cast<int>(std::min<int64_t>(MR, mc - p * MR)), [&](auto rows) {
             gemm_micro<Arch, rows()>(kc, a, b, c, kGemmTileStride, bias, k0 > 0);

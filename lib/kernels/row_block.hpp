@@ -64,14 +64,13 @@ constexpr int64_t kGemmTaskFeatures = 1024;
 // One task of a projection y = x · Wᵀ + b: rows [m_begin, m_end) and features [n_begin, n_end)
 // of y, with W packed in panels (KernelInfo::gemm_pack_panel).
 struct GemmArgs {
-  const float* x;         // [m][k], rows at x_stride
-  int64_t x_stride;
+  const float* packed_x;  // the micro-panels of rows m_begin.. (KernelInfo::gemm_pack_rows), k each
   const float* packed_w;  // panel p at p · k · gemm_features: [k][gemm_features]
   const float* bias;      // nullptr or [n]
   float* y;               // [m][n], rows at y_stride
   int64_t y_stride;
   int64_t k;
-  int64_t m_begin, m_end;
+  int64_t m_begin, m_end; // m_begin a multiple of gemm_row_panel
   int64_t n_begin, n_end; // n_begin a multiple of gemm_features
   float* workspace;       // 64-byte aligned, KernelInfo::gemm_workspace_floats() floats
 };
@@ -86,9 +85,12 @@ struct KernelInfo {
   std::size_t (*decode_workspace_floats)(int64_t head_dim);
   void (*decode_chunk)(const DecodeArgs& args);
   int gemm_features;                                // features of W per packed panel
-  int gemm_rows;                                    // rows of x a task should take at once
+  int gemm_rows;                                    // most rows of x a task should take at once
+  int gemm_row_panel;                               // rows of the microkernel (tasks take multiples)
   // Packs panel `panel` of W ([n][k], rows at w_stride): gemm_features · k floats.
   void (*gemm_pack_panel)(const float* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, float* packed);
+  // Packs rows <= gemm_row_panel rows of x ([rows][k]) as one micro-panel: gemm_row_panel · k floats.
+  void (*gemm_pack_rows)(const float* x, int64_t x_stride, int64_t rows, int64_t k, float* packed);
   std::size_t (*gemm_workspace_floats)();
   void (*gemm_block)(const GemmArgs& args);
 };

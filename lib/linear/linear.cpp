@@ -21,6 +21,15 @@ float* thread_gemm_workspace(std::size_t floats) {
   return buffer.get(floats);
 }
 
+// The calling thread's buffer for x packed into micro-panels.
+float* thread_packed_rows(std::size_t floats) {
+  thread_local parallel::ThreadBuffer buffer;
+  return buffer.get(floats);
+}
+
+// Micro-panels of x packed per task.
+constexpr int64_t kPackPanels = 16;
+
 }  // namespace
 
 std::size_t packed_floats(const kernels::KernelInfo& kernel, int64_t n, int64_t k) {
@@ -49,28 +58,40 @@ void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int6
 
 void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
            const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads) {
-  const int64_t row_tasks = (m + kernel.gemm_rows - 1) / kernel.gemm_rows;
+  // Rows in equal shares of at most gemm_rows, each a multiple of the microkernel's rows.
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t panel = kernel.gemm_row_panel;
+  const int64_t task_rows = ceil_div(ceil_div(m, ceil_div(m, kernel.gemm_rows)), panel) * panel;
+  const int64_t row_tasks = ceil_div(m, task_rows);
   // Whole 1024-feature blocks when there are rows enough to share out; narrower ones (never
   // under a panel) when there are few rows, as for a short prompt or a decode step.
   const int threads = parallel::call_threads(num_threads);
   int64_t task_features = kernels::kGemmTaskFeatures;
-  while (task_features > kernel.gemm_features && row_tasks * ((n + task_features - 1) / task_features) < 4 * threads) {
+  while (task_features > kernel.gemm_features && row_tasks * ceil_div(n, task_features) < 4 * threads) {
     task_features /= 2;
   }
-  const int64_t feature_tasks = (n + task_features - 1) / task_features;
+  const int64_t feature_tasks = ceil_div(n, task_features);
+  // x is packed once into micro-panels [k][panel rows], which every feature task then shares.
+  const int64_t row_panels = ceil_div(m, panel);
+  float* const packed_x = thread_packed_rows(static_cast<std::size_t>(row_panels * panel * k));
+  parallel::for_each_task(num_threads, 0, ceil_div(row_panels, kPackPanels), [&](int, int64_t task) {
+    for (int64_t p = task * kPackPanels; p < std::min(row_panels, (task + 1) * kPackPanels); ++p) {
+      kernel.gemm_pack_rows(x + p * panel * x_stride, x_stride, std::min(panel, m - p * panel), k,
+                            packed_x + p * panel * k);
+    }
+  });
   const std::size_t workspace_floats = kernel.gemm_workspace_floats();
   parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
     const int64_t rows = task / feature_tasks, features = task % feature_tasks;
     kernels::GemmArgs g{};
-    g.x = x;
-    g.x_stride = x_stride;
     g.packed_w = packed;
     g.bias = bias;
     g.y = y;
     g.y_stride = y_stride;
     g.k = k;
-    g.m_begin = rows * kernel.gemm_rows;
-    g.m_end = std::min(m, g.m_begin + kernel.gemm_rows);
+    g.m_begin = rows * task_rows;
+    g.m_end = std::min(m, g.m_begin + task_rows);
+    g.packed_x = packed_x + g.m_begin * k;
     g.n_begin = features * task_features;
     g.n_end = std::min(n, g.n_begin + task_features);
     g.workspace = thread_gemm_workspace(workspace_floats);
