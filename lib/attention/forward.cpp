@@ -26,13 +26,6 @@ namespace {
 using detail::report;
 
 using parallel::call_threads;
-using parallel::ThreadBuffer;
-
-// Each thread's kernel workspace (for the tasks it runs).
-float* thread_workspace(std::size_t floats) {
-  thread_local ThreadBuffer buffer;
-  return buffer.get(floats);
-}
 
 // One validated call: the arguments the tasks read.
 struct Call {
@@ -193,15 +186,15 @@ Plan make_plan(const Call& c, int rows, int threads) {
 }
 
 // Where a task's kernel workspace lives: one slot per thread that can run tasks of the call, in
-// the caller's buffer, or else in the thread's own thread_workspace.
+// the caller's buffer, or else in the thread's own buffer.
 struct Workspace {
-  std::byte* base = nullptr;  // 64-byte aligned, slots × slot_bytes; nullptr: thread_workspace
+  std::byte* base = nullptr;  // 64-byte aligned, slots × slot_bytes; nullptr: the thread's own buffer
   std::size_t slot_bytes = 0;
   int slots = 0;
   float* scratch = nullptr;   // decode partials
 
   float* slot(int index, std::size_t floats) const {
-    if (base == nullptr) return thread_workspace(floats);
+    if (base == nullptr) return parallel::thread_buffer<struct KernelWorkspace>(floats);
     if (index < 0 || index >= slots) throw std::logic_error("workspace slot out of range");
     return reinterpret_cast<float*>(base + index * slot_bytes);
   }
@@ -320,12 +313,6 @@ void run_task(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan
   }
 }
 
-// The calling thread's buffer for decode partials when the caller gives no workspace.
-float* thread_scratch(std::size_t floats) {
-  thread_local ThreadBuffer buffer;
-  return buffer.get(floats);
-}
-
 // Runs tasks [begin, end) of the plan, in parallel when there are threads and tasks for it.
 void run_tasks(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan, const Workspace& ws,
                int num_threads, int64_t begin, int64_t end) {
@@ -347,7 +334,7 @@ void run(const Call& c, const Plan& plan, int num_threads, void* user_workspace)
     ws.slots = threads;
     ws.scratch = reinterpret_cast<float*>(ws.base + threads * ws.slot_bytes);
   } else if (plan.scratch_floats > 0) {
-    ws.scratch = thread_scratch(static_cast<std::size_t>(plan.scratch_floats));
+    ws.scratch = parallel::thread_buffer<struct DecodePartials>(static_cast<std::size_t>(plan.scratch_floats));
   }
   run_tasks(kernel, c, plan, ws, num_threads, 0, plan.phase1_end);
   run_tasks(kernel, c, plan, ws, num_threads, plan.phase1_end, static_cast<int64_t>(plan.tasks->size()));

@@ -16,17 +16,6 @@ int64_t panels(const kernels::KernelInfo& kernel, int64_t n) {
   return (n + kernel.gemm_features - 1) / kernel.gemm_features;
 }
 
-float* thread_gemm_workspace(std::size_t floats) {
-  thread_local parallel::ThreadBuffer buffer;
-  return buffer.get(floats);
-}
-
-// The calling thread's buffer for x packed into micro-panels.
-float* thread_packed_rows(std::size_t floats) {
-  thread_local parallel::ThreadBuffer buffer;
-  return buffer.get(floats);
-}
-
 // Micro-panels of x packed per task.
 constexpr int64_t kPackPanels = 16;
 
@@ -73,7 +62,7 @@ void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, in
   const int64_t feature_tasks = ceil_div(n, task_features);
   // x is packed once into micro-panels [k][panel rows], which every feature task then shares.
   const int64_t row_panels = ceil_div(m, panel);
-  float* const packed_x = thread_packed_rows(static_cast<std::size_t>(row_panels * panel * k));
+  float* const packed_x = parallel::thread_buffer<struct PackedRows>(static_cast<std::size_t>(row_panels * panel * k));
   parallel::for_each_task(num_threads, 0, ceil_div(row_panels, kPackPanels), [&](int, int64_t task) {
     for (int64_t p = task * kPackPanels; p < std::min(row_panels, (task + 1) * kPackPanels); ++p) {
       kernel.gemm_pack_rows(x + p * panel * x_stride, x_stride, std::min(panel, m - p * panel), k,
@@ -94,7 +83,7 @@ void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, in
     g.packed_x = packed_x + g.m_begin * k;
     g.n_begin = features * task_features;
     g.n_end = std::min(n, g.n_begin + task_features);
-    g.workspace = thread_gemm_workspace(workspace_floats);
+    g.workspace = parallel::thread_buffer<struct GemmTile>(workspace_floats);
     kernel.gemm_block(g);
   });
 }
@@ -147,8 +136,7 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   if (bias != nullptr && out.overlaps(rows_span(bias, 1, n, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
   return detail::guarded([&] {
     const kernels::KernelInfo& kernel = dispatch::attention_kernel();
-    thread_local parallel::ThreadBuffer packed;
-    float* w = packed.get(packed_floats(kernel, n, k));
+    float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
     pack(kernel, weight, weight_stride, n, k, num_threads, w);
     apply(kernel, w, n, k, bias, x, x_stride, m, y, y_stride, num_threads);
     return static_cast<int>(CAUSALATTN_OK);

@@ -93,19 +93,6 @@ std::vector<float> fused_bias(const AttentionModuleState& m, const StateDict& pa
   return bias;
 }
 
-// The calling thread's buffers for the projected Q, K, V and the attention output: kept across
-// calls, as fresh pages cost ~11 µs each to fault in (a GPT-2-small layer at 256 tokens would
-// fault in 3 MiB per call).
-float* thread_qkv(std::size_t floats) {
-  thread_local parallel::ThreadBuffer buffer;
-  return buffer.get(floats);
-}
-
-float* thread_context(std::size_t floats) {
-  thread_local parallel::ThreadBuffer buffer;
-  return buffer.get(floats);
-}
-
 int64_t checked_product(std::initializer_list<int64_t> factors, const char* what) {
   int64_t product = 1;
   for (int64_t f : factors) {
@@ -198,11 +185,14 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
 
   // Q, K and V side by side in each token's row: [B, T, 3, H, D].
   const int64_t qkv_stride = 3 * m.d_out;
-  float* const qkv = thread_qkv(static_cast<size_t>(rows * qkv_stride));
+  // Per-thread buffers kept across calls: fresh pages cost ~11 µs each to fault in (3 MiB per
+  // call for a GPT-2-small layer at 256 tokens).
+  float* const qkv = parallel::thread_buffer<struct ProjectedQkv>(static_cast<size_t>(rows * qkv_stride));
   linear::apply(kernel, qkv_w, qkv_stride, m.d_in, m.qkv_bias ? m.qkv_bias_fused.data() : nullptr, x, m.d_in, rows,
                 qkv, qkv_stride, m.num_threads);
 
-  float* const context = m.out_proj ? thread_context(static_cast<size_t>(rows * m.d_out)) : nullptr;
+  float* const context =
+      m.out_proj ? parallel::thread_buffer<struct AttentionOutput>(static_cast<size_t>(rows * m.d_out)) : nullptr;
   causalattn_attend_args a{};
   a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
   const causalattn_layout qkv_layout{num_tokens * qkv_stride, m.head_dim, qkv_stride};

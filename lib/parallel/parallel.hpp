@@ -51,6 +51,14 @@ class ThreadBuffer {
   std::size_t capacity_ = 0;
 };
 
+// The calling thread's buffer for one purpose, named by a tag type: thread_buffer<struct
+// PackedRows>(floats). Kept for the thread's lifetime, grown when a call needs more.
+template <class Purpose>
+float* thread_buffer(std::size_t floats) {
+  thread_local ThreadBuffer buffer;
+  return buffer.get(floats);
+}
+
 // The threads a call runs on: num_threads, or what the calling arena allows.
 inline int call_threads(int num_threads) {
   return num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
