@@ -1,5 +1,7 @@
-// Builds against the installed C++ API: one causal head whose values are all 2 must output 2.
+// Builds against the installed C++ API: one causal head whose values are all 2 must output 2,
+// and a MultiHeadAttention whose value and output weights are zero must output its out_proj bias.
 #include <causalattn/causalattn.hpp>
+#include <causalattn/modules.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -14,6 +16,16 @@ int main() {
                       causalattn::Tensor::bhtd(out.data(), 1, 1, T, D));
   for (float x : out) {
     if (std::fabs(x - 2.0f) > 1e-6f) return 1;
+  }
+
+  causalattn::MultiHeadAttention mha(6, 8, 16, 0.0f, 2);
+  causalattn::StateDict state = mha.state_dict();
+  state["out_proj.weight"].data.assign(64, 0.0f);
+  state["out_proj.bias"].data.assign(8, 0.5f);
+  mha.load_state_dict(state);
+  mha.eval();
+  for (float y : mha.forward(std::vector<float>(2 * T * 6, 1.0f), 2, T)) {
+    if (y != 0.5f) return 1;
   }
   std::printf("C++ consumer: ok (%s)\n", causalattn::isa().c_str());
   return 0;
