@@ -43,6 +43,6 @@ build="$root/build-tsan"
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_SANITIZE=thread \
   -DCMAKE_CXX_FLAGS="-fsanitize-ignorelist=$root/tools/sanitizers/tsan-ignorelist.txt" \
   -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=OFF > /dev/null
-cmake --build "$build" -j "$jobs" --target test_concurrency test_properties
+cmake --build "$build" -j "$jobs" --target test_concurrency test_properties test_dropout test_linear
 (cd "$build" && TSAN_OPTIONS="halt_on_error=1 suppressions=$root/tools/sanitizers/tsan.supp" \
   ctest --output-on-failure -j "$jobs" -L threads "$@")

@@ -267,7 +267,8 @@ void AttentionModule::load_state_dict(const StateDict& state) {
       }
       continue;
     }
-    const bool known = std::any_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
+    const std::string& given = name;  // (clang 14 cannot capture a structured binding)
+    const bool known = std::any_of(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == given; });
     if (!known) problems.push_back("unexpected " + name);
   }
   if (!problems.empty()) {
