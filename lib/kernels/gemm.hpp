@@ -55,7 +55,7 @@ constexpr std::size_t gemm_workspace_floats() {
 // bias (kNr features) or zero.
 template <class Arch, int MR>
 inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* bias,
-                       bool accumulate) {
+                       bool accumulate, const float* prefetch) {
   using V = Vec<Arch>;
   using G = GemmBlocking<Arch>;
   constexpr int W = G::kLanes;
@@ -79,6 +79,10 @@ inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int
     const V b0 = V::load_aligned(b + k * G::kNr);
     const V b1 = V::load_aligned(b + k * G::kNr + W);
     const float* ak = a + k * G::kMr;
+    if (prefetch != nullptr) {
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr + W), _MM_HINT_T1);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const V ar(ak[r]);
@@ -126,6 +130,8 @@ void gemm_block(const GemmArgs& g) {
       for (int64_t f0 = 0; f0 < features; f0 += NR) {
         const int64_t n0 = g.n_begin + f0;
         const float* b = g.packed_w + (n0 / NR) * g.k * NR + k0 * NR;
+        // The first micro-panel of a panel brings the next panel to L2 while it works.
+        const float* next_b = f0 + NR < features ? b + g.k * NR : nullptr;
         const float* bias = g.bias != nullptr ? g.bias + n0 : nullptr;
         if (bias != nullptr && features - f0 < NR) {  // the last panel: no bias read past n
           std::fill(bias_tile, bias_tile + NR, 0.0f);
@@ -136,7 +142,7 @@ void gemm_block(const GemmArgs& g) {
           const float* a = g.packed_x + ((m0 - g.m_begin) / MR + p) * g.k * MR + k0 * MR;
           float* c = tile + p * MR * kGemmTileStride + f0;
           with_block_size<MR>(static_cast<int>(std::min<int64_t>(MR, mc - p * MR)), [&](auto rows) {
-            gemm_micro<Arch, rows()>(kc, a, b, c, kGemmTileStride, bias, k0 > 0);
+            gemm_micro<Arch, rows()>(kc, a, b, c, kGemmTileStride, bias, k0 > 0, p == 0 ? next_b : nullptr);
           });
         }
       }
