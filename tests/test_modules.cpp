@@ -254,6 +254,21 @@ TEST(ModulesErrors, ForwardArgumentsLeaveYUntouched) {
   expect_error([&] { module.forward(x, 2, 3); }, CAUSALATTN_ERROR_INVALID_SHAPE, "expected batch × num_tokens × d_in");
 }
 
+TEST(ModulesState, InPlaceForwardAndMovedFromModules) {
+  MultiHeadAttention module(16, 16, 12, 0.0f, 2, true);
+  module.eval();
+  std::vector<float> x(3 * 12 * 16);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.3f * float(i));
+  const std::vector<float> separate = module.forward(x, 3, 12);
+  module.forward(x.data(), 3, 12, 16, x.data());  // y over x
+  EXPECT_EQ(x, separate);
+
+  MultiHeadAttention moved = std::move(module);
+  EXPECT_EQ(moved.forward(std::vector<float>(16, 1.0f), 1, 1).size(), 16u);
+  expect_error([&] { module.forward(std::vector<float>(16, 1.0f), 1, 1); }, CAUSALATTN_ERROR_INVALID_OPTION,
+               "moved from");
+}
+
 TEST(ModulesErrors, BadStateDictsNameTheProblemAndChangeNothing) {
   MultiHeadAttention module(6, 8, 5, 0.0f, 2, false);
   module.eval();

@@ -21,7 +21,7 @@ struct AttentionModuleState;
 
 // What both modules share: forward, training mode and dropout, and the state dict.
 // A module's forward may run on several threads at once; loading weights, train() and eval()
-// must not run concurrently with anything else on the same module.
+// must not run concurrently with anything else on the same module. A moved-from module throws.
 class CAUSALATTN_API AttentionModule {
  public:
   AttentionModule(AttentionModule&&) noexcept;
@@ -31,6 +31,7 @@ class CAUSALATTN_API AttentionModule {
   // y = module(x): x is [batch][num_tokens][d_in], y is [batch][num_tokens][d_out], both
   // contiguous. 1 <= num_tokens <= context_length (the textbook's sliced mask); d_in must be the
   // module's. Throws causalattn::Error naming the problem (y untouched) on bad arguments.
+  // y may overlap x (in place): x is read in full before y is written.
   void forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const;
   // The same with x's size checked against batch × num_tokens × d_in; returns y.
   std::vector<float> forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const;
@@ -70,6 +71,7 @@ class CAUSALATTN_API AttentionModule {
                   bool qkv_bias, bool out_proj);
 
  private:
+  detail::AttentionModuleState& checked_state() const;  // throws for a moved-from module
   std::unique_ptr<detail::AttentionModuleState> state_;
 };
 

@@ -155,8 +155,13 @@ AttentionModule::AttentionModule(AttentionModule&&) noexcept = default;
 AttentionModule& AttentionModule::operator=(AttentionModule&&) noexcept = default;
 AttentionModule::~AttentionModule() = default;
 
+AttentionModuleState& AttentionModule::checked_state() const {
+  if (!state_) fail(CAUSALATTN_ERROR_INVALID_OPTION, "this module was moved from");
+  return *state_;
+}
+
 void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const {
-  const AttentionModuleState& m = *state_;
+  const AttentionModuleState& m = checked_state();
   if (x == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
   if (y == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "y is NULL");
   if (batch <= 0) fail(CAUSALATTN_ERROR_INVALID_SHAPE, "batch must be positive, got " + std::to_string(batch));
@@ -204,7 +209,7 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
   a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
   a.options.num_threads = m.num_threads;
   if (m.training && m.dropout > 0.0f) {
-    a.dropout = {m.dropout, state_->next_seed.fetch_add(1, std::memory_order_relaxed)};
+    a.dropout = {m.dropout, checked_state().next_seed.fetch_add(1, std::memory_order_relaxed)};
   }
   if (causalattn_attend_f32(&a) != CAUSALATTN_OK) fail(CAUSALATTN_ERROR_INTERNAL, causalattn_last_error());
 
@@ -215,7 +220,7 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
 }
 
 std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const {
-  const AttentionModuleState& m = *state_;
+  const AttentionModuleState& m = checked_state();
   int64_t expected = 0;
   if (batch <= 0 || num_tokens <= 0 || __builtin_mul_overflow(batch * num_tokens, m.d_in, &expected) ||
       static_cast<int64_t>(x.size()) != expected) {
@@ -229,23 +234,23 @@ std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t
   return y;
 }
 
-void AttentionModule::train(bool on) { state_->training = on; }
-bool AttentionModule::training() const { return state_->training; }
-void AttentionModule::manual_seed(uint64_t seed) { state_->next_seed.store(seed, std::memory_order_relaxed); }
+void AttentionModule::train(bool on) { checked_state().training = on; }
+bool AttentionModule::training() const { return checked_state().training; }
+void AttentionModule::manual_seed(uint64_t seed) { checked_state().next_seed.store(seed, std::memory_order_relaxed); }
 
 void AttentionModule::set_num_threads(int num_threads) {
   if (num_threads < 0) fail(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
-  state_->num_threads = num_threads;
+  checked_state().num_threads = num_threads;
 }
 
 StateDict AttentionModule::state_dict() const {
-  StateDict state = state_->params;
-  state.emplace("mask", mask_buffer(state_->context_length));
-  return state;
+  StateDict dict = checked_state().params;
+  dict.emplace("mask", mask_buffer(checked_state().context_length));
+  return dict;
 }
 
 void AttentionModule::load_state_dict(const StateDict& state) {
-  const AttentionModuleState& m = *state_;
+  const AttentionModuleState& m = checked_state();
   std::vector<std::string> problems;
   const auto shapes = parameter_shapes(m);
   for (const auto& [name, shape] : shapes) {
@@ -283,20 +288,21 @@ void AttentionModule::load_state_dict(const StateDict& state) {
   linear::PackedWeights qkv, out;
   repack(m, dispatch::attention_kernel(), params, &qkv, &out);
   std::lock_guard<std::mutex> lock(m.pack_mutex);
-  state_->params = std::move(params);
-  state_->qkv_bias_fused = std::move(bias);
-  state_->qkv_packed = std::move(qkv);
-  state_->out_packed = std::move(out);
+  AttentionModuleState& target = checked_state();
+  target.params = std::move(params);
+  target.qkv_bias_fused = std::move(bias);
+  target.qkv_packed = std::move(qkv);
+  target.out_packed = std::move(out);
 }
 
 void AttentionModule::load(const std::string& path) { load_state_dict(read_safetensors(path)); }
 void AttentionModule::save(const std::string& path) const { write_safetensors(path, state_dict()); }
 
-int64_t AttentionModule::d_in() const { return state_->d_in; }
-int64_t AttentionModule::d_out() const { return state_->d_out; }
-int64_t AttentionModule::context_length() const { return state_->context_length; }
-int64_t AttentionModule::num_heads() const { return state_->num_heads; }
-float AttentionModule::dropout() const { return state_->dropout; }
+int64_t AttentionModule::d_in() const { return checked_state().d_in; }
+int64_t AttentionModule::d_out() const { return checked_state().d_out; }
+int64_t AttentionModule::context_length() const { return checked_state().context_length; }
+int64_t AttentionModule::num_heads() const { return checked_state().num_heads; }
+float AttentionModule::dropout() const { return checked_state().dropout; }
 
 CausalAttention::CausalAttention(int64_t d_in, int64_t d_out, int64_t context_length, float dropout, bool qkv_bias)
     : AttentionModule(d_in, d_out, context_length, dropout, 1, qkv_bias, false) {}
