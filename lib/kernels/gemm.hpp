@@ -53,7 +53,7 @@ constexpr std::size_t gemm_workspace_floats() {
 // An MR × kNr block of y over kc values of k. a: [kc][kMr] (a packed micro-panel of x),
 // b: [kc][kNr] (the W panel from this k on). The block starts from c (accumulate), else from the
 // bias (kNr features) or zero.
-template <class Arch, int MR>
+template <class Arch, int MR, bool kPrefetch>
 inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* bias,
                        bool accumulate, const float* prefetch) {
   using V = Vec<Arch>;
@@ -79,7 +79,7 @@ inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int
     const V b0 = V::load_aligned(b + k * G::kNr);
     const V b1 = V::load_aligned(b + k * G::kNr + W);
     const float* ak = a + k * G::kMr;
-    if (prefetch != nullptr) {
+    if constexpr (kPrefetch) {
       _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr), _MM_HINT_T1);
       _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr + W), _MM_HINT_T1);
     }
@@ -142,7 +142,11 @@ void gemm_block(const GemmArgs& g) {
           const float* a = g.packed_x + ((m0 - g.m_begin) / MR + p) * g.k * MR + k0 * MR;
           float* c = tile + p * MR * kGemmTileStride + f0;
           with_block_size<MR>(static_cast<int>(std::min<int64_t>(MR, mc - p * MR)), [&](auto rows) {
-            gemm_micro<Arch, rows()>(kc, a, b, c, kGemmTileStride, bias, k0 > 0, p == 0 ? next_b : nullptr);
+            if (p == 0 && next_b != nullptr) {
+              gemm_micro<Arch, rows(), true>(kc, a, b, c, kGemmTileStride, bias, k0 > 0, next_b);
+            } else {
+              gemm_micro<Arch, rows(), false>(kc, a, b, c, kGemmTileStride, bias, k0 > 0, nullptr);
+            }
           });
         }
       }
