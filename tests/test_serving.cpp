@@ -328,9 +328,10 @@ TEST_P(Serving, SlidingWindow) {
 }
 
 // Decode shapes: 1 to 8 queries per sequence against caches that span several split chunks,
-// with GQA groups of 1, 4 and 16 query heads (16 is split into units of at most 8 rows).
+// with GQA groups of 1, 3, 4 and 16 query heads (a group is split into units of at most 8 rows;
+// a group of 3 with 3 queries each gives units of 2 heads and 1, never one across KV heads).
 TEST_P(Serving, Decode) {
-  for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 4}, {32, 8}, {16, 1}}) {
+  for (auto [hq, hkv] : {std::pair<int64_t, int64_t>{4, 4}, {6, 2}, {32, 8}, {16, 1}}) {
     for (int64_t q_len : {1, 2, 3, 8}) {
       ServingCase c;
       c.seqs = {{q_len, 2500}, {q_len, q_len}, {q_len, 1025}};

@@ -171,8 +171,10 @@ Plan make_plan(const Call& c, int rows, int threads) {
     if (!is_decode(c, q)) continue;
     const DecodeSpan span = decode_span(q);
     const int64_t unit_heads = decode_unit_heads(c, q);
-    for (int64_t h = 0; h < s.q_heads; h += unit_heads) {
-      const int64_t heads = std::min(unit_heads, s.q_heads - h);  // never crosses a KV head
+    // Units never cross a KV head: each group is cut on its own, its last unit maybe shorter.
+    for (int64_t h = 0, heads = 0; h < s.q_heads; h += heads) {
+      const int64_t group_end = (h / c.group + 1) * c.group;
+      heads = std::min(unit_heads, group_end - h);
       for (int64_t chunk = 0; chunk < span.chunks; ++chunk) {
         tasks.push_back({Task::kDecodeChunk, b, h, heads, chunk, plan.scratch_floats});
       }
