@@ -32,14 +32,34 @@ constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + 2));
 }
 
+// Asks for a K or V row to be brought into L2 (T1: a tile's K and V outgrow L1 at D=128).
+template <class Arch>
+inline void prefetch_row(const float* row, int64_t head_dim) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < head_dim * static_cast<int64_t>(sizeof(float)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T1);
+}
+
+// The next tile's rows, prefetched one key per key of this tile: a head's rows in a paged or
+// [B,T,H,D] cache sit a page (4 KiB and more) apart, where the hardware's streaming prefetch
+// stops, so without it decode waits on memory latency instead of bandwidth.
+struct NextTile {
+  const float* const* krows;
+  const float* const* vrows;
+  int64_t n;
+};
+
 // Scores of n keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
 template <class Arch, int NR>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const float* const* krows, int64_t n,
-                          float* s) {
+                          float* s, const NextTile& next) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   const int64_t d_vec = head_dim / W * W;
   for (int64_t j = 0; j < n; ++j) {
+    if (j < next.n) {
+      prefetch_row<Arch>(next.krows[j], head_dim);
+      prefetch_row<Arch>(next.vrows[j], head_dim);
+    }
     const float* kr = krows[j];
     V acc[NR];
 #pragma GCC unroll 8
@@ -125,13 +145,18 @@ void decode_chunk_rows(const DecodeArgs& a) {
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
-  const float* krows[T];
-  const float* vrows[T];
-  for (int64_t j0 = a.j_begin; j0 < a.j_end; j0 += T) {
-    const int64_t n = std::min(a.j_end - j0, T);
-    fill_rows<Arch>(a.k, j0, n, krows);
-    fill_rows<Arch>(a.v, j0, n, vrows);
-    decode_scores<Arch, NR>(qp, dp, D, krows, n, s);
+  // Row addresses of this tile and the next, swapped as the walk advances.
+  const float* rows[2][2][T];
+  auto tile_keys = [&](int64_t j0) { return std::clamp<int64_t>(a.j_end - j0, 0, T); };
+  fill_rows<Arch>(a.k, a.j_begin, tile_keys(a.j_begin), rows[0][0]);
+  fill_rows<Arch>(a.v, a.j_begin, tile_keys(a.j_begin), rows[0][1]);
+  for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
+    const int64_t n = tile_keys(j0), n_next = tile_keys(j0 + T);
+    const float* const* krows = rows[cur][0];
+    const float* const* vrows = rows[cur][1];
+    fill_rows<Arch>(a.k, j0 + T, n_next, rows[cur ^ 1][0]);
+    fill_rows<Arch>(a.v, j0 + T, n_next, rows[cur ^ 1][1]);
+    decode_scores<Arch, NR>(qp, dp, D, krows, n, s, NextTile{rows[cur ^ 1][0], rows[cur ^ 1][1], n_next});
     for (int r = 0; r < NR; ++r) {
       // The row's visible keys in this tile; the others get -inf (and are never multiplied
       // into V, so a NaN in V where the row must not look cannot reach it).
