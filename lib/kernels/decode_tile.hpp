@@ -39,28 +39,37 @@ inline void prefetch_row(const float* row, int64_t head_dim) {
   for (int64_t b = 0; b < head_dim * static_cast<int64_t>(sizeof(float)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T1);
 }
 
-// The next tile's rows, prefetched one key per key of this tile: a head's rows in a paged or
-// [B,T,H,D] cache sit a page (4 KiB and more) apart, where the hardware's streaming prefetch
-// stops, so without it decode waits on memory latency instead of bandwidth.
-struct NextTile {
-  const float* const* krows;
-  const float* const* vrows;
-  int64_t n;
+// The K and V row addresses of one tile of a chunk's keys.
+struct TileRows {
+  const float* k[kDecodeTileKeys];
+  const float* v[kDecodeTileKeys];
+  int64_t n;  // keys in the tile; 0 past the chunk's end
 };
 
-// Scores of n keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
+template <class Arch>
+inline void fill_tile(const DecodeArgs& a, int64_t j0, TileRows& tile) {
+  tile.n = std::clamp<int64_t>(a.j_end - j0, 0, kDecodeTileKeys);
+  fill_rows<Arch>(a.k, j0, tile.n, tile.k);
+  fill_rows<Arch>(a.v, j0, tile.n, tile.v);
+}
+
+// Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
+// Each key also prefetches the next tile's key of the same index: a head's rows come in short
+// runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
+// the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
+// waits on memory latency instead of bandwidth.
 template <class Arch, int NR>
-inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const float* const* krows, int64_t n,
-                          float* s, const NextTile& next) {
+inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const TileRows& tile, float* s,
+                          const TileRows& next) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   const int64_t d_vec = head_dim / W * W;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < tile.n; ++j) {
     if (j < next.n) {
-      prefetch_row<Arch>(next.krows[j], head_dim);
-      prefetch_row<Arch>(next.vrows[j], head_dim);
+      prefetch_row<Arch>(next.k[j], head_dim);
+      prefetch_row<Arch>(next.v[j], head_dim);
     }
-    const float* kr = krows[j];
+    const float* kr = tile.k[j];
     V acc[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
@@ -145,18 +154,14 @@ void decode_chunk_rows(const DecodeArgs& a) {
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
-  // Row addresses of this tile and the next, swapped as the walk advances.
-  const float* rows[2][2][T];
-  auto tile_keys = [&](int64_t j0) { return std::clamp<int64_t>(a.j_end - j0, 0, T); };
-  fill_rows<Arch>(a.k, a.j_begin, tile_keys(a.j_begin), rows[0][0]);
-  fill_rows<Arch>(a.v, a.j_begin, tile_keys(a.j_begin), rows[0][1]);
+  // This tile's rows and the next one's, which take turns as the walk advances.
+  TileRows tiles[2];
+  fill_tile<Arch>(a, a.j_begin, tiles[0]);
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
-    const int64_t n = tile_keys(j0), n_next = tile_keys(j0 + T);
-    const float* const* krows = rows[cur][0];
-    const float* const* vrows = rows[cur][1];
-    fill_rows<Arch>(a.k, j0 + T, n_next, rows[cur ^ 1][0]);
-    fill_rows<Arch>(a.v, j0 + T, n_next, rows[cur ^ 1][1]);
-    decode_scores<Arch, NR>(qp, dp, D, krows, n, s, NextTile{rows[cur ^ 1][0], rows[cur ^ 1][1], n_next});
+    const TileRows& tile = tiles[cur];
+    fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
+    decode_scores<Arch, NR>(qp, dp, D, tile, s, tiles[cur ^ 1]);
+    const int64_t n = tile.n;
     for (int r = 0; r < NR; ++r) {
       // The row's visible keys in this tile; the others get -inf (and are never multiplied
       // into V, so a NaN in V where the row must not look cannot reach it).
@@ -178,7 +183,7 @@ void decode_chunk_rows(const DecodeArgs& a) {
       const float alpha = exp2_nonpositive<Arch>((V(m[r]) - V(m_ref)) * log2e).get(0);
       l[r] = l[r] * alpha + xsimd::hadd(sum);
       m[r] = m_new;
-      decode_output_row<Arch>(sr, lo, hi, vrows, D, alpha, op + r * dp);
+      decode_output_row<Arch>(sr, lo, hi, tile.v, D, alpha, op + r * dp);
     }
   }
   for (int r = 0; r < NR; ++r) {
