@@ -15,18 +15,19 @@
 
 namespace causalattn::kernels {
 
-// Register blocking per architecture. With 32 vector registers (AVX-512) a 2 × 12 accumulator
-// block leaves room for the two query (or probability) vectors and temporaries; with 16 (AVX2,
-// SSE2) 2 × 6 does. Each broadcast of K or V then feeds two FMAs.
+// Register blocking per architecture. With 32 vector registers (AVX-512) a 3 × 8 accumulator
+// block leaves room for the three query (or probability) vectors and a broadcast; with 16 (AVX2,
+// SSE2) 2 × 6 does. Each broadcast of K or V then feeds three (two) FMAs: on AVX-512 11 loads
+// per 24 FMAs instead of the 14 of a 2 × 12 block.
 template <class Arch>
 struct Blocking {
   static constexpr int kLanes = static_cast<int>(Vec<Arch>::size);
-  static constexpr int kQueryVectors = 2;
+  static constexpr int kQueryVectors = kIsAvx512<Arch> ? 3 : 2;
   static constexpr int kRows = kLanes * kQueryVectors;  // queries per row block
-  static constexpr int kKeyBlock = kIsAvx512<Arch> ? 12 : 6;
-  static constexpr int kDimBlock = kIsAvx512<Arch> ? 12 : 6;
-  // Keys per KV tile: 48 keys of K and V at D=128 are 48 KiB, which stay in L2 between the
-  // score and the output pass; the online-softmax bookkeeping is amortized over 48 keys.
+  static constexpr int kKeyBlock = kIsAvx512<Arch> ? 8 : 6;
+  static constexpr int kDimBlock = kIsAvx512<Arch> ? 8 : 6;
+  // Keys per KV tile: 96 keys of K and V at D=128 are 96 KiB, which stay in L2 between the
+  // score and the output pass; the online-softmax bookkeeping is amortized over 96 keys.
   static constexpr int kTileKeys = 96;
 };
 
@@ -44,35 +45,69 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
+  constexpr int QV = Blocking<Arch>::kQueryVectors;
   const float* kp[NK];
 #pragma GCC unroll 16
   for (int k = 0; k < NK; ++k) kp[k] = krows[k];
-  V acc0[NK], acc1[NK];
+  V acc[QV][NK];
+#pragma GCC unroll 4
+  for (int qv = 0; qv < QV; ++qv)
 #pragma GCC unroll 16
-  for (int k = 0; k < NK; ++k) acc0[k] = acc1[k] = V(0.0f);
+    for (int k = 0; k < NK; ++k) acc[qv][k] = V(0.0f);
   for (int64_t d = 0; d < head_dim; ++d) {
-    const V q0 = V::load_aligned(qt + d * R);
-    const V q1 = V::load_aligned(qt + d * R + W);
+    V q[QV];
+#pragma GCC unroll 4
+    for (int qv = 0; qv < QV; ++qv) q[qv] = V::load_aligned(qt + d * R + qv * W);
 #pragma GCC unroll 16
     for (int k = 0; k < NK; ++k) {
       const V kb(kp[k][d]);
-      acc0[k] = fmadd<Arch>(q0, kb, acc0[k]);
-      acc1[k] = fmadd<Arch>(q1, kb, acc1[k]);
+#pragma GCC unroll 4
+      for (int qv = 0; qv < QV; ++qv) acc[qv][k] = fmadd<Arch>(q[qv], kb, acc[qv][k]);
     }
   }
 #pragma GCC unroll 16
-  for (int k = 0; k < NK; ++k) {
-    acc0[k].store_aligned(st + k * R);
-    acc1[k].store_aligned(st + k * R + W);
-  }
+  for (int k = 0; k < NK; ++k)
+#pragma GCC unroll 4
+    for (int qv = 0; qv < QV; ++qv) acc[qv][k].store_aligned(st + k * R + qv * W);
 }
 
+// The next tile's K and V rows, brought into L2 a few keys at a time while the current tile is
+// computed, by the first row block of a group to reach that tile (the group's other blocks then
+// find it in L2). The score pass reads 12 rows at once, 512 bytes apart at D=128: a pattern the
+// hardware's streaming prefetch does not follow, so without this the first block waits on L3.
+template <class Arch>
+struct TilePrefetch {
+  const float* k[Blocking<Arch>::kTileKeys];
+  const float* v[Blocking<Arch>::kTileKeys];
+  int64_t n = 0;     // keys of the next tile to prefetch; 0 when another block brought it
+  int64_t done = 0;  // keys prefetched so far
+
+  void start(const RowBlockArgs& a, int64_t j0, int64_t keys) {
+    n = keys;
+    done = 0;
+    if (n == 0) return;
+    fill_rows<Arch>(a.k, j0, n, k);
+    fill_rows<Arch>(a.v, j0, n, v);
+  }
+  void next_keys(int64_t count, int64_t head_dim) {
+    for (const int64_t end = std::min(n, done + count); done < end; ++done) {
+      prefetch_row<Arch>(k[done], head_dim);
+      prefetch_row<Arch>(v[done], head_dim);
+    }
+  }
+};
+
 // Scores for n keys: blocks of NK keys, then one block of the remainder.
+// Between blocks it prefetches as many keys of the next tile.
 template <class Arch, int NK>
-inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st) {
+inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st,
+                       TilePrefetch<Arch>& prefetch) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t j = 0;
-  for (; j + NK <= n; j += NK) score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R);
+  for (; j + NK <= n; j += NK) {
+    score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R);
+    prefetch.next_keys(NK, head_dim);
+  }
   with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
     score_block<Arch, rest()>(qt, head_dim, krows + j, st + j * R);
   });
@@ -84,13 +119,13 @@ inline void score_keys(const float* qt, int64_t head_dim, const float* const* kr
 // edge; window is +inf without one). The values stay small and exact in float on edge tiles.
 template <class Arch>
 struct DiagonalMask {
-  Vec<Arch> lanes0, lanes1;  // lane indices of the two query vectors, as floats
+  Vec<Arch> lanes[Blocking<Arch>::kQueryVectors];  // lane indices of each query vector, as floats
   float shift;
   float window;
 
-  xsimd::batch_bool<float, Arch> sees(Vec<Arch> lanes, float j) const {
+  xsimd::batch_bool<float, Arch> sees(int qv, float j) const {
     const Vec<Arch> first_lane(j + shift);
-    return (lanes >= first_lane) & (lanes < first_lane + Vec<Arch>(window));
+    return (lanes[qv] >= first_lane) & (lanes[qv] < first_lane + Vec<Arch>(window));
   }
 };
 
@@ -100,57 +135,59 @@ struct DiagonalMask {
 // (kMasked) a lane skips the keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V
 // at a future position then cannot reach an earlier row.
 template <class Arch, int ND, bool kMasked>
-inline void output_block(const float* pt, int64_t n, const float* const* vrows, int64_t d0,
-                         Vec<Arch> alpha0, Vec<Arch> alpha1, const DiagonalMask<Arch>& mask, float* ot) {
+inline void output_block(const float* pt, int64_t n, const float* const* vrows, int64_t d0, const Vec<Arch>* alpha,
+                         const DiagonalMask<Arch>& mask, float* ot) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
-  V acc0[ND], acc1[ND];
+  constexpr int QV = Blocking<Arch>::kQueryVectors;
+  V acc[QV][ND];
 #pragma GCC unroll 16
-  for (int d = 0; d < ND; ++d) {
-    acc0[d] = V::load_aligned(ot + d * R) * alpha0;
-    acc1[d] = V::load_aligned(ot + d * R + W) * alpha1;
-  }
+  for (int d = 0; d < ND; ++d)
+#pragma GCC unroll 4
+    for (int qv = 0; qv < QV; ++qv) acc[qv][d] = V::load_aligned(ot + d * R + qv * W) * alpha[qv];
   for (int64_t j = 0; j < n; ++j) {
-    const V p0 = V::load_aligned(pt + j * R);
-    const V p1 = V::load_aligned(pt + j * R + W);
+    V p[QV];
+#pragma GCC unroll 4
+    for (int qv = 0; qv < QV; ++qv) p[qv] = V::load_aligned(pt + j * R + qv * W);
     const float* vp = vrows[j] + d0;
+    // Hides vp's origin from g++, which otherwise keeps each vp[d]'s offset d0 + d in a register
+    // of its own and spills the loop's state; now vp[d] is vp plus a constant.
+    asm("" : "+r"(vp));
     if constexpr (kMasked) {
-      const auto sees0 = mask.sees(mask.lanes0, static_cast<float>(j));
-      const auto sees1 = mask.sees(mask.lanes1, static_cast<float>(j));
+      xsimd::batch_bool<float, Arch> sees[QV];
+#pragma GCC unroll 4
+      for (int qv = 0; qv < QV; ++qv) sees[qv] = mask.sees(qv, static_cast<float>(j));
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
-        acc0[d] = fmadd_where<Arch>(sees0, p0, vb, acc0[d]);
-        acc1[d] = fmadd_where<Arch>(sees1, p1, vb, acc1[d]);
+#pragma GCC unroll 4
+        for (int qv = 0; qv < QV; ++qv) acc[qv][d] = fmadd_where<Arch>(sees[qv], p[qv], vb, acc[qv][d]);
       }
     } else {
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
-        acc0[d] = fmadd<Arch>(p0, vb, acc0[d]);
-        acc1[d] = fmadd<Arch>(p1, vb, acc1[d]);
+#pragma GCC unroll 4
+        for (int qv = 0; qv < QV; ++qv) acc[qv][d] = fmadd<Arch>(p[qv], vb, acc[qv][d]);
       }
     }
   }
 #pragma GCC unroll 16
-  for (int d = 0; d < ND; ++d) {
-    acc0[d].store_aligned(ot + d * R);
-    acc1[d].store_aligned(ot + d * R + W);
-  }
+  for (int d = 0; d < ND; ++d)
+#pragma GCC unroll 4
+    for (int qv = 0; qv < QV; ++qv) acc[qv][d].store_aligned(ot + d * R + qv * W);
 }
 
 // Output update for all head dims: blocks of ND dims, then one block of the remainder.
 template <class Arch, int ND, bool kMasked>
-inline void output_dims(const float* pt, int64_t n, const float* const* vrows, int64_t head_dim,
-                        Vec<Arch> alpha0, Vec<Arch> alpha1, const DiagonalMask<Arch>& mask, float* ot) {
+inline void output_dims(const float* pt, int64_t n, const float* const* vrows, int64_t head_dim, const Vec<Arch>* alpha,
+                        const DiagonalMask<Arch>& mask, float* ot) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t d = 0;
-  for (; d + ND <= head_dim; d += ND) {
-    output_block<Arch, ND, kMasked>(pt, n, vrows, d, alpha0, alpha1, mask, ot + d * R);
-  }
+  for (; d + ND <= head_dim; d += ND) output_block<Arch, ND, kMasked>(pt, n, vrows, d, alpha, mask, ot + d * R);
   with_block_size<ND - 1>(static_cast<int>(head_dim - d), [&](auto rest) {
-    output_block<Arch, rest(), kMasked>(pt, n, vrows, d, alpha0, alpha1, mask, ot + d * R);
+    output_block<Arch, rest(), kMasked>(pt, n, vrows, d, alpha, mask, ot + d * R);
   });
 }
 
@@ -239,8 +276,11 @@ void begin_block(const RowBlockArgs& a) {
 // key the block's last query sees) and, with a window, below its first query's lower edge.
 // Only keys that some lane must not see take the masked paths: the end of a diagonal tile
 // (fewer than kRows keys) and, with a window, the start of the tiles on the lower edge.
+// The block prefetches the tiles that start in [prefetch_begin, prefetch_end): those that no
+// earlier block of its group reads.
 template <class Arch>
-void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
+void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t prefetch_begin,
+                 int64_t prefetch_end) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int W = B::kLanes;
@@ -259,64 +299,87 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
   float* const st = b.st;
   const float* krows[B::kTileKeys];
   const float* vrows[B::kTileKeys];
+  TilePrefetch<Arch> prefetch;
 
   for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
     const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
     fill_rows<Arch>(a.k, j0, n, krows);
-    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st);
+    const int64_t next = j0 + B::kTileKeys;
+    prefetch.start(a, next, next >= prefetch_begin && next < prefetch_end ? std::min<int64_t>(prefetch_end - next, B::kTileKeys) : 0);
+    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st, prefetch);
+    prefetch.next_keys(prefetch.n, D);
 
     // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
     const int64_t n_low = std::clamp<int64_t>(unmasked_begin - j0, 0, n);
     const int64_t n_high = std::clamp<int64_t>(unmasked_end - j0, n_low, n);
-    const DiagonalMask<Arch> mask{V::load_aligned(b.lane_index), V::load_aligned(b.lane_index + W),
-                                  static_cast<float>(j0 - a.q_begin - a.causal_offset), window};
-    V alpha[B::kQueryVectors];
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      float* s = st + qv * W;
-      const V lanes = qv == 0 ? mask.lanes0 : mask.lanes1;
-      // Scores of keys a lane must not see become -inf.
-      auto mask_scores = [&](int64_t j_from, int64_t j_to) {
-        for (int64_t j = j_from; j < j_to; ++j) {
-          const V sj = V::load_aligned(s + j * R);
-          xsimd::select(mask.sees(lanes, static_cast<float>(j)), sj, V(kNegInf)).store_aligned(s + j * R);
+    DiagonalMask<Arch> mask;
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) mask.lanes[qv] = V::load_aligned(b.lane_index + qv * W);
+    mask.shift = static_cast<float>(j0 - a.q_begin - a.causal_offset);
+    mask.window = window;
+    // Scores of keys a lane must not see become -inf.
+    auto mask_scores = [&](int64_t j_from, int64_t j_to) {
+      for (int64_t j = j_from; j < j_to; ++j) {
+        for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+          float* sj = st + j * R + qv * W;
+          xsimd::select(mask.sees(qv, static_cast<float>(j)), V::load_aligned(sj), V(kNegInf)).store_aligned(sj);
         }
-      };
-      mask_scores(0, n_low);
-      mask_scores(n_high, n);
-      const V m_old = V::load_aligned(b.m + qv * W);
-      V m_new = m_old;
-      for (int64_t j = 0; j < n; ++j) m_new = xsimd::max(m_new, V::load_aligned(s + j * R));
+      }
+    };
+    mask_scores(0, n_low);
+    mask_scores(n_high, n);
+    // The softmax of all query vectors in one pass over the keys, the maximum in two chains per
+    // vector: a single chain of max would wait its latency on every key. max is exact, so the
+    // chains do not change the result.
+    V m_old[B::kQueryVectors], m_new[B::kQueryVectors], m_ref[B::kQueryVectors], alpha[B::kQueryVectors];
+    V max_even[B::kQueryVectors], max_odd[B::kQueryVectors], sum[B::kQueryVectors];
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+      m_old[qv] = max_even[qv] = V::load_aligned(b.m + qv * W);
+      max_odd[qv] = V(kNegInf);
+      sum[qv] = V(0.0f);
+    }
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+        max_even[qv] = xsimd::max(max_even[qv], V::load_aligned(st + j * R + qv * W));
+        max_odd[qv] = xsimd::max(max_odd[qv], V::load_aligned(st + (j + 1) * R + qv * W));
+      }
+    }
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+      if (j < n) max_even[qv] = xsimd::max(max_even[qv], V::load_aligned(st + j * R + qv * W));
+      m_new[qv] = xsimd::max(max_even[qv], max_odd[qv]);
       // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
       // exp2 at exactly 0 there rather than NaN from (-inf) - (-inf).
-      const V m_ref = xsimd::select(m_new == V(kNegInf), V(0.0f), m_new);
-      V sum(0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const V p = exp2_nonpositive<Arch>((V::load_aligned(s + j * R) - m_ref) * log2e);
-        p.store_aligned(s + j * R);
-        sum += p;
+      m_ref[qv] = xsimd::select(m_new[qv] == V(kNegInf), V(0.0f), m_new[qv]);
+    }
+    for (j = 0; j < n; ++j) {
+      for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+        float* sj = st + j * R + qv * W;
+        const V p = exp2_nonpositive<Arch>((V::load_aligned(sj) - m_ref[qv]) * log2e);
+        p.store_aligned(sj);
+        sum[qv] += p;
       }
-      alpha[qv] = exp2_nonpositive<Arch>((m_old - m_ref) * log2e);
-      fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum).store_aligned(b.l + qv * W);
-      m_new.store_aligned(b.m + qv * W);
+    }
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+      alpha[qv] = exp2_nonpositive<Arch>((m_old[qv] - m_ref[qv]) * log2e);
+      fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum[qv]).store_aligned(b.l + qv * W);
+      m_new[qv].store_aligned(b.m + qv * W);
     }
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, n, st);
-    static_assert(B::kQueryVectors == 2, "output_block handles two query vectors");
     fill_rows<Arch>(a.v, j0, n, vrows);
     // The rescale by alpha rides along with the first run (the unmasked one when there is no
     // lower edge, as on every tile without a window); the others are added at scale 1.
     const bool low_first = n_low > 0;
-    if (low_first) {
-      output_dims<Arch, B::kDimBlock, true>(st, n_low, vrows, D, alpha[0], alpha[1], mask, b.ot);
-    }
+    V ones[B::kQueryVectors];
+    for (V& one : ones) one = V(1.0f);
+    if (low_first) output_dims<Arch, B::kDimBlock, true>(st, n_low, vrows, D, alpha, mask, b.ot);
     if (n_high > n_low || !low_first) {
-      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, vrows + n_low, D,
-                                             low_first ? V(1.0f) : alpha[0], low_first ? V(1.0f) : alpha[1],
+      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, vrows + n_low, D, low_first ? ones : alpha,
                                              mask, b.ot);
     }
     if (n_high < n) {
-      const DiagonalMask<Arch> rest{mask.lanes0, mask.lanes1, mask.shift + static_cast<float>(n_high), window};
-      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, vrows + n_high, D, V(1.0f), V(1.0f),
-                                            rest, b.ot);
+      DiagonalMask<Arch> rest = mask;
+      rest.shift += static_cast<float>(n_high);
+      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, vrows + n_high, D, ones, rest, b.ot);
     }
   }
 }
@@ -361,7 +424,14 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count) {
     kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
   }
   for (int64_t j = kv_begin; j < kv_end; j += kChunkKeys) {
-    for (int i = 0; i < count; ++i) block_tiles<Arch>(blocks[i], j, j + kChunkKeys);
+    // Block i is the first to reach the tiles from the end of block i - 1's keys on (blocks are
+    // consecutive, so their key ranges only move right); a tile that block i - 1 read in part
+    // starts before that end and is left to the hardware.
+    int64_t prefetch_begin = kv_begin;
+    for (int i = 0; i < count; ++i) {
+      block_tiles<Arch>(blocks[i], j, j + kChunkKeys, prefetch_begin, kv_end);
+      prefetch_begin = block_kv_end<Arch>(blocks[i]);
+    }
   }
   for (int i = 0; i < count; ++i) finish_block<Arch>(blocks[i]);
 }

@@ -32,13 +32,6 @@ constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + 2));
 }
 
-// Asks for a K or V row to be brought into L2 (T1: a tile's K and V outgrow L1 at D=128).
-template <class Arch>
-inline void prefetch_row(const float* row, int64_t head_dim) {
-  const char* bytes = reinterpret_cast<const char*>(row);
-  for (int64_t b = 0; b < head_dim * static_cast<int64_t>(sizeof(float)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T1);
-}
-
 // The K and V row addresses of one tile of a chunk's keys.
 struct TileRows {
   const float* k[kDecodeTileKeys];

@@ -2,6 +2,8 @@
 // row pointers per tile, so one kernel serves both layouts with the same arithmetic (and bits).
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "kernels/row_block.hpp"
@@ -26,6 +28,15 @@ inline void fill_rows(const KvRows& kv, int64_t j0, int64_t n, const float** row
       page_base = kv.base + kv.pages[++page] * kv.page_stride;
     }
   }
+}
+
+// Asks for a K or V row to be brought into L2 (T1: a tile's K and V outgrow L1 at D=128), every
+// cache line it touches.
+template <class Arch>
+inline void prefetch_row(const float* row, int64_t head_dim) {
+  const auto first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
+  const auto end = reinterpret_cast<uintptr_t>(row + head_dim);
+  for (uintptr_t line = first; line < end; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
 }
 
 }  // namespace causalattn::kernels
