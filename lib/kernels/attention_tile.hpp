@@ -41,7 +41,7 @@ constexpr std::size_t workspace_floats(int64_t head_dim) {
 // Scores of NK keys (rows krows[0..NK) of K) against the packed queries:
 // st[k][lane] = Σ_d qt[d][lane] · K[k][d].
 template <class Arch, int NK>
-inline void score_block(const float* qt, int64_t head_dim, const float* const* krows, float* st) {
+inline void score_block(const float* qt, int64_t head_dim, const float* const* krows, float* st, Vec<Arch>* max) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
@@ -68,7 +68,10 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
 #pragma GCC unroll 16
   for (int k = 0; k < NK; ++k)
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) acc[qv][k].store_aligned(st + k * R + qv * W);
+    for (int qv = 0; qv < QV; ++qv) {
+      acc[qv][k].store_aligned(st + k * R + qv * W);
+      max[qv] = xsimd::max(max[qv], acc[qv][k]);
+    }
 }
 
 // The next tile's K and V rows, brought into L2 a few keys at a time while the current tile is
@@ -97,19 +100,20 @@ struct TilePrefetch {
   }
 };
 
-// Scores for n keys: blocks of NK keys, then one block of the remainder.
+// Scores for n keys: blocks of NK keys, then one block of the remainder; max[qv] becomes the
+// maximum of its lanes' scores and its value on entry.
 // Between blocks it prefetches as many keys of the next tile.
 template <class Arch, int NK>
 inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st,
-                       TilePrefetch<Arch>& prefetch) {
+                       TilePrefetch<Arch>& prefetch, Vec<Arch>* max) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t j = 0;
   for (; j + NK <= n; j += NK) {
-    score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R);
+    score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R, max);
     prefetch.next_keys(NK, head_dim);
   }
   with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
-    score_block<Arch, rest()>(qt, head_dim, krows + j, st + j * R);
+    score_block<Arch, rest()>(qt, head_dim, krows + j, st + j * R, max);
   });
 }
 
@@ -306,7 +310,10 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     fill_rows<Arch>(a.k, j0, n, krows);
     const int64_t next = j0 + B::kTileKeys;
     prefetch.start(a, next, next >= prefetch_begin && next < prefetch_end ? std::min<int64_t>(prefetch_end - next, B::kTileKeys) : 0);
-    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st, prefetch);
+    // The running maximum, taken over the new scores as they leave the registers.
+    V m_old[B::kQueryVectors], m_new[B::kQueryVectors];
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) m_old[qv] = m_new[qv] = V::load_aligned(b.m + qv * W);
+    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st, prefetch, m_new);
     prefetch.next_keys(prefetch.n, D);
 
     // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
@@ -325,33 +332,24 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
         }
       }
     };
-    mask_scores(0, n_low);
-    mask_scores(n_high, n);
-    // The softmax of all query vectors in one pass over the keys, the maximum in two chains per
-    // vector: a single chain of max would wait its latency on every key. max is exact, so the
-    // chains do not change the result.
-    V m_old[B::kQueryVectors], m_new[B::kQueryVectors], m_ref[B::kQueryVectors], alpha[B::kQueryVectors];
-    V max_even[B::kQueryVectors], max_odd[B::kQueryVectors], sum[B::kQueryVectors];
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      m_old[qv] = max_even[qv] = V::load_aligned(b.m + qv * W);
-      max_odd[qv] = V(kNegInf);
-      sum[qv] = V(0.0f);
-    }
-    int64_t j = 0;
-    for (; j + 2 <= n; j += 2) {
+    if (n_low > 0 || n_high < n) {
+      // An edge tile: the maximum again, over the scores that masking left.
+      mask_scores(0, n_low);
+      mask_scores(n_high, n);
       for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-        max_even[qv] = xsimd::max(max_even[qv], V::load_aligned(st + j * R + qv * W));
-        max_odd[qv] = xsimd::max(max_odd[qv], V::load_aligned(st + (j + 1) * R + qv * W));
+        m_new[qv] = m_old[qv];
+        for (int64_t j = 0; j < n; ++j) m_new[qv] = xsimd::max(m_new[qv], V::load_aligned(st + j * R + qv * W));
       }
     }
+    // The softmax of all query vectors in one pass over the keys.
+    V m_ref[B::kQueryVectors], alpha[B::kQueryVectors], sum[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      if (j < n) max_even[qv] = xsimd::max(max_even[qv], V::load_aligned(st + j * R + qv * W));
-      m_new[qv] = xsimd::max(max_even[qv], max_odd[qv]);
       // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
       // exp2 at exactly 0 there rather than NaN from (-inf) - (-inf).
       m_ref[qv] = xsimd::select(m_new[qv] == V(kNegInf), V(0.0f), m_new[qv]);
+      sum[qv] = V(0.0f);
     }
-    for (j = 0; j < n; ++j) {
+    for (int64_t j = 0; j < n; ++j) {
       for (int qv = 0; qv < B::kQueryVectors; ++qv) {
         float* sj = st + j * R + qv * W;
         const V p = exp2_nonpositive<Arch>((V::load_aligned(sj) - m_ref[qv]) * log2e);
