@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Paired A/B of the AVX-512 attention kernel between git revisions and/or the working tree, in one
+# process: each version's lib/ is compiled into a shared object of its own and
+# bench/kernel_ab/kernel_ab.cpp runs them alternately, trial by trial, on the same inputs. On a
+# shared, noisy machine the median speed ratio it prints is far steadier than separate runs.
+# Usage: tools/kernel-ab.sh [--d D] [--t T] [--non-causal] [--trials N] VERSION...
+#   VERSION: a git revision, or WORKTREE for the working tree. Example:
+#   tools/kernel-ab.sh --d 64 HEAD WORKTREE
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+d=128 t=4096 causal=1 trials=10
+versions=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --d) d=$2; shift 2 ;;
+    --t) t=$2; shift 2 ;;
+    --non-causal) causal=0; shift ;;
+    --trials) trials=$2; shift 2 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) versions+=("$1"); shift ;;
+  esac
+done
+[ ${#versions[@]} -ge 1 ] || { echo "usage: $0 [--d D] [--t T] [--non-causal] [--trials N] VERSION..." >&2; exit 2; }
+grep -q avx512bw /proc/cpuinfo || { echo "kernel-ab compares the AVX-512 kernel; this CPU has no AVX-512" >&2; exit 1; }
+"$root/tools/install-deps.sh"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The AVX-512 kernel's flags, as lib/CMakeLists.txt sets them (isa_flags_avx512).
+flags=(-std=c++20 -O3 -DNDEBUG -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -ffp-contract=off
+       -Wno-uninitialized -Wno-maybe-uninitialized)
+libraries=()
+for version in "${versions[@]}"; do
+  name=$(printf '%s' "$version" | tr -c 'A-Za-z0-9._-' _)
+  mkdir -p "$work/$name"
+  if [ "$version" = WORKTREE ]; then
+    cp -r "$root/lib" "$work/$name/"
+  else
+    git -C "$root" archive "$version" lib | tar -x -C "$work/$name"
+  fi
+  # The driver fills the kernel's RowBlockArgs itself: every version must agree on it.
+  if ! cmp -s "$work/$name/lib/kernels/row_block.hpp" "$root/lib/kernels/row_block.hpp"; then
+    echo "$version: lib/kernels/row_block.hpp differs from the working tree's, so the driver cannot call it" >&2
+    exit 1
+  fi
+  g++ "${flags[@]}" -fPIC -shared -fvisibility=hidden -fvisibility-inlines-hidden -I"$work/$name/lib" \
+    "$root/bench/kernel_ab/kernel_variant.cpp" -o "$work/$name.so"
+  libraries+=("$work/$name.so")
+done
+g++ -std=c++20 -O2 -I"$root/lib" -I"$root/bench" "$root/bench/kernel_ab/kernel_ab.cpp" "$root/bench/peak_fma.cpp" \
+  -o "$work/kernel_ab" -ldl
+"$work/kernel_ab" "$d" "$t" "$causal" "$trials" "${libraries[@]}"
