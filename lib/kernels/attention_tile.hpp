@@ -76,7 +76,7 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
 
 // The next tile's K and V rows, brought into L2 a few keys at a time while the current tile is
 // computed, by the first row block of a group to reach that tile (the group's other blocks then
-// find it in L2). The score pass reads 12 rows at once, 512 bytes apart at D=128: a pattern the
+// find it in L2). The score pass reads 8 rows at once, 512 bytes apart at D=128: a pattern the
 // hardware's streaming prefetch does not follow, so without this the first block waits on L3.
 template <class Arch>
 struct TilePrefetch {
