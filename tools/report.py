@@ -467,14 +467,6 @@ def decode_plot(serving, bandwidth, cores, out_dir):
 def main():
     out_dir = sys.argv[1]
     context, peak, bandwidth, rows, serving, module_rows = parse_bench([os.path.join(out_dir, "bench.json")])
-    # The headline table compares the cases of the interleaved second pass among themselves, when
-    # there is one: runs made under the same conditions (see report.sh).
-    headline_paths = sorted(glob.glob(os.path.join(out_dir, "headline-*.json")))
-    headline_peak, headline_rows, headline_modules = peak, list(rows), module_rows
-    if headline_paths:
-        _, headline_peak, _, again, _, modules_again = parse_bench(headline_paths)
-        headline_rows = overlay(rows, again, ("method", "T", "D", "threads"))
-        headline_modules = overlay(module_rows, modules_again, ("kind", "M", "N", "K", "threads"))
     memory_path = os.path.join(out_dir, "memory.jsonl")
     memory = [json.loads(line) for line in open(memory_path)] if os.path.exists(memory_path) else []
     torch_path = os.path.join(out_dir, "torch.json")
@@ -484,8 +476,15 @@ def main():
         torch_data = json.load(open(torch_path))
         torch_version = torch_data["torch_version"]
         rows += torch_data["rows"]
-        headline_rows += torch_data["rows"]
         layer_rows = torch_data.get("layer_rows", [])
+    # The headline table compares the cases of the interleaved second pass among themselves, when
+    # there is one: runs made under the same conditions (see report.sh).
+    headline_paths = sorted(glob.glob(os.path.join(out_dir, "headline-*.json")))
+    headline_peak, headline_rows, headline_modules = peak, rows, module_rows
+    if headline_paths:
+        _, headline_peak, _, again, _, modules_again = parse_bench(headline_paths)
+        headline_rows = overlay(rows, again, ("method", "T", "D", "threads"))
+        headline_modules = overlay(module_rows, modules_again, ("kind", "M", "N", "K", "threads"))
     isa = context.get("causalattn_isa", "")
     cores = context.get("num_cpus", 1)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

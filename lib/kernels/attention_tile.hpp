@@ -80,23 +80,16 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
 // hardware's streaming prefetch does not follow, so without this the first block waits on L3.
 template <class Arch>
 struct TilePrefetch {
-  const float* k[Blocking<Arch>::kTileKeys];
-  const float* v[Blocking<Arch>::kTileKeys];
-  int64_t n = 0;     // keys of the next tile to prefetch; 0 when another block brought it
-  int64_t done = 0;  // keys prefetched so far
+  TileRows<Arch, Blocking<Arch>::kTileKeys> next;  // n = 0 when another block brings the tile
+  int64_t done = 0;                                // keys prefetched so far
 
   void start(const RowBlockArgs& a, int64_t j0, int64_t keys) {
-    n = keys;
+    next.fill(a.k, a.v, j0, keys);
     done = 0;
-    if (n == 0) return;
-    fill_rows<Arch>(a.k, j0, n, k);
-    fill_rows<Arch>(a.v, j0, n, v);
   }
+
   void next_keys(int64_t count, int64_t head_dim) {
-    for (const int64_t end = std::min(n, done + count); done < end; ++done) {
-      prefetch_row<Arch>(k[done], head_dim);
-      prefetch_row<Arch>(v[done], head_dim);
-    }
+    for (const int64_t end = std::min(next.n, done + count); done < end; ++done) next.prefetch(done, head_dim);
   }
 };
 
@@ -301,20 +294,20 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
   const float window = a.window > 0 ? static_cast<float>(a.window) : __builtin_inff();
   float* const st = b.st;
-  const float* krows[B::kTileKeys];
-  const float* vrows[B::kTileKeys];
+  TileRows<Arch, B::kTileKeys> tile;
   TilePrefetch<Arch> prefetch;
 
   for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
     const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
-    fill_rows<Arch>(a.k, j0, n, krows);
+    tile.fill(a.k, a.v, j0, n);
     const int64_t next = j0 + B::kTileKeys;
-    prefetch.start(a, next, next >= prefetch_begin && next < prefetch_end ? std::min<int64_t>(prefetch_end - next, B::kTileKeys) : 0);
+    const bool first_here = next >= prefetch_begin && next < prefetch_end;
+    prefetch.start(a, next, first_here ? std::min<int64_t>(prefetch_end - next, B::kTileKeys) : 0);
     // The running maximum, taken over the new scores as they leave the registers.
     V m_old[B::kQueryVectors], m_new[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) m_old[qv] = m_new[qv] = V::load_aligned(b.m + qv * W);
-    score_keys<Arch, B::kKeyBlock>(b.qt, D, krows, n, st, prefetch, m_new);
-    prefetch.next_keys(prefetch.n, D);
+    score_keys<Arch, B::kKeyBlock>(b.qt, D, tile.k, n, st, prefetch, m_new);
+    prefetch.next_keys(prefetch.next.n, D);
 
     // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
     const int64_t n_low = std::clamp<int64_t>(unmasked_begin - j0, 0, n);
@@ -363,21 +356,20 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
       m_new[qv].store_aligned(b.m + qv * W);
     }
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, n, st);
-    fill_rows<Arch>(a.v, j0, n, vrows);
     // The rescale by alpha rides along with the first run (the unmasked one when there is no
     // lower edge, as on every tile without a window); the others are added at scale 1.
     const bool low_first = n_low > 0;
     V ones[B::kQueryVectors];
     for (V& one : ones) one = V(1.0f);
-    if (low_first) output_dims<Arch, B::kDimBlock, true>(st, n_low, vrows, D, alpha, mask, b.ot);
+    if (low_first) output_dims<Arch, B::kDimBlock, true>(st, n_low, tile.v, D, alpha, mask, b.ot);
     if (n_high > n_low || !low_first) {
-      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, vrows + n_low, D, low_first ? ones : alpha,
+      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, tile.v + n_low, D, low_first ? ones : alpha,
                                              mask, b.ot);
     }
     if (n_high < n) {
       DiagonalMask<Arch> rest = mask;
       rest.shift += static_cast<float>(n_high);
-      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, vrows + n_high, D, ones, rest, b.ot);
+      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, tile.v + n_high, D, ones, rest, b.ot);
     }
   }
 }

@@ -32,18 +32,13 @@ constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + 2));
 }
 
-// The K and V row addresses of one tile of a chunk's keys.
-struct TileRows {
-  const float* k[kDecodeTileKeys];
-  const float* v[kDecodeTileKeys];
-  int64_t n;  // keys in the tile; 0 past the chunk's end
-};
+// The K and V row addresses of one tile of a chunk's keys (n = 0 past the chunk's end).
+template <class Arch>
+using DecodeTile = TileRows<Arch, kDecodeTileKeys>;
 
 template <class Arch>
-inline void fill_tile(const DecodeArgs& a, int64_t j0, TileRows& tile) {
-  tile.n = std::clamp<int64_t>(a.j_end - j0, 0, kDecodeTileKeys);
-  fill_rows<Arch>(a.k, j0, tile.n, tile.k);
-  fill_rows<Arch>(a.v, j0, tile.n, tile.v);
+inline void fill_tile(const DecodeArgs& a, int64_t j0, DecodeTile<Arch>& tile) {
+  tile.fill(a.k, a.v, j0, std::clamp<int64_t>(a.j_end - j0, 0, kDecodeTileKeys));
 }
 
 // Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
@@ -52,16 +47,13 @@ inline void fill_tile(const DecodeArgs& a, int64_t j0, TileRows& tile) {
 // the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
 // waits on memory latency instead of bandwidth.
 template <class Arch, int NR>
-inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const TileRows& tile, float* s,
-                          const TileRows& next) {
+inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
+                          const DecodeTile<Arch>& next) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   const int64_t d_vec = head_dim / W * W;
   for (int64_t j = 0; j < tile.n; ++j) {
-    if (j < next.n) {
-      prefetch_row<Arch>(next.k[j], head_dim);
-      prefetch_row<Arch>(next.v[j], head_dim);
-    }
+    if (j < next.n) next.prefetch(j, head_dim);
     const float* kr = tile.k[j];
     V acc[NR];
 #pragma GCC unroll 8
@@ -148,10 +140,10 @@ void decode_chunk_rows(const DecodeArgs& a) {
     l[r] = 0.0f;
   }
   // This tile's rows and the next one's, which take turns as the walk advances.
-  TileRows tiles[2];
+  DecodeTile<Arch> tiles[2];
   fill_tile<Arch>(a, a.j_begin, tiles[0]);
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
-    const TileRows& tile = tiles[cur];
+    const DecodeTile<Arch>& tile = tiles[cur];
     fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
     decode_scores<Arch, NR>(qp, dp, D, tile, s, tiles[cur ^ 1]);
     const int64_t n = tile.n;

@@ -11,9 +11,11 @@
 namespace causalattn::kernels {
 
 // rows[i] = address of key j0 + i, for i < n. A template on Arch, like everything in the
-// per-ISA kernels, so per-ISA objects share no out-of-line symbol.
+// per-ISA kernels, so per-ISA objects share no out-of-line symbol. With n = 0, j0 may lie past
+// the keys (a tile after the last): then not even the block table is read.
 template <class Arch>
 inline void fill_rows(const KvRows& kv, int64_t j0, int64_t n, const float** rows) {
+  if (n == 0) return;
   if (kv.pages == nullptr) {
     for (int64_t i = 0; i < n; ++i) rows[i] = kv.base + (j0 + i) * kv.token_stride;
     return;
@@ -38,5 +40,25 @@ inline void prefetch_row(const float* row, int64_t head_dim) {
   const auto end = reinterpret_cast<uintptr_t>(row + head_dim);
   for (uintptr_t line = first; line < end; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
 }
+
+// The K and V row addresses of one tile of at most kMaxKeys keys.
+template <class Arch, int kMaxKeys>
+struct TileRows {
+  const float* k[kMaxKeys];
+  const float* v[kMaxKeys];
+  int64_t n = 0;  // keys in the tile
+
+  // The rows of keys j0 .. j0 + count - 1 (count <= kMaxKeys).
+  void fill(const KvRows& keys, const KvRows& values, int64_t j0, int64_t count) {
+    n = count;
+    fill_rows<Arch>(keys, j0, n, k);
+    fill_rows<Arch>(values, j0, n, v);
+  }
+  // Brings key j's K and V rows into L2.
+  void prefetch(int64_t j, int64_t head_dim) const {
+    prefetch_row<Arch>(k[j], head_dim);
+    prefetch_row<Arch>(v[j], head_dim);
+  }
+};
 
 }  // namespace causalattn::kernels
