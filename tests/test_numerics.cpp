@@ -1,9 +1,13 @@
 // Numerical edge cases, on every ISA: huge logits, all-equal scores, -inf keys, a query that sees
 // one key, extreme scales, and NaN that reaches exactly the rows that attend to it.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "attention_tester.hpp"
 
@@ -119,6 +123,43 @@ TEST_P(Numerics, NanSpreadsOnlyToRowsThatAttendToIt) {
           }
     }
   }
+}
+
+// The softmax's exponential, read through the kernel: query i's two scores are y_i <= 0 and 0
+// (D = 1, q = y_i, K = [1, 0], V = [1, 0]), so its output is e^y / (1 + e^y), computed as
+// p · (1 / (p + 1)) from p = exp(y): three roundings of at most u = 2^-24 each beside the error
+// of exp. The kernel's exp is within 2 ulp (4u) where the ISA has FMA; without FMA it rounds
+// y·log2(e) once more, which costs up to |y|·u. Below e^y = 2^-126 the result is subnormal
+// (relative accuracy ends) and from y = -127·ln(2) on it is exactly 0.
+TEST_P(Numerics, ExponentialAccuracy) {
+  constexpr int64_t kQueries = 20000;
+  const causalattn_shape shape{1, 1, 1, kQueries, 2, 1};
+  Problem p(shape, Layout::kBHTD, 17);
+  std::mt19937 rng(18);
+  std::uniform_real_distribution<float> uniform(-90.0f, 0.0f);
+  for (int64_t i = 0; i < kQueries; ++i) p.q[i] = uniform(rng);
+  const float special[] = {0.0f, -1e-30f, -1e-7f, -0.34657359f, -0.34657360f, -1.0f, -87.33f, -88.02f, -88.0296919f};
+  std::copy(std::begin(special), std::end(special), p.q.begin());
+  p.k = {1.0f, 0.0f};
+  p.v = {1.0f, 0.0f};
+  ASSERT_EQ(p.run(CAUSALATTN_NON_CAUSAL, 1.0f, 0, false), CAUSALATTN_OK);
+  const bool fused = GetParam() != "sse2";
+  const double u = std::ldexp(1.0, -24);
+  double worst = 0.0;  // in units of u, over the normal range
+  for (int64_t i = 0; i < kQueries; ++i) {
+    const double y = p.q[i], e = std::exp(y), ref = e / (1.0 + e), got = p.out[i];
+    if (y > -87.33) {
+      const double error = std::fabs(got - ref) / ref / u;
+      worst = std::max(worst, error);
+      ASSERT_LE(error, 7.0 + (fused ? 0.0 : std::fabs(y))) << "y = " << y << ", got " << got << ", expected " << ref;
+    } else if (y <= -88.0296919) {
+      ASSERT_EQ(got, 0.0f) << "y = " << y;
+    } else {
+      ASSERT_TRUE(got >= 0.0f && got <= std::ldexp(1.0, -125)) << "y = " << y << ", got " << got;
+    }
+  }
+  RecordProperty("worst_error_in_u", std::to_string(worst));
+  std::printf("%s: worst relative error %.2f u\n", GetParam().c_str(), worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, Numerics, ::testing::ValuesIn(supported_isas()),

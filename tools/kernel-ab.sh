@@ -4,7 +4,8 @@
 # bench/kernel_ab/kernel_ab.cpp runs them alternately, trial by trial, on the same inputs. On a
 # shared, noisy machine the median speed ratio it prints is far steadier than separate runs.
 # Usage: tools/kernel-ab.sh [--d D] [--t T] [--non-causal] [--trials N] VERSION...
-#   VERSION: a git revision, or WORKTREE for the working tree. Example:
+#   VERSION: a git revision, WORKTREE for the working tree, or a directory that holds a lib/
+#   (an experiment's copy). Example:
 #   tools/kernel-ab.sh --d 64 HEAD WORKTREE
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,8 @@ for version in "${versions[@]}"; do
   mkdir -p "$work/$name"
   if [ "$version" = WORKTREE ]; then
     cp -r "$root/lib" "$work/$name/"
+  elif [ -d "$version/lib" ]; then
+    cp -r "$version/lib" "$work/$name/"
   else
     git -C "$root" archive "$version" lib | tar -x -C "$work/$name"
   fi

@@ -283,9 +283,8 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   constexpr int W = B::kLanes;
   constexpr int R = B::kRows;
   constexpr float kNegInf = -__builtin_inff();
-  // Scores stay in natural units and exp(x) is taken as exp2(x·log2(e)) of x = s - max <= 0:
-  // scores up to FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
-  const V log2e(1.44269504088896341f);
+  // Scores stay in natural units and the softmax takes exp(s - max) of s - max <= 0: scores up
+  // to FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   const int64_t kv_end = block_kv_end<Arch>(a);
@@ -338,20 +337,28 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     V m_ref[B::kQueryVectors], alpha[B::kQueryVectors], sum[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
       // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
-      // exp2 at exactly 0 there rather than NaN from (-inf) - (-inf).
+      // exp at exactly 0 there rather than NaN from (-inf) - (-inf).
       m_ref[qv] = xsimd::select(m_new[qv] == V(kNegInf), V(0.0f), m_new[qv]);
       sum[qv] = V(0.0f);
     }
-    for (int64_t j = 0; j < n; ++j) {
-      for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-        float* sj = st + j * R + qv * W;
-        const V p = exp2_nonpositive<Arch>((V::load_aligned(sj) - m_ref[qv]) * log2e);
-        p.store_aligned(sj);
-        sum[qv] += p;
-      }
-    }
+    // NJ keys at a time: their NJ · kQueryVectors exponentials advance in lock step.
+    auto softmax_keys = [&](int64_t j, auto nj) {
+      constexpr int NJ = nj(), QV = B::kQueryVectors;
+      V p[NJ * QV];
+      for (int k = 0; k < NJ; ++k)
+        for (int qv = 0; qv < QV; ++qv) p[k * QV + qv] = V::load_aligned(st + (j + k) * R + qv * W) - m_ref[qv];
+      exp_nonpositive<Arch, NJ * QV>(p);
+      for (int k = 0; k < NJ; ++k)
+        for (int qv = 0; qv < QV; ++qv) {
+          p[k * QV + qv].store_aligned(st + (j + k) * R + qv * W);
+          sum[qv] += p[k * QV + qv];
+        }
+    };
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) softmax_keys(j, std::integral_constant<int, 2>{});
+    if (j < n) softmax_keys(j, std::integral_constant<int, 1>{});
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      alpha[qv] = exp2_nonpositive<Arch>((m_old[qv] - m_ref[qv]) * log2e);
+      alpha[qv] = exp_nonpositive<Arch>(m_old[qv] - m_ref[qv]);
       fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum[qv]).store_aligned(b.l + qv * W);
       m_new[qv].store_aligned(b.m + qv * W);
     }

@@ -124,7 +124,6 @@ void decode_chunk_rows(const DecodeArgs& a) {
   constexpr int64_t W = V::size;
   constexpr int64_t T = kDecodeTileKeys;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const V log2e(1.44269504088896341f);
   const int64_t D = a.head_dim, dp = padded_dim<Arch>(D);
   float* const qp = a.workspace;
   float* const op = qp + NR * dp;
@@ -158,14 +157,14 @@ void decode_chunk_rows(const DecodeArgs& a) {
       for (int64_t j = lo; j < hi; ++j) m_new = max_or_nan<Arch>(m_new, sr[j]);
       for (int64_t j = 0; j < lo; ++j) sr[j] = kNegInf;
       for (int64_t j = hi; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
-      const float m_ref = m_new == kNegInf ? 0.0f : m_new;  // all -inf so far: keep exp2 at 0
+      const float m_ref = m_new == kNegInf ? 0.0f : m_new;  // all -inf so far: keep exp at 0
       V sum(0.0f);
       for (int64_t j = lo / W * W; j < hi; j += W) {
-        const V p = exp2_nonpositive<Arch>((V::load_aligned(sr + j) - V(m_ref)) * log2e);
+        const V p = exp_nonpositive<Arch>(V::load_aligned(sr + j) - V(m_ref));
         p.store_aligned(sr + j);
         sum += p;
       }
-      const float alpha = exp2_nonpositive<Arch>((V(m[r]) - V(m_ref)) * log2e).get(0);
+      const float alpha = exp_nonpositive<Arch>(V(m[r]) - V(m_ref)).get(0);
       l[r] = l[r] * alpha + xsimd::hadd(sum);
       m[r] = m_new;
       decode_output_row<Arch>(sr, lo, hi, tile.v, D, alpha, op + r * dp);

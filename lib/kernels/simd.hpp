@@ -53,33 +53,64 @@ inline Vec<Arch> fmadd_where(xsimd::batch_bool<float, Arch> mask, Vec<Arch> a, V
   }
 }
 
-// 2^x for x <= 0, the softmax case (scores minus their running maximum).
-// Contract: x <= 0 or NaN. x <= -127 (and -inf) gives exactly +0, NaN gives NaN.
-// Accuracy: <= 2 ulp relative for x > -126 (degree-6 polynomial fitted to relative error on
-// [-1/2, 1/2], 1.6 ulp when evaluated in fp32); results below 2^-126 flush to zero, which a
-// softmax cannot see next to its maximum term of 1.
+// a * b - c, fused wherever the ISA has FMA.
 template <class Arch>
-inline Vec<Arch> exp2_nonpositive(Vec<Arch> x) noexcept {
+inline Vec<Arch> fmsub(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
+  if constexpr (kIsAvx512<Arch>) {
+    return _mm512_fmsub_ps(a, b, c);
+  } else if constexpr (kHasFma<Arch>) {
+    return _mm256_fmsub_ps(a, b, c);
+  } else {
+    return a * b - c;
+  }
+}
+
+// y[i] = e^y[i] for K vectors of y <= 0, the softmax case (scores minus their running maximum),
+// as 2^(y·log2(e)). Contract: y <= 0 or NaN. y <= -127·ln(2) (and -inf) gives exactly +0, NaN
+// gives NaN.
+// y·log2(e) = n + f with n an integer and |f| <= 1/2; 2^f from a degree-6 polynomial fitted to
+// relative error on [-1/2, 1/2], 2^n from exponent bits. Where the ISA has FMA, f comes from
+// exact products with log2(e) in two parts (Cody-Waite), so the result is within 2 ulp for
+// y > -87.3; without FMA y·log2(e) is rounded first, which adds up to |y|/2 ulp. Results below
+// 2^-126 are subnormal or zero, which a softmax cannot see next to its maximum term of 1.
+// The K evaluations advance in lock step, one operation of each in turn: each is a chain of 12
+// dependent operations, and the out-of-order window alone does not overlap enough of them.
+template <class Arch, int K>
+inline void exp_nonpositive(Vec<Arch>* y) noexcept {
   using V = Vec<Arch>;
   using I = xsimd::batch<int32_t, Arch>;
-  // max(-127, x), operands in this order, returns x when x is NaN (x86 max returns the second).
-  x = xsimd::max(V(-127.0f), x);
-  // Round to nearest by adding 1.5 * 2^23: the integer lands in the low mantissa bits.
-  constexpr float kRoundMagic = 12582912.0f;
-  const V shifted = x + V(kRoundMagic);
-  const V n = shifted - V(kRoundMagic);
-  const V f = x - n;  // in [-1/2, 1/2]
-  V p = V(1.5353362e-4f);
-  p = fmadd<Arch>(p, f, V(1.3398874e-3f));
-  p = fmadd<Arch>(p, f, V(9.6184369e-3f));
-  p = fmadd<Arch>(p, f, V(5.5503324e-2f));
-  p = fmadd<Arch>(p, f, V(2.4022648e-1f));
-  p = fmadd<Arch>(p, f, V(6.9314718e-1f));
-  p = fmadd<Arch>(p, f, V(1.0f));
-  // 2^n from its exponent bits; n = -127 gives the bit pattern of +0.
-  const I n_int = xsimd::bitwise_cast<I>(shifted) - xsimd::bitwise_cast<I>(V(kRoundMagic));
-  const V scale = xsimd::bitwise_cast<V>((n_int + I(127)) << 23);
-  return p * scale;
+  // log2(e) = log2e_hi + log2e_lo: y·log2e_hi alone would be off by up to 0.23·|y| ulp.
+  const V log2e_hi(1.44269502162933349609375f), log2e_lo(1.925963033500011e-08f);
+  // Round y·log2(e) to nearest by adding 1.5·2^23 + 127: the biased exponent n + 127 lands in the
+  // low mantissa bits, from where a shift by 23 makes the bits of 2^n.
+  constexpr float kRoundMagic = 12582912.0f + 127.0f;
+  V shifted[K], f[K], p[K];
+#pragma GCC unroll 16
+  for (int i = 0; i < K; ++i) {
+    // max(y_min, y), operands in this order, returns y when y is NaN (x86 max returns the
+    // second). At y_min = -127·ln(2), n = -127, whose bits below make 2^n = +0.
+    const V y_clamped = xsimd::max(V(-88.0296919f), y[i]);
+    shifted[i] = fmadd<Arch>(y_clamped, log2e_hi, V(kRoundMagic));
+    const V n = shifted[i] - V(kRoundMagic);
+    f[i] = fmadd<Arch>(y_clamped, log2e_lo, fmsub<Arch>(y_clamped, log2e_hi, n));  // |f| <= 1/2 + 2^-19
+  }
+  constexpr float kPoly[] = {1.3398874e-3f, 9.6184369e-3f, 5.5503324e-2f, 2.4022648e-1f, 6.9314718e-1f, 1.0f};
+#pragma GCC unroll 16
+  for (int i = 0; i < K; ++i) p[i] = fmadd<Arch>(V(1.5353362e-4f), f[i], V(kPoly[0]));
+#pragma GCC unroll 8
+  for (int c = 1; c < 6; ++c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < K; ++i) p[i] = fmadd<Arch>(p[i], f[i], V(kPoly[c]));
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < K; ++i) y[i] = p[i] * xsimd::bitwise_cast<V>(xsimd::bitwise_cast<I>(shifted[i]) << 23);
+}
+
+// e^y for one vector: exp_nonpositive<Arch, 1>.
+template <class Arch>
+inline Vec<Arch> exp_nonpositive(Vec<Arch> y) noexcept {
+  exp_nonpositive<Arch, 1>(&y);
+  return y;
 }
 
 }  // namespace causalattn::kernels
