@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -53,6 +54,18 @@ void set_common_counters(benchmark::State& state, double flops) {
   state.SetLabel(causalattn_isa());
 }
 
+// The one-core FMA peak, measured for about 15 ms right before a one-thread case's timed loop:
+// within one run the clock and the neighbours move the peak by 10-30%, so the report reads each
+// such case against the peak of its own moment (counter fma_peak_here, GFLOP/s) beside the run's.
+double peak_here() {
+  const causalattn::bench::PeakLoop loop = causalattn::bench::peak_loop(causalattn_isa());
+  constexpr int64_t kIterations = 1 << 22;
+  const auto start = std::chrono::steady_clock::now();
+  benchmark::DoNotOptimize(loop.run(kIterations));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return kIterations * loop.flops_per_iteration / seconds / 1e9;
+}
+
 // args: T, D, causal (1/0), threads (0 = all)
 void BM_Attention(benchmark::State& state) {
   const int64_t t = state.range(0), d = state.range(1);
@@ -71,12 +84,14 @@ void BM_Attention(benchmark::State& state) {
     state.SkipWithError(causalattn_last_error());
     return;
   }
+  const double peak = options.num_threads == 1 ? peak_here() : 0.0;
   for (auto _ : state) {
     call();
     benchmark::DoNotOptimize(in.out.data());
     benchmark::ClobberMemory();
   }
   set_common_counters(state, causal_flops(kHeads, t, d));
+  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
 }
 
 // The textbook algorithm in double: the naive baseline (one thread).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds Release, runs the sweep over sequence lengths
 # (our kernel, the machine's limits, the baselines), measures peak memory per T and writes
-# reports/<date>-<host>/report.md with its plots (raw results beside it).
+# reports/<date>-<host>/report.md with its plots (raw results beside it; --quick writes to
+# reports/<date>-<host>-quick/, so that it never replaces a full report of the same day).
 # Usage: tools/report.sh [--quick] [--with-torch]
 #   --quick       a few sizes, under two minutes
 #   --with-torch  installs PyPI's torch in build-torch-venv/ (once) to measure PyTorch's
@@ -22,7 +23,7 @@ done
 build="$root/build-release"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=OFF -DCAUSALATTN_BUILD_BENCH=ON > /dev/null
 cmake --build "$build" -j "$(nproc)" > /dev/null
-out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)"
+out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)$([ $quick -eq 1 ] && echo -quick)"
 mkdir -p "$out"
 rm -f "$out/torch.json" "$out/memory.jsonl"
 
