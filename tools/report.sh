@@ -23,7 +23,8 @@ done
 build="$root/build-release"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=OFF -DCAUSALATTN_BUILD_BENCH=ON > /dev/null
 cmake --build "$build" -j "$(nproc)" > /dev/null
-out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)$([ $quick -eq 1 ] && echo -quick)"
+out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)"
+if [ $quick -eq 1 ]; then out="$out-quick"; fi
 mkdir -p "$out"
 rm -f "$out/torch.json" "$out/memory.jsonl"
 
