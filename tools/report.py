@@ -86,20 +86,24 @@ def overlay(rows, newer, fields):
     return [r for r in rows if key(r) not in replaced] + newer
 
 
+def row_of(rows, method, t, d, threads):
+    return next((r for r in rows if (r["method"], r["T"], r["D"], r["threads"]) == (method, t, d, threads)), None)
+
+
 def rate(rows, method, t, d, threads):
-    for r in rows:
-        if (r["method"], r["T"], r["D"], r["threads"]) == (method, t, d, threads):
-            return r["gflops"]
-    return None
+    row = row_of(rows, method, t, d, threads)
+    return row["gflops"] if row else None
 
 
 def share_of_peak(rows, t, d, threads, peak, peak_all, cores):
     """Our causal rate as a fraction of the FMA peak: for one thread the peak measured right
     before the case (fma_peak_here), else the run's; for all threads the all-core peak, else
     cores × the one-core peak."""
-    row = next((r for r in rows if (r["method"], r["T"], r["D"], r["threads"]) == ("ours", t, d, threads)), None)
-    limit = ((row or {}).get("peak_here") or peak) if threads == 1 else (peak_all or (peak and peak * cores))
-    return row["gflops"] / limit if row and limit else None
+    row = row_of(rows, "ours", t, d, threads)
+    if row is None:
+        return None
+    limit = (row.get("peak_here") or peak) if threads == 1 else (peak_all or (peak and peak * cores))
+    return row["gflops"] / limit if limit else None
 
 
 def series(rows, method, d, threads):

@@ -53,18 +53,6 @@ inline Vec<Arch> fmadd_where(xsimd::batch_bool<float, Arch> mask, Vec<Arch> a, V
   }
 }
 
-// a * b - c, fused wherever the ISA has FMA.
-template <class Arch>
-inline Vec<Arch> fmsub(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
-  if constexpr (kIsAvx512<Arch>) {
-    return _mm512_fmsub_ps(a, b, c);
-  } else if constexpr (kHasFma<Arch>) {
-    return _mm256_fmsub_ps(a, b, c);
-  } else {
-    return a * b - c;
-  }
-}
-
 // y[i] = e^y[i] for K vectors of y <= 0, the softmax case (scores minus their running maximum),
 // as 2^(y·log2(e)). Contract: y <= 0 or NaN. y <= -127·ln(2) (and -inf) gives exactly +0, NaN
 // gives NaN.
@@ -91,8 +79,8 @@ inline void exp_nonpositive(Vec<Arch>* y) noexcept {
     // second). At y_min = -127·ln(2), n = -127, whose bits below make 2^n = +0.
     const V y_clamped = xsimd::max(V(-88.0296919f), y[i]);
     shifted[i] = fmadd<Arch>(y_clamped, log2e_hi, V(kRoundMagic));
-    const V n = shifted[i] - V(kRoundMagic);
-    f[i] = fmadd<Arch>(y_clamped, log2e_lo, fmsub<Arch>(y_clamped, log2e_hi, n));  // |f| <= 1/2 + 2^-19
+    const V minus_n = V(kRoundMagic) - shifted[i];
+    f[i] = fmadd<Arch>(y_clamped, log2e_lo, fmadd<Arch>(y_clamped, log2e_hi, minus_n));  // |f| <= 1/2 + 2^-19
   }
   constexpr float kPoly[] = {1.3398874e-3f, 9.6184369e-3f, 5.5503324e-2f, 2.4022648e-1f, 6.9314718e-1f, 1.0f};
 #pragma GCC unroll 16
