@@ -38,9 +38,9 @@ constexpr std::size_t workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3) * B::kRows;
 }
 
-// Scores of NK keys (rows krows[0..NK) of K) against the packed queries:
-// st[k][lane] = Σ_d qt[d][lane] · K[k][d].
-template <class Arch, int NK>
+// Scores of NK keys (rows krows[0..NK) of K) against the packed queries of query vectors QV0 and
+// up (the vectors below see none of these keys): st[k][lane] = Σ_d qt[d][lane] · K[k][d].
+template <class Arch, int NK, int QV0>
 inline void score_block(const float* qt, int64_t head_dim, const float* const* krows, float* st, Vec<Arch>* max) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
@@ -51,24 +51,24 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
   for (int k = 0; k < NK; ++k) kp[k] = krows[k];
   V acc[QV][NK];
 #pragma GCC unroll 4
-  for (int qv = 0; qv < QV; ++qv)
+  for (int qv = QV0; qv < QV; ++qv)
 #pragma GCC unroll 16
     for (int k = 0; k < NK; ++k) acc[qv][k] = V(0.0f);
   for (int64_t d = 0; d < head_dim; ++d) {
     V q[QV];
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) q[qv] = V::load_aligned(qt + d * R + qv * W);
+    for (int qv = QV0; qv < QV; ++qv) q[qv] = V::load_aligned(qt + d * R + qv * W);
 #pragma GCC unroll 16
     for (int k = 0; k < NK; ++k) {
       const V kb(kp[k][d]);
 #pragma GCC unroll 4
-      for (int qv = 0; qv < QV; ++qv) acc[qv][k] = fmadd<Arch>(q[qv], kb, acc[qv][k]);
+      for (int qv = QV0; qv < QV; ++qv) acc[qv][k] = fmadd<Arch>(q[qv], kb, acc[qv][k]);
     }
   }
 #pragma GCC unroll 16
   for (int k = 0; k < NK; ++k)
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) {
+    for (int qv = QV0; qv < QV; ++qv) {
       acc[qv][k].store_aligned(st + k * R + qv * W);
       max[qv] = xsimd::max(max[qv], acc[qv][k]);
     }
@@ -93,20 +93,20 @@ struct TilePrefetch {
   }
 };
 
-// Scores for n keys: blocks of NK keys, then one block of the remainder; max[qv] becomes the
-// maximum of its lanes' scores and its value on entry.
+// Scores for n keys of query vectors QV0 and up: blocks of NK keys, then one block of the
+// remainder; max[qv] becomes the maximum of its lanes' scores and its value on entry.
 // Between blocks it prefetches as many keys of the next tile.
-template <class Arch, int NK>
+template <class Arch, int NK, int QV0>
 inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st,
                        TilePrefetch<Arch>& prefetch, Vec<Arch>* max) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t j = 0;
   for (; j + NK <= n; j += NK) {
-    score_block<Arch, NK>(qt, head_dim, krows + j, st + j * R, max);
+    score_block<Arch, NK, QV0>(qt, head_dim, krows + j, st + j * R, max);
     prefetch.next_keys(NK, head_dim);
   }
   with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
-    score_block<Arch, rest()>(qt, head_dim, krows + j, st + j * R, max);
+    score_block<Arch, rest(), QV0>(qt, head_dim, krows + j, st + j * R, max);
   });
 }
 
@@ -126,12 +126,12 @@ struct DiagonalMask {
   }
 };
 
-// Output update for ND head dims over n keys of probabilities pt:
+// Output update for ND head dims over n keys of probabilities pt, for query vectors QV0 and up:
 // ot[d][lane] = alpha[lane] · ot[d][lane] + Σ_j pt[j][lane] · V[j][d].
 // The online-softmax rescale rides along with the load of the accumulators. On a diagonal tile
 // (kMasked) a lane skips the keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V
 // at a future position then cannot reach an earlier row.
-template <class Arch, int ND, bool kMasked>
+template <class Arch, int ND, bool kMasked, int QV0>
 inline void output_block(const float* pt, int64_t n, const float* const* vrows, int64_t d0, const Vec<Arch>* alpha,
                          const DiagonalMask<Arch>& mask, float* ot) {
   using V = Vec<Arch>;
@@ -142,11 +142,11 @@ inline void output_block(const float* pt, int64_t n, const float* const* vrows, 
 #pragma GCC unroll 16
   for (int d = 0; d < ND; ++d)
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) acc[qv][d] = V::load_aligned(ot + d * R + qv * W) * alpha[qv];
+    for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = V::load_aligned(ot + d * R + qv * W) * alpha[qv];
   for (int64_t j = 0; j < n; ++j) {
     V p[QV];
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) p[qv] = V::load_aligned(pt + j * R + qv * W);
+    for (int qv = QV0; qv < QV; ++qv) p[qv] = V::load_aligned(pt + j * R + qv * W);
     const float* vp = vrows[j] + d0;
     // Hides vp's origin from g++, which otherwise keeps each vp[d]'s offset d0 + d in a register
     // of its own and spills the loop's state; now vp[d] is vp plus a constant.
@@ -154,37 +154,37 @@ inline void output_block(const float* pt, int64_t n, const float* const* vrows, 
     if constexpr (kMasked) {
       xsimd::batch_bool<float, Arch> sees[QV];
 #pragma GCC unroll 4
-      for (int qv = 0; qv < QV; ++qv) sees[qv] = mask.sees(qv, static_cast<float>(j));
+      for (int qv = QV0; qv < QV; ++qv) sees[qv] = mask.sees(qv, static_cast<float>(j));
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
 #pragma GCC unroll 4
-        for (int qv = 0; qv < QV; ++qv) acc[qv][d] = fmadd_where<Arch>(sees[qv], p[qv], vb, acc[qv][d]);
+        for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = fmadd_where<Arch>(sees[qv], p[qv], vb, acc[qv][d]);
       }
     } else {
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
 #pragma GCC unroll 4
-        for (int qv = 0; qv < QV; ++qv) acc[qv][d] = fmadd<Arch>(p[qv], vb, acc[qv][d]);
+        for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = fmadd<Arch>(p[qv], vb, acc[qv][d]);
       }
     }
   }
 #pragma GCC unroll 16
   for (int d = 0; d < ND; ++d)
 #pragma GCC unroll 4
-    for (int qv = 0; qv < QV; ++qv) acc[qv][d].store_aligned(ot + d * R + qv * W);
+    for (int qv = QV0; qv < QV; ++qv) acc[qv][d].store_aligned(ot + d * R + qv * W);
 }
 
 // Output update for all head dims: blocks of ND dims, then one block of the remainder.
-template <class Arch, int ND, bool kMasked>
+template <class Arch, int ND, bool kMasked, int QV0 = 0>
 inline void output_dims(const float* pt, int64_t n, const float* const* vrows, int64_t head_dim, const Vec<Arch>* alpha,
                         const DiagonalMask<Arch>& mask, float* ot) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t d = 0;
-  for (; d + ND <= head_dim; d += ND) output_block<Arch, ND, kMasked>(pt, n, vrows, d, alpha, mask, ot + d * R);
+  for (; d + ND <= head_dim; d += ND) output_block<Arch, ND, kMasked, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
   with_block_size<ND - 1>(static_cast<int>(head_dim - d), [&](auto rest) {
-    output_block<Arch, rest(), kMasked>(pt, n, vrows, d, alpha, mask, ot + d * R);
+    output_block<Arch, rest(), kMasked, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
   });
 }
 
@@ -305,7 +305,22 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     // The running maximum, taken over the new scores as they leave the registers.
     V m_old[B::kQueryVectors], m_new[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) m_old[qv] = m_new[qv] = V::load_aligned(b.m + qv * W);
-    score_keys<Arch, B::kKeyBlock>(b.qt, D, tile.k, n, st, prefetch, m_new);
+    // Query vector qv sees no key of the tile from vector_end[qv] on (its last lane's diagonal):
+    // on a diagonal tile, keys [vector_end[qv - 1], vector_end[qv]) are scored and added for
+    // vectors qv and up only. That skips the lane-vector-by-key squares wholly above the
+    // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2.
+    const int64_t shift = j0 - a.q_begin - a.causal_offset;  // key j is on lane j + shift's diagonal
+    int64_t vector_end[B::kQueryVectors];
+    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+      vector_end[qv] = a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, n) : n;
+    }
+    for_each_index<B::kQueryVectors>([&](auto qv0) {
+      const int64_t from = qv0() == 0 ? 0 : vector_end[qv0() - 1];
+      if (from < vector_end[qv0()]) {
+        score_keys<Arch, B::kKeyBlock, qv0()>(b.qt, D, tile.k + from, vector_end[qv0()] - from, st + from * R,
+                                              prefetch, m_new);
+      }
+    });
     prefetch.next_keys(prefetch.next.n, D);
 
     // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
@@ -313,14 +328,15 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     const int64_t n_high = std::clamp<int64_t>(unmasked_end - j0, n_low, n);
     DiagonalMask<Arch> mask;
     for (int qv = 0; qv < B::kQueryVectors; ++qv) mask.lanes[qv] = V::load_aligned(b.lane_index + qv * W);
-    mask.shift = static_cast<float>(j0 - a.q_begin - a.causal_offset);
+    mask.shift = static_cast<float>(shift);
     mask.window = window;
-    // Scores of keys a lane must not see become -inf.
+    // Scores of keys a lane must not see become -inf (those of the vectors left out are not there).
     auto mask_scores = [&](int64_t j_from, int64_t j_to) {
       for (int64_t j = j_from; j < j_to; ++j) {
         for (int qv = 0; qv < B::kQueryVectors; ++qv) {
           float* sj = st + j * R + qv * W;
-          xsimd::select(mask.sees(qv, static_cast<float>(j)), V::load_aligned(sj), V(kNegInf)).store_aligned(sj);
+          const V s = j < vector_end[qv] ? V::load_aligned(sj) : V(kNegInf);
+          xsimd::select(mask.sees(qv, static_cast<float>(j)), s, V(kNegInf)).store_aligned(sj);
         }
       }
     };
@@ -373,11 +389,16 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
       output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, tile.v + n_low, D, low_first ? ones : alpha,
                                              mask, b.ot);
     }
-    if (n_high < n) {
-      DiagonalMask<Arch> rest = mask;
-      rest.shift += static_cast<float>(n_high);
-      output_dims<Arch, B::kDimBlock, true>(st + n_high * R, n - n_high, tile.v + n_high, D, ones, rest, b.ot);
-    }
+    // The diagonal's run, cut where query vectors drop out.
+    for_each_index<B::kQueryVectors>([&](auto qv0) {
+      const int64_t from = std::max(n_high, qv0() == 0 ? 0 : vector_end[qv0() - 1]);
+      if (from < vector_end[qv0()]) {
+        DiagonalMask<Arch> rest = mask;
+        rest.shift += static_cast<float>(from);
+        output_dims<Arch, B::kDimBlock, true, qv0()>(st + from * R, vector_end[qv0()] - from, tile.v + from, D, ones,
+                                                     rest, b.ot);
+      }
+    });
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
@@ -23,6 +24,13 @@ inline void with_block_size(int n, Fn&& fn) {
     if (n == kMax) return fn(std::integral_constant<int, kMax>{});
     with_block_size<kMax - 1>(n, fn);
   }
+}
+
+// Calls fn(std::integral_constant<int, I>) for I = 0, 1, ..., N - 1.
+template <int N, class Fn>
+inline void for_each_index(Fn&& fn) {
+  [&]<int... I>(std::integer_sequence<int, I...>) { (fn(std::integral_constant<int, I>{}), ...); }(
+      std::make_integer_sequence<int, N>{});
 }
 
 template <class Arch>
