@@ -257,8 +257,21 @@ void begin_block(const RowBlockArgs& a) {
     V(0.0f).store_aligned(b.qt + d);
     V(0.0f).store_aligned(b.ot + d);
   }
+  // W queries by W dims at a time: W row loads, one transpose, W aligned stores; the dims past
+  // the last multiple of W one by one.
+  const int64_t d_vec_end = D / W * W;
+  for (int64_t i0 = 0; i0 < q_count; i0 += W) {
+    for (int64_t d = 0; d < d_vec_end; d += W) {
+      V block[W];
+      for (int r = 0; r < W; ++r) {
+        block[r] = i0 + r < q_count ? V::load_unaligned(q + (i0 + r) * q_stride + d) * V(scale) : V(0.0f);
+      }
+      transpose_square<Arch>(block);
+      for (int t = 0; t < W; ++t) block[t].store_aligned(b.qt + (d + t) * R + i0);
+    }
+  }
   for (int64_t i = 0; i < q_count; ++i) {
-    for (int64_t d = 0; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * scale;
+    for (int64_t d = d_vec_end; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * scale;
   }
   for (int i = 0; i < R; ++i) {
     b.m[i] = -__builtin_inff();
@@ -406,21 +419,24 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
 template <class Arch>
 void finish_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
-  using I = xsimd::batch<int32_t, Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
-  alignas(64) int32_t lane_offsets[W];
-  for (int w = 0; w < W; ++w) lane_offsets[w] = w * R;
-  const I offsets = I::load_aligned(lane_offsets);
+  // W dims by W queries at a time, as begin_block packs them.
   const int64_t d_vec_end = D / W * W;
+  for (int64_t i0 = 0; i0 < a.q_count; i0 += W) {
+    const int rows = static_cast<int>(std::min<int64_t>(W, a.q_count - i0));
+    for (int64_t d = 0; d < d_vec_end; d += W) {
+      V block[W];
+      for (int t = 0; t < W; ++t) block[t] = V::load_aligned(b.ot + (d + t) * R + i0);
+      transpose_square<Arch>(block);
+      for (int r = 0; r < rows; ++r) (block[r] * V(1.0f / b.l[i0 + r])).store_unaligned(a.out + (i0 + r) * a.out_stride + d);
+    }
+  }
   for (int64_t i = 0; i < a.q_count; ++i) {
     const float inv_l = 1.0f / b.l[i];
     float* o = a.out + i * a.out_stride;
-    for (int64_t d = 0; d < d_vec_end; d += W) {
-      (V::gather(b.ot + d * R + i, offsets) * V(inv_l)).store_unaligned(o + d);
-    }
     for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l;
     if (a.lse != nullptr) a.lse[i] = b.m[i] + __builtin_logf(b.l[i]);
   }
