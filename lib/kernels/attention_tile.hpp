@@ -241,8 +241,8 @@ void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
   }
 }
 
-// Packs Q transposed and multiplied by the scale (lanes past q_count stay zero), and clears
-// the running state.
+// Packs Q transposed and multiplied by the scale (lanes past q_count zero), and clears the
+// running state.
 template <class Arch>
 void begin_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
@@ -253,14 +253,11 @@ void begin_block(const RowBlockArgs& a) {
   const float* q = a.q;
   const int64_t q_stride = a.q_stride, q_count = a.q_count;
   const float scale = a.scale;
-  for (int64_t d = 0; d < D * R; d += W) {
-    V(0.0f).store_aligned(b.qt + d);
-    V(0.0f).store_aligned(b.ot + d);
-  }
+  for (int64_t d = 0; d < D * R; d += W) V(0.0f).store_aligned(b.ot + d);
   // W queries by W dims at a time: W row loads, one transpose, W aligned stores; the dims past
   // the last multiple of W one by one.
   const int64_t d_vec_end = D / W * W;
-  for (int64_t i0 = 0; i0 < q_count; i0 += W) {
+  for (int64_t i0 = 0; i0 < R; i0 += W) {
     for (int64_t d = 0; d < d_vec_end; d += W) {
       V block[W];
       for (int r = 0; r < W; ++r) {
@@ -270,8 +267,8 @@ void begin_block(const RowBlockArgs& a) {
       for (int t = 0; t < W; ++t) block[t].store_aligned(b.qt + (d + t) * R + i0);
     }
   }
-  for (int64_t i = 0; i < q_count; ++i) {
-    for (int64_t d = d_vec_end; d < D; ++d) b.qt[d * R + i] = q[i * q_stride + d] * scale;
+  for (int64_t d = d_vec_end; d < D; ++d) {
+    for (int64_t i = 0; i < R; ++i) b.qt[d * R + i] = i < q_count ? q[i * q_stride + d] * scale : 0.0f;
   }
   for (int i = 0; i < R; ++i) {
     b.m[i] = -__builtin_inff();
@@ -423,6 +420,8 @@ void finish_block(const RowBlockArgs& a) {
   constexpr int R = Blocking<Arch>::kRows;
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
+  float inv_l[R];
+  for (int64_t i = 0; i < a.q_count; ++i) inv_l[i] = 1.0f / b.l[i];
   // W dims by W queries at a time, as begin_block packs them.
   const int64_t d_vec_end = D / W * W;
   for (int64_t i0 = 0; i0 < a.q_count; i0 += W) {
@@ -431,13 +430,12 @@ void finish_block(const RowBlockArgs& a) {
       V block[W];
       for (int t = 0; t < W; ++t) block[t] = V::load_aligned(b.ot + (d + t) * R + i0);
       transpose_square<Arch>(block);
-      for (int r = 0; r < rows; ++r) (block[r] * V(1.0f / b.l[i0 + r])).store_unaligned(a.out + (i0 + r) * a.out_stride + d);
+      for (int r = 0; r < rows; ++r) (block[r] * V(inv_l[i0 + r])).store_unaligned(a.out + (i0 + r) * a.out_stride + d);
     }
   }
   for (int64_t i = 0; i < a.q_count; ++i) {
-    const float inv_l = 1.0f / b.l[i];
     float* o = a.out + i * a.out_stride;
-    for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l;
+    for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l[i];
     if (a.lse != nullptr) a.lse[i] = b.m[i] + __builtin_logf(b.l[i]);
   }
 }
