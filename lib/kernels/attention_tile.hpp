@@ -126,12 +126,21 @@ struct DiagonalMask {
   }
 };
 
+// Which lanes of a run of keys skip some of them (DiagonalMask says which keys a lane sees).
+enum class Masking {
+  kNone,          // every lane sees every key
+  kEveryVector,   // any lane may skip any key (the lower edge of a window)
+  kFirstVector,   // only query vector QV0's lanes skip keys, the vectors above see them all
+                  // (the causal diagonal without a window, cut where vectors drop out)
+};
+
 // Output update for ND head dims over n keys of probabilities pt, for query vectors QV0 and up:
-// ot[d][lane] = alpha[lane] · ot[d][lane] + Σ_j pt[j][lane] · V[j][d].
-// The online-softmax rescale rides along with the load of the accumulators. On a diagonal tile
-// (kMasked) a lane skips the keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V
-// at a future position then cannot reach an earlier row.
-template <class Arch, int ND, bool kMasked, int QV0>
+// ot[d][lane] = alpha[lane] · ot[d][lane] + Σ_j pt[j][lane] · V[j][d], or with alpha = nullptr
+// (the block's first tile: ot holds nothing yet) ot[d][lane] = Σ_j pt[j][lane] · V[j][d].
+// The online-softmax rescale rides along with the load of the accumulators. A lane skips the
+// keys it must not see instead of adding 0 · V[j]: a NaN or Inf in V at a future position then
+// cannot reach an earlier row.
+template <class Arch, int ND, Masking kMasking, int QV0>
 inline void output_block(const float* pt, int64_t n, const float* const* vrows, int64_t d0, const Vec<Arch>* alpha,
                          const DiagonalMask<Arch>& mask, float* ot) {
   using V = Vec<Arch>;
@@ -142,7 +151,7 @@ inline void output_block(const float* pt, int64_t n, const float* const* vrows, 
 #pragma GCC unroll 16
   for (int d = 0; d < ND; ++d)
 #pragma GCC unroll 4
-    for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = V::load_aligned(ot + d * R + qv * W) * alpha[qv];
+    for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = alpha ? V::load_aligned(ot + d * R + qv * W) * alpha[qv] : V(0.0f);
   for (int64_t j = 0; j < n; ++j) {
     V p[QV];
 #pragma GCC unroll 4
@@ -151,15 +160,19 @@ inline void output_block(const float* pt, int64_t n, const float* const* vrows, 
     // Hides vp's origin from g++, which otherwise keeps each vp[d]'s offset d0 + d in a register
     // of its own and spills the loop's state; now vp[d] is vp plus a constant.
     asm("" : "+r"(vp));
-    if constexpr (kMasked) {
+    if constexpr (kMasking != Masking::kNone) {
+      constexpr int kMaskedEnd = kMasking == Masking::kFirstVector ? QV0 + 1 : QV;  // vectors that skip keys
       xsimd::batch_bool<float, Arch> sees[QV];
 #pragma GCC unroll 4
-      for (int qv = QV0; qv < QV; ++qv) sees[qv] = mask.sees(qv, static_cast<float>(j));
+      for (int qv = QV0; qv < kMaskedEnd; ++qv) sees[qv] = mask.sees(qv, static_cast<float>(j));
 #pragma GCC unroll 16
       for (int d = 0; d < ND; ++d) {
         const V vb(vp[d]);
 #pragma GCC unroll 4
-        for (int qv = QV0; qv < QV; ++qv) acc[qv][d] = fmadd_where<Arch>(sees[qv], p[qv], vb, acc[qv][d]);
+        for (int qv = QV0; qv < QV; ++qv) {
+          acc[qv][d] = qv < kMaskedEnd ? fmadd_where<Arch>(sees[qv], p[qv], vb, acc[qv][d])
+                                       : fmadd<Arch>(p[qv], vb, acc[qv][d]);
+        }
       }
     } else {
 #pragma GCC unroll 16
@@ -177,14 +190,14 @@ inline void output_block(const float* pt, int64_t n, const float* const* vrows, 
 }
 
 // Output update for all head dims: blocks of ND dims, then one block of the remainder.
-template <class Arch, int ND, bool kMasked, int QV0 = 0>
+template <class Arch, int ND, Masking kMasking, int QV0 = 0>
 inline void output_dims(const float* pt, int64_t n, const float* const* vrows, int64_t head_dim, const Vec<Arch>* alpha,
                         const DiagonalMask<Arch>& mask, float* ot) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t d = 0;
-  for (; d + ND <= head_dim; d += ND) output_block<Arch, ND, kMasked, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
+  for (; d + ND <= head_dim; d += ND) output_block<Arch, ND, kMasking, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
   with_block_size<ND - 1>(static_cast<int>(head_dim - d), [&](auto rest) {
-    output_block<Arch, rest(), kMasked, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
+    output_block<Arch, rest(), kMasking, QV0>(pt, n, vrows, d, alpha, mask, ot + d * R);
   });
 }
 
@@ -253,7 +266,10 @@ void begin_block(const RowBlockArgs& a) {
   const float* q = a.q;
   const int64_t q_stride = a.q_stride, q_count = a.q_count;
   const float scale = a.scale;
-  for (int64_t d = 0; d < D * R; d += W) V(0.0f).store_aligned(b.ot + d);
+  // The block's first tile writes Ot; a block with no tile (no keys) leaves it zero.
+  if (block_kv_end<Arch>(a) <= block_first_tile<Arch>(a)) {
+    for (int64_t d = 0; d < D * R; d += W) V(0.0f).store_aligned(b.ot + d);
+  }
   // W queries by W dims at a time: W row loads, one transpose, W aligned stores; the dims past
   // the last multiple of W one by one.
   const int64_t d_vec_end = D / W * W;
@@ -390,25 +406,35 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     }
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, n, st);
     // The rescale by alpha rides along with the first run (the unmasked one when there is no
-    // lower edge, as on every tile without a window); the others are added at scale 1.
+    // lower edge, as on every tile without a window), which on the block's first tile writes Ot
+    // afresh; the others are added at scale 1.
     const bool low_first = n_low > 0;
+    const V* first_scale = j0 == block_first_tile<Arch>(a) ? nullptr : alpha;
     V ones[B::kQueryVectors];
     for (V& one : ones) one = V(1.0f);
-    if (low_first) output_dims<Arch, B::kDimBlock, true>(st, n_low, tile.v, D, alpha, mask, b.ot);
+    if (low_first) output_dims<Arch, B::kDimBlock, Masking::kEveryVector>(st, n_low, tile.v, D, first_scale, mask, b.ot);
     if (n_high > n_low || !low_first) {
-      output_dims<Arch, B::kDimBlock, false>(st + n_low * R, n_high - n_low, tile.v + n_low, D, low_first ? ones : alpha,
-                                             mask, b.ot);
+      output_dims<Arch, B::kDimBlock, Masking::kNone>(st + n_low * R, n_high - n_low, tile.v + n_low, D,
+                                                      low_first ? ones : first_scale, mask, b.ot);
     }
-    // The diagonal's run, cut where query vectors drop out.
-    for_each_index<B::kQueryVectors>([&](auto qv0) {
-      const int64_t from = std::max(n_high, qv0() == 0 ? 0 : vector_end[qv0() - 1]);
-      if (from < vector_end[qv0()]) {
-        DiagonalMask<Arch> rest = mask;
-        rest.shift += static_cast<float>(from);
-        output_dims<Arch, B::kDimBlock, true, qv0()>(st + from * R, vector_end[qv0()] - from, tile.v + from, D, ones,
-                                                     rest, b.ot);
-      }
-    });
+    auto diagonal_run = [&](auto masking, auto qv0, int64_t from, int64_t to) {
+      if (from >= to) return;
+      DiagonalMask<Arch> rest = mask;
+      rest.shift += static_cast<float>(from);
+      output_dims<Arch, B::kDimBlock, masking(), qv0()>(st + from * R, to - from, tile.v + from, D, ones, rest, b.ot);
+    };
+    using NoVectorSkipped = std::integral_constant<int, 0>;
+    if (a.window > 0) {
+      // A lane of any vector may be past the window's edge too.
+      diagonal_run(std::integral_constant<Masking, Masking::kEveryVector>{}, NoVectorSkipped{}, n_high, n);
+    } else {
+      // The diagonal's run, cut where query vectors drop out: in each part only the lowest
+      // vector still there meets its diagonal.
+      for_each_index<B::kQueryVectors>([&](auto qv0) {
+        diagonal_run(std::integral_constant<Masking, Masking::kFirstVector>{}, qv0,
+                     std::max(n_high, qv0() == 0 ? 0 : vector_end[qv0() - 1]), vector_end[qv0()]);
+      });
+    }
   }
 }
 
