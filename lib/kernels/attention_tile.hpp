@@ -334,7 +334,7 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     // Query vector qv sees no key of the tile from vector_end[qv] on (its last lane's diagonal):
     // on a diagonal tile, keys [vector_end[qv - 1], vector_end[qv]) are scored and added for
     // vectors qv and up only. That skips the lane-vector-by-key squares wholly above the
-    // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2.
+    // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2 and SSE2.
     const int64_t shift = j0 - a.q_begin - a.causal_offset;  // key j is on lane j + shift's diagonal
     int64_t vector_end[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
@@ -438,7 +438,7 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   }
 }
 
-// Normalizes and transposes back: the D outputs of a row are gathered from one lane of Ot.
+// Normalizes and transposes back: each W x W block of Ot becomes W dims of W output rows.
 template <class Arch>
 void finish_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
