@@ -57,6 +57,47 @@ TEST_P(Properties, SameBitsForAnyThreadCount) {
   expect_same_bits_for_any_thread_count({2, 8, 2, 2, 3000, 64});  // decode: 3 chunks per unit
 }
 
+// Chunked prefill: rows computed in chunks of more than 8 queries (fewer take the decode kernel),
+// each chunk against the keys so far, have the bits of the same rows computed in one call, with
+// and without a window. A row's lanes do the same work wherever its block starts, and tiles start
+// at fixed keys; a short chunk fills the top lanes of its block.
+TEST_P(Properties, ChunksGiveTheBitsOfOneCall) {
+  const causalattn_shape shape{1, 4, 2, 200, 200, 40};
+  for (int64_t window : {0, 37}) {
+    Problem whole(shape, Layout::kBTHD, 5);
+    causalattn_attend_args a{};
+    a.shape = shape;
+    a.q = whole.q.data();
+    a.k = whole.k.data();
+    a.v = whole.v.data();
+    a.out = whole.out.data();
+    a.q_layout = whole.q_layout;
+    a.k_layout = a.v_layout = whole.k_layout;
+    a.out_layout = whole.out_layout;
+    a.options.lse = whole.lse.data();
+    a.window = window;
+    ASSERT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK);
+    std::vector<float> chunked(whole.out.size(), -12345.0f), chunk_lse;
+    int64_t begin = 0;
+    for (int64_t n : {9, 16, 40, 48, 17, 70}) {
+      causalattn_attend_args c = a;
+      c.shape.q_len = n;
+      c.shape.kv_len = begin + n;
+      c.q = whole.q.data() + begin * whole.q_layout.token;
+      c.out = chunked.data() + begin * whole.out_layout.token;
+      chunk_lse.assign(shape.q_heads * n, -12345.0f);  // [head][query of the chunk]
+      c.options.lse = chunk_lse.data();
+      ASSERT_EQ(causalattn_attend_f32(&c), CAUSALATTN_OK) << causalattn_last_error();
+      for (int64_t h = 0; h < shape.q_heads; ++h)
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_TRUE(same_bits(chunk_lse[h * n + i], whole.lse[h * shape.q_len + begin + i])) << begin + i;
+      begin += n;
+    }
+    ASSERT_EQ(begin, shape.q_len);
+    ASSERT_EQ(std::memcmp(chunked.data(), whole.out.data(), chunked.size() * sizeof(float)), 0) << "window " << window;
+  }
+}
+
 // Strides change where values live, not how they are computed.
 TEST_P(Properties, SameBitsForAnyLayout) {
   const causalattn_shape shape{2, 4, 2, 70, 90, 48};

@@ -234,6 +234,14 @@ int64_t block_first_tile(const RowBlockArgs& a) {
   return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
 }
 
+// A block of fewer than kRows queries fills the top lanes: lane i holds query i - first_lane.
+// The query vectors below first_lane / kLanes then hold no query and are skipped (a diagonal
+// tile skips low vectors already), so a short block costs the vectors it fills, not all of them.
+template <class Arch>
+int first_lane(const RowBlockArgs& a) {
+  return Blocking<Arch>::kRows - static_cast<int>(a.q_count);
+}
+
 // Dropout on a tile's weights (after they were summed into the softmax's denominator): each is
 // kept and scaled by 1/(1 - p), or zeroed, by the Philox rule of philox.hpp. Tiles start at
 // multiples of kTileKeys, so one Philox call serves four consecutive keys of a row.
@@ -241,8 +249,9 @@ template <class Arch>
 void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
   constexpr int R = Blocking<Arch>::kRows;
   static_assert(Blocking<Arch>::kTileKeys % 4 == 0, "tiles start on a four-key boundary");
-  for (int64_t i = 0; i < a.q_count; ++i) {
-    const auto query = static_cast<uint32_t>(a.q_begin + i);
+  const int first = first_lane<Arch>(a);
+  for (int64_t i = first; i < R; ++i) {
+    const auto query = static_cast<uint32_t>(a.q_begin + i - first);
     for (int64_t j = 0; j < n; j += 4) {
       const Philox4x32 words =
           dropout_words<Arch>(a.dropout_seed, a.sequence, a.head, query, static_cast<uint32_t>((j0 + j) / 4));
@@ -254,7 +263,7 @@ void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
   }
 }
 
-// Packs Q transposed and multiplied by the scale (lanes past q_count zero), and clears the
+// Packs Q transposed and multiplied by the scale (lanes below first_lane zero), and clears the
 // running state.
 template <class Arch>
 void begin_block(const RowBlockArgs& a) {
@@ -264,7 +273,8 @@ void begin_block(const RowBlockArgs& a) {
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   const float* q = a.q;
-  const int64_t q_stride = a.q_stride, q_count = a.q_count;
+  const int64_t q_stride = a.q_stride;
+  const int first = first_lane<Arch>(a);
   const float scale = a.scale;
   // The block's first tile writes Ot; a block with no tile (no keys) leaves it zero.
   if (block_kv_end<Arch>(a) <= block_first_tile<Arch>(a)) {
@@ -277,14 +287,20 @@ void begin_block(const RowBlockArgs& a) {
     for (int64_t d = 0; d < d_vec_end; d += W) {
       V block[W];
       for (int r = 0; r < W; ++r) {
-        block[r] = i0 + r < q_count ? V::load_unaligned(q + (i0 + r) * q_stride + d) * V(scale) : V(0.0f);
+        const int64_t row = i0 + r - first;
+        block[r] = row >= 0 ? V::load_unaligned(q + row * q_stride + d) * V(scale) : V(0.0f);
       }
       transpose_square<Arch>(block);
       for (int t = 0; t < W; ++t) block[t].store_aligned(b.qt + (d + t) * R + i0);
     }
   }
   for (int64_t d = d_vec_end; d < D; ++d) {
-    for (int64_t i = 0; i < R; ++i) b.qt[d * R + i] = i < q_count ? q[i * q_stride + d] * scale : 0.0f;
+    for (int64_t i = 0; i < R; ++i) b.qt[d * R + i] = i >= first ? q[(i - first) * q_stride + d] * scale : 0.0f;
+  }
+  // Scores of the skipped vectors are never computed; the softmax still reads them (it runs on
+  // every vector), so they hold zeros rather than whatever the workspace held.
+  for (int i = 0; i < first / W * W; i += W) {
+    for (int64_t j = 0; j < Blocking<Arch>::kTileKeys; ++j) V(0.0f).store_aligned(b.st + j * R + i);
   }
   for (int i = 0; i < R; ++i) {
     b.m[i] = -__builtin_inff();
@@ -319,8 +335,18 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
   const float window = a.window > 0 ? static_cast<float>(a.window) : __builtin_inff();
   float* const st = b.st;
+  // Lane i holds query a.q_begin + i - first; vectors below first_vector hold none.
+  const int first = first_lane<Arch>(a);
+  const int first_vector = first / W;
   TileRows<Arch, B::kTileKeys> tile;
   TilePrefetch<Arch> prefetch;
+  // Runs fn(qv0) with qv0 = first_vector as a compile-time constant: the output runs in which
+  // every vector takes part take vectors first_vector and up.
+  auto from_first_vector = [&](auto fn) {
+    for_each_index<B::kQueryVectors>([&](auto qv0) {
+      if (qv0() == first_vector) fn(qv0);
+    });
+  };
 
   for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
     const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
@@ -335,10 +361,11 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     // on a diagonal tile, keys [vector_end[qv - 1], vector_end[qv]) are scored and added for
     // vectors qv and up only. That skips the lane-vector-by-key squares wholly above the
     // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2 and SSE2.
-    const int64_t shift = j0 - a.q_begin - a.causal_offset;  // key j is on lane j + shift's diagonal
+    // (A vector without queries, below first_vector, sees none.)
+    const int64_t shift = j0 - (a.q_begin - first) - a.causal_offset;  // key j is on lane j + shift's diagonal
     int64_t vector_end[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      vector_end[qv] = a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, n) : n;
+      vector_end[qv] = qv < first_vector ? 0 : a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, n) : n;
     }
     for_each_index<B::kQueryVectors>([&](auto qv0) {
       const int64_t from = qv0() == 0 ? 0 : vector_end[qv0() - 1];
@@ -412,21 +439,26 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     const V* first_scale = j0 == block_first_tile<Arch>(a) ? nullptr : alpha;
     V ones[B::kQueryVectors];
     for (V& one : ones) one = V(1.0f);
-    if (low_first) output_dims<Arch, B::kDimBlock, Masking::kEveryVector>(st, n_low, tile.v, D, first_scale, mask, b.ot);
-    if (n_high > n_low || !low_first) {
-      output_dims<Arch, B::kDimBlock, Masking::kNone>(st + n_low * R, n_high - n_low, tile.v + n_low, D,
-                                                      low_first ? ones : first_scale, mask, b.ot);
-    }
+    from_first_vector([&](auto qv0) {
+      if (low_first) {
+        output_dims<Arch, B::kDimBlock, Masking::kEveryVector, qv0()>(st, n_low, tile.v, D, first_scale, mask, b.ot);
+      }
+      if (n_high > n_low || !low_first) {
+        output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(st + n_low * R, n_high - n_low, tile.v + n_low, D,
+                                                               low_first ? ones : first_scale, mask, b.ot);
+      }
+    });
     auto diagonal_run = [&](auto masking, auto qv0, int64_t from, int64_t to) {
       if (from >= to) return;
       DiagonalMask<Arch> rest = mask;
       rest.shift += static_cast<float>(from);
       output_dims<Arch, B::kDimBlock, masking(), qv0()>(st + from * R, to - from, tile.v + from, D, ones, rest, b.ot);
     };
-    using NoVectorSkipped = std::integral_constant<int, 0>;
     if (a.window > 0) {
       // A lane of any vector may be past the window's edge too.
-      diagonal_run(std::integral_constant<Masking, Masking::kEveryVector>{}, NoVectorSkipped{}, n_high, n);
+      from_first_vector([&](auto qv0) {
+        diagonal_run(std::integral_constant<Masking, Masking::kEveryVector>{}, qv0, n_high, n);
+      });
     } else {
       // The diagonal's run, cut where query vectors drop out: in each part only the lowest
       // vector still there meets its diagonal.
@@ -446,23 +478,25 @@ void finish_block(const RowBlockArgs& a) {
   constexpr int R = Blocking<Arch>::kRows;
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
+  const int first = first_lane<Arch>(a);  // lane i holds query i - first
   float inv_l[R];
-  for (int64_t i = 0; i < a.q_count; ++i) inv_l[i] = 1.0f / b.l[i];
+  for (int i = first; i < R; ++i) inv_l[i] = 1.0f / b.l[i];
   // W dims by W queries at a time, as begin_block packs them.
   const int64_t d_vec_end = D / W * W;
-  for (int64_t i0 = 0; i0 < a.q_count; i0 += W) {
-    const int rows = static_cast<int>(std::min<int64_t>(W, a.q_count - i0));
+  for (int i0 = first / W * W; i0 < R; i0 += W) {
     for (int64_t d = 0; d < d_vec_end; d += W) {
       V block[W];
       for (int t = 0; t < W; ++t) block[t] = V::load_aligned(b.ot + (d + t) * R + i0);
       transpose_square<Arch>(block);
-      for (int r = 0; r < rows; ++r) (block[r] * V(inv_l[i0 + r])).store_unaligned(a.out + (i0 + r) * a.out_stride + d);
+      for (int r = std::max(0, first - i0); r < W; ++r) {
+        (block[r] * V(inv_l[i0 + r])).store_unaligned(a.out + (i0 + r - first) * a.out_stride + d);
+      }
     }
   }
-  for (int64_t i = 0; i < a.q_count; ++i) {
-    float* o = a.out + i * a.out_stride;
+  for (int i = first; i < R; ++i) {
+    float* o = a.out + (i - first) * a.out_stride;
     for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l[i];
-    if (a.lse != nullptr) a.lse[i] = b.m[i] + __builtin_logf(b.l[i]);
+    if (a.lse != nullptr) a.lse[i - first] = b.m[i] + __builtin_logf(b.l[i]);
   }
 }
 
