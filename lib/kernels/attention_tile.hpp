@@ -74,36 +74,48 @@ inline void score_block(const float* qt, int64_t head_dim, const float* const* k
     }
 }
 
-// The next tile's K and V rows, brought into L2 a few keys at a time while the current tile is
-// computed, by the first row block of a group to reach that tile (the group's other blocks then
-// find it in L2). The score pass reads 8 rows at once, 512 bytes apart at D=128: a pattern the
-// hardware's streaming prefetch does not follow, so without this the first block waits on L3.
+// K and V rows of the group's next chunk, brought into L2 a few keys at a time while the blocks
+// of the group compute the current one: each block takes a share of the next chunk and spreads
+// it over its score blocks, so the chunk's rows arrive over the whole group's pass instead of in
+// a burst (the score pass reads 8 rows at once, 512 bytes apart at D=128: a pattern the
+// hardware's streaming prefetch does not follow).
 template <class Arch>
-struct TilePrefetch {
-  TileRows<Arch, Blocking<Arch>::kTileKeys> next;  // n = 0 when another block brings the tile
-  int64_t done = 0;                                // keys prefetched so far
+struct KeyPrefetch {
+  static constexpr int64_t kBatch = Blocking<Arch>::kTileKeys;
+  const RowBlockArgs* a;
+  int64_t next, end;      // keys [next, end) are still to be prefetched
+  int64_t per_step;       // keys per call of step()
+  TileRows<Arch, kBatch> rows;
+  int64_t rows_begin = 0;  // rows holds keys [rows_begin, rows_begin + rows.n)
 
-  void start(const RowBlockArgs& a, int64_t j0, int64_t keys) {
-    next.fill(a.k, a.v, j0, keys);
-    done = 0;
-  }
+  // Keys [begin, end_key) in about `steps` steps.
+  KeyPrefetch(const RowBlockArgs& args, int64_t begin, int64_t end_key, int64_t steps)
+      : a(&args), next(begin), end(end_key), per_step(std::max<int64_t>(1, (end_key - begin + steps - 1) / steps)) {}
 
-  void next_keys(int64_t count, int64_t head_dim) {
-    for (const int64_t end = std::min(next.n, done + count); done < end; ++done) next.prefetch(done, head_dim);
+  void keys(int64_t count) {
+    for (const int64_t stop = std::min(end, next + count); next < stop; ++next) {
+      if (next >= rows_begin + rows.n) {
+        rows_begin = next;
+        rows.fill(a->k, a->v, next, std::min(end - next, kBatch));
+      }
+      rows.prefetch(next - rows_begin, a->head_dim);
+    }
   }
+  void step() { keys(per_step); }
+  void rest() { keys(end - next); }
 };
 
 // Scores for n keys of query vectors QV0 and up: blocks of NK keys, then one block of the
 // remainder; max[qv] becomes the maximum of its lanes' scores and its value on entry.
-// Between blocks it prefetches as many keys of the next tile.
+// After each block it takes a step of the prefetch.
 template <class Arch, int NK, int QV0>
 inline void score_keys(const float* qt, int64_t head_dim, const float* const* krows, int64_t n, float* st,
-                       TilePrefetch<Arch>& prefetch, Vec<Arch>* max) {
+                       KeyPrefetch<Arch>& prefetch, Vec<Arch>* max) {
   constexpr int R = Blocking<Arch>::kRows;
   int64_t j = 0;
   for (; j + NK <= n; j += NK) {
     score_block<Arch, NK, QV0>(qt, head_dim, krows + j, st + j * R, max);
-    prefetch.next_keys(NK, head_dim);
+    prefetch.step();
   }
   with_block_size<NK - 1>(static_cast<int>(n - j), [&](auto rest) {
     score_block<Arch, rest(), QV0>(qt, head_dim, krows + j, st + j * R, max);
@@ -315,8 +327,7 @@ void begin_block(const RowBlockArgs& a) {
 // key the block's last query sees) and, with a window, below its first query's lower edge.
 // Only keys that some lane must not see take the masked paths: the end of a diagonal tile
 // (fewer than kRows keys) and, with a window, the start of the tiles on the lower edge.
-// The block prefetches the tiles that start in [prefetch_begin, prefetch_end): those that no
-// earlier block of its group reads.
+// Meanwhile it prefetches the K and V rows of keys [prefetch_begin, prefetch_end).
 template <class Arch>
 void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t prefetch_begin,
                  int64_t prefetch_end) {
@@ -339,7 +350,9 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   const int first = first_lane<Arch>(a);
   const int first_vector = first / W;
   TileRows<Arch, B::kTileKeys> tile;
-  TilePrefetch<Arch> prefetch;
+  // One prefetch step per score block, about (keys in the range) / kKeyBlock of them.
+  const int64_t range_keys = std::min(j_end, kv_end) - std::max(j_begin, block_first_tile<Arch>(a));
+  KeyPrefetch<Arch> prefetch(a, prefetch_begin, prefetch_end, std::max<int64_t>(1, range_keys / B::kKeyBlock));
   // Runs fn(qv0) with qv0 = first_vector as a compile-time constant: the output runs in which
   // every vector takes part take vectors first_vector and up.
   auto from_first_vector = [&](auto fn) {
@@ -351,9 +364,6 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
     const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
     tile.fill(a.k, a.v, j0, n);
-    const int64_t next = j0 + B::kTileKeys;
-    const bool first_here = next >= prefetch_begin && next < prefetch_end;
-    prefetch.start(a, next, first_here ? std::min<int64_t>(prefetch_end - next, B::kTileKeys) : 0);
     // The running maximum, taken over the new scores as they leave the registers.
     V m_old[B::kQueryVectors], m_new[B::kQueryVectors];
     for (int qv = 0; qv < B::kQueryVectors; ++qv) m_old[qv] = m_new[qv] = V::load_aligned(b.m + qv * W);
@@ -374,7 +384,6 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
                                               prefetch, m_new);
       }
     });
-    prefetch.next_keys(prefetch.next.n, D);
 
     // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
     const int64_t n_low = std::clamp<int64_t>(unmasked_begin - j0, 0, n);
@@ -468,6 +477,7 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
       });
     }
   }
+  prefetch.rest();
 }
 
 // Normalizes and transposes back: each W x W block of Ot becomes W dims of W output rows.
@@ -506,8 +516,8 @@ void finish_block(const RowBlockArgs& a) {
 // still sees its tiles in the same order, so the bits do not depend on the grouping.
 template <class Arch>
 void attention_row_blocks(const RowBlockArgs* blocks, int count) {
-  // 4 tiles of 96 keys: 384 KiB of K and V at D=128, beside the blocks' Qt and Ot, fit a
-  // 1-2 MiB L2.
+  // 4 tiles of 96 keys: 384 KiB of K and V at D=128; with the next chunk on its way 768 KiB,
+  // which beside the working block's Qt and Ot (68 KiB) fit a 1-2 MiB L2.
   constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
   int64_t kv_begin = INT64_MAX, kv_end = 0;
   for (int i = 0; i < count; ++i) {
@@ -516,13 +526,21 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count) {
     kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
   }
   for (int64_t j = kv_begin; j < kv_end; j += kChunkKeys) {
-    // Block i is the first to reach the tiles from the end of block i - 1's keys on (blocks are
-    // consecutive, so their key ranges only move right); a tile that block i - 1 read in part
-    // starts before that end and is left to the hardware.
-    int64_t prefetch_begin = kv_begin;
+    // The blocks that compute tiles of this chunk share the prefetch of the next one.
+    auto computes = [&](const RowBlockArgs& a) {
+      return block_kv_end<Arch>(a) > j && block_first_tile<Arch>(a) < j + kChunkKeys;
+    };
+    int active = 0;
+    for (int i = 0; i < count; ++i) active += computes(blocks[i]);
+    const int64_t next_begin = j + kChunkKeys;
+    const int64_t next_end = std::max(next_begin, std::min(kv_end, next_begin + kChunkKeys));
+    const int64_t share = (next_end - next_begin + active - 1) / std::max(active, 1);
+    int64_t prefetch_begin = next_begin;
     for (int i = 0; i < count; ++i) {
-      block_tiles<Arch>(blocks[i], j, j + kChunkKeys, prefetch_begin, kv_end);
-      prefetch_begin = block_kv_end<Arch>(blocks[i]);
+      if (!computes(blocks[i])) continue;
+      const int64_t prefetch_end = std::min(next_end, prefetch_begin + share);
+      block_tiles<Arch>(blocks[i], j, j + kChunkKeys, prefetch_begin, prefetch_end);
+      prefetch_begin = prefetch_end;
     }
   }
   for (int i = 0; i < count; ++i) finish_block<Arch>(blocks[i]);
