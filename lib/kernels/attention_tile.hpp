@@ -246,6 +246,13 @@ int64_t block_first_tile(const RowBlockArgs& a) {
   return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
 }
 
+// How many keys of [j_begin, j_end) the block computes: those of its tiles that start there.
+template <class Arch>
+int64_t block_keys_in(const RowBlockArgs& a, int64_t j_begin, int64_t j_end) {
+  return std::max<int64_t>(
+      0, std::min(j_end, block_kv_end<Arch>(a)) - std::max(j_begin, block_first_tile<Arch>(a)));
+}
+
 // A block of fewer than kRows queries fills the top lanes: lane i holds query i - first_lane.
 // The query vectors below first_lane / kLanes then hold no query and are skipped (a diagonal
 // tile skips low vectors already), so a short block costs the vectors it fills, not all of them.
@@ -351,8 +358,8 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   const int first_vector = first / W;
   TileRows<Arch, B::kTileKeys> tile;
   // One prefetch step per score block, about (keys in the range) / kKeyBlock of them.
-  const int64_t range_keys = std::min(j_end, kv_end) - std::max(j_begin, block_first_tile<Arch>(a));
-  KeyPrefetch<Arch> prefetch(a, prefetch_begin, prefetch_end, std::max<int64_t>(1, range_keys / B::kKeyBlock));
+  const int64_t steps = std::max<int64_t>(1, block_keys_in<Arch>(a, j_begin, j_end) / B::kKeyBlock);
+  KeyPrefetch<Arch> prefetch(a, prefetch_begin, prefetch_end, steps);
   // Runs fn(qv0) with qv0 = first_vector as a compile-time constant: the output runs in which
   // every vector takes part take vectors first_vector and up.
   auto from_first_vector = [&](auto fn) {
@@ -527,9 +534,7 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count) {
   }
   for (int64_t j = kv_begin; j < kv_end; j += kChunkKeys) {
     // The blocks that compute tiles of this chunk share the prefetch of the next one.
-    auto computes = [&](const RowBlockArgs& a) {
-      return block_kv_end<Arch>(a) > j && block_first_tile<Arch>(a) < j + kChunkKeys;
-    };
+    auto computes = [&](const RowBlockArgs& a) { return block_keys_in<Arch>(a, j, j + kChunkKeys) > 0; };
     int active = 0;
     for (int i = 0; i < count; ++i) active += computes(blocks[i]);
     const int64_t next_begin = j + kChunkKeys;
