@@ -3,6 +3,7 @@
 // the naive double reference), in one binary so that ratios come from one run.
 // FLOPs are counted as DESIGN.md §1 does for every method: 2·D·T·(T+1) per (batch, head).
 #include <benchmark/benchmark.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,8 +21,6 @@
 #include "read_bandwidth.hpp"
 #include "reference/reference.hpp"
 #ifdef CAUSALATTN_BENCH_HAVE_BLAS
-#include <tbb/task_arena.h>
-
 #include "textbook_blas.hpp"
 #endif
 
