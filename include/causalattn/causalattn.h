@@ -33,7 +33,10 @@ typedef struct causalattn_layout {
 typedef struct causalattn_options { /* all zeros: causal, default scale, all threads */
   uint32_t flags;                   /* 0 or CAUSALATTN_NON_CAUSAL */
   float scale;                      /* 0: 1/sqrt(head_dim); otherwise finite */
-  int32_t num_threads;              /* 0: what the calling TBB arena allows; >0: at most this many */
+  int32_t num_threads;              /* 0: what the calling TBB arena allows; > 0: at most this many,
+                                       and never more than oneTBB may run at once (its
+                                       global_control max_allowed_parallelism: by default the
+                                       cores this process may use) */
   float* lse;                       /* NULL, or [batch][q_heads][q_len] contiguous: natural-log
                                        log-sum-exp of each row's scaled, masked scores */
 } causalattn_options;
@@ -52,6 +55,11 @@ typedef enum causalattn_status {
 
 /* Largest head_dim the kernels accept. */
 #define CAUSALATTN_MAX_HEAD_DIM 512
+
+/* Most tokens a call's shape.q_len, shape.kv_len, page_tokens and any one sequence's key count
+ * may be (2^32): far past any context length, and low enough that no position arithmetic can
+ * overflow. */
+#define CAUSALATTN_MAX_TOKENS (INT64_C(1) << 32)
 
 /* Causal masking is aligned bottom-right: query i sees key j iff j <= i + (kv_len - q_len), so a
  * chunk of q_len new tokens at the end of a kv_len cache sees its whole past (q_len <= kv_len is

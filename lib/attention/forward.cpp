@@ -9,8 +9,11 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <initializer_list>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "attention/errors.hpp"
 #include "attention/merge_row.hpp"
@@ -27,8 +30,12 @@ using detail::report;
 
 using parallel::call_threads;
 
-// One validated call: the arguments the tasks read.
+// One validated call: the arguments the tasks read, and the kernel and thread count resolved
+// once for the whole call (a causalattn_set_isa meanwhile does not mix two ISAs' blockings).
 struct Call {
+  const kernels::KernelInfo* kernel;
+  int num_threads;  // 0: the calling arena's; else the clamped count of options.num_threads
+  int threads;      // call_threads(num_threads): the workspace slots
   causalattn_attend_args args;
   const detail::SequenceLengths* lengths;
   bool causal;
@@ -53,8 +60,8 @@ Sequence sequence(const Call& c, int64_t s) {
   const causalattn_attend_args& a = c.args;
   const causalattn_seq_lens* seq = a.seq_lens;
   Sequence r{};
-  r.q_len = c.lengths->q[s];
-  r.kv_len = c.lengths->kv[s];
+  r.q_len = c.lengths->q_of(s);
+  r.kv_len = c.lengths->kv_of(s);
   r.window = a.window < r.kv_len ? a.window : 0;
   const bool packed_q = seq != nullptr && seq->cu_q_lens != nullptr;
   r.q_batch = packed_q ? 0 : s;
@@ -126,6 +133,7 @@ struct Task {
   int64_t head;     // kRowGroups: the query head; decode: the unit's first query head
   int64_t heads;    // decode: query heads in the unit (they share one KV head)
   int64_t index;    // kRowGroups: the group pair; kDecodeChunk: the chunk, from the span's first
+                    // (in the plan's list: the phase-1 ordinal of the unit's first chunk)
   int64_t scratch;  // decode: float offset of the unit's partials in the scratch buffer
 };
 
@@ -136,36 +144,98 @@ struct Task {
 // tiles in the same order).
 constexpr int64_t kMaxGroup = 8;
 
+// tasks holds the row-group tasks, then one kDecodeChunk entry per decode unit (its `index` the
+// phase-1 ordinal of its first chunk), then the units' merges. Phase 1 runs ordinals
+// [0, phase1_count): the row-group tasks, then every chunk of every unit, found from its
+// ordinal; a unit's chunks are not listed one by one, so the plan stays as small as the call's
+// rows however many keys it has.
 struct Plan {
-  std::vector<Task>* tasks;  // phase 1 in [0, phase1_end), phase 2 after
-  int64_t phase1_end;
+  std::vector<Task>* tasks;
+  int64_t row_tasks, units, phase1_count;
   int64_t blocks_per_group;
   int64_t scratch_floats;
 };
 
 int64_t row_blocks(const Sequence& q, int rows) { return (q.q_len + rows - 1) / rows; }
 
-Plan make_plan(const Call& c, int rows, int threads) {
-  thread_local std::vector<Task> tasks;  // reused: a steady stream of calls does not allocate
-  tasks.clear();
-  const causalattn_shape& s = c.args.shape;
-  int64_t blocks = 0;
-  for (int64_t b = 0; b < s.batch; ++b) {
-    const Sequence q = sequence(c, b);
-    if (!is_decode(c, q)) blocks += s.q_heads * row_blocks(q, rows);
+// The machine's memory: no plan may need more.
+std::size_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_bytes > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_bytes)
+                                     : SIZE_MAX;
+}
+
+// *sum += the product of factors; false on int64 overflow.
+bool add_product(int64_t* sum, std::initializer_list<int64_t> factors) {
+  int64_t product = 1;
+  for (int64_t f : factors) {
+    if (__builtin_mul_overflow(product, f, &product)) return false;
   }
-  Plan plan{&tasks, 0, std::clamp<int64_t>(blocks / (8 * static_cast<int64_t>(threads)), 1, kMaxGroup), 0};
+  return !__builtin_add_overflow(*sum, product, sum);
+}
+
+// Builds the plan. Its task list and decode partials are counted first: a plan that would not
+// fit in the machine's memory is refused before anything is allocated (only sizes far past any
+// real tensor get there, such as a stride-0 K standing for billions of keys).
+// build = false sizes the plan without listing its tasks (for causalattn_attend_workspace_size).
+detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
+  const int rows = c.kernel->rows;
+  const causalattn_shape& s = c.args.shape;
+  // Uniform sequences are all alike: the first one counts for all of them.
+  const bool uniform = c.lengths->uniform();
+  const int64_t counted = uniform ? 1 : s.batch, times = uniform ? s.batch : 1;
+  int64_t blocks = 0, decode_tasks = 0, units = 0, scratch_floats = 0;
+  bool fits = true;
+  for (int64_t b = 0; b < counted && fits; ++b) {
+    const Sequence q = sequence(c, b);
+    if (!is_decode(c, q)) {
+      fits = add_product(&blocks, {times, s.q_heads, row_blocks(q, rows)});
+      continue;
+    }
+    const int64_t unit_heads = decode_unit_heads(c, q), chunks = decode_span(q).chunks;
+    const int64_t sequence_units = s.kv_heads * ((c.group + unit_heads - 1) / unit_heads);
+    fits = add_product(&units, {times, sequence_units}) && add_product(&decode_tasks, {times, sequence_units, chunks}) &&
+           add_product(&scratch_floats, {times, s.q_heads, chunks, q.q_len, s.head_dim + 1});
+  }
+  const int64_t blocks_per_group = std::clamp<int64_t>(blocks / (8 * static_cast<int64_t>(c.threads)), 1, kMaxGroup);
+  int64_t row_tasks = 0;
+  for (int64_t b = 0; b < counted && fits; ++b) {
+    const Sequence q = sequence(c, b);
+    if (q.q_len == 0 || is_decode(c, q)) continue;
+    const int64_t groups = (row_blocks(q, rows) + blocks_per_group - 1) / blocks_per_group;
+    fits = add_product(&row_tasks, {times, s.q_heads, (groups + 1) / 2});
+  }
+  int64_t task_count = row_tasks, bytes = 0, phase1_count = row_tasks;
+  fits = fits && !__builtin_add_overflow(task_count, 2 * units, &task_count) &&
+         !__builtin_add_overflow(phase1_count, decode_tasks, &phase1_count) &&
+         add_product(&bytes, {task_count, static_cast<int64_t>(sizeof(Task))}) &&
+         add_product(&bytes, {scratch_floats, static_cast<int64_t>(sizeof(float))});
+  if (!fits || static_cast<std::size_t>(bytes) > physical_memory_bytes() / 2) {
+    return {CAUSALATTN_ERROR_INVALID_SHAPE,
+            "the call's plan (its tasks and the partial results of its decode chunks) needs " +
+                (fits ? std::to_string(bytes) + " bytes, more than half of this machine's memory"
+                      : std::string("more than 2^63 bytes")) +
+                ": the sizes ask for more keys than any tensor holds"};
+  }
+
+  thread_local std::vector<Task> tasks;  // reused: a steady stream of calls does not allocate
+  *plan = Plan{&tasks, row_tasks, units, phase1_count, blocks_per_group, scratch_floats};
+  // (Reserved also when only sized: a call with the caller's workspace on this thread then
+  // allocates nothing.)
+  tasks.clear();
+  tasks.reserve(static_cast<std::size_t>(task_count));
+  if (!build) return {};
+  plan->scratch_floats = 0;
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
     if (q.q_len == 0 || is_decode(c, q)) continue;
-    const int64_t groups = (row_blocks(q, rows) + plan.blocks_per_group - 1) / plan.blocks_per_group;
+    const int64_t groups = (row_blocks(q, rows) + blocks_per_group - 1) / blocks_per_group;
     for (int64_t h = 0; h < s.q_heads; ++h)
       for (int64_t pair = 0; pair < (groups + 1) / 2; ++pair) tasks.push_back({Task::kRowGroups, b, h, 1, pair, 0});
   }
   // Decode units: their chunks in phase 1, their merges (one per unit, also for a unit with no
   // keys, whose rows still get a result) in phase 2.
-  thread_local std::vector<Task> merges;
-  merges.clear();
+  int64_t first_chunk = row_tasks;
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
     if (!is_decode(c, q)) continue;
@@ -175,16 +245,17 @@ Plan make_plan(const Call& c, int rows, int threads) {
     for (int64_t h = 0, heads = 0; h < s.q_heads; h += heads) {
       const int64_t group_end = (h / c.group + 1) * c.group;
       heads = std::min(unit_heads, group_end - h);
-      for (int64_t chunk = 0; chunk < span.chunks; ++chunk) {
-        tasks.push_back({Task::kDecodeChunk, b, h, heads, chunk, plan.scratch_floats});
-      }
-      merges.push_back({Task::kDecodeMerge, b, h, heads, 0, plan.scratch_floats});
-      plan.scratch_floats += span.chunks * heads * q.q_len * (s.head_dim + 1);
+      tasks.push_back({Task::kDecodeChunk, b, h, heads, first_chunk, plan->scratch_floats});
+      first_chunk += span.chunks;
+      plan->scratch_floats += span.chunks * heads * q.q_len * (s.head_dim + 1);
     }
   }
-  plan.phase1_end = static_cast<int64_t>(tasks.size());
-  tasks.insert(tasks.end(), merges.begin(), merges.end());
-  return plan;
+  for (int64_t u = 0; u < units; ++u) {
+    Task merge = tasks[static_cast<std::size_t>(row_tasks + u)];
+    merge.kind = Task::kDecodeMerge;
+    tasks.push_back(merge);
+  }
+  return {};
 }
 
 // Where a task's kernel workspace lives: one slot per thread that can run tasks of the call, in
@@ -315,34 +386,45 @@ void run_task(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan
   }
 }
 
-// Runs tasks [begin, end) of the plan, in parallel when there are threads and tasks for it.
-void run_tasks(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan, const Workspace& ws,
-               int num_threads, int64_t begin, int64_t end) {
+// Phase 1 ordinal i: a row-group task, or chunk i - unit.index of the unit whose chunks hold i.
+Task phase1_task(const Plan& plan, int64_t i) {
   const std::vector<Task>& tasks = *plan.tasks;
-  parallel::for_each_task(num_threads, begin, end,
-                          [&](int slot, int64_t i) { run_task(kernel, c, plan, ws, slot, tasks[i]); });
+  if (i < plan.row_tasks) return tasks[static_cast<std::size_t>(i)];
+  const auto units_begin = tasks.begin() + plan.row_tasks, units_end = units_begin + plan.units;
+  Task chunk = *(std::upper_bound(units_begin, units_end, i, [](int64_t x, const Task& u) { return x < u.index; }) - 1);
+  chunk.index = i - chunk.index;
+  return chunk;
+}
+
+// Runs phase 1 (row groups and decode chunks), then phase 2 (the decode merges), each in
+// parallel when there are threads and tasks for it.
+void run_tasks(const Call& c, const Plan& plan, const Workspace& ws) {
+  parallel::for_each_task(c.num_threads, 0, plan.phase1_count, [&](int slot, int64_t i) {
+    run_task(*c.kernel, c, plan, ws, slot, phase1_task(plan, i));
+  });
+  const Task* merges = plan.tasks->data() + plan.row_tasks + plan.units;
+  parallel::for_each_task(c.num_threads, 0, plan.units,
+                          [&](int slot, int64_t u) { run_task(*c.kernel, c, plan, ws, slot, merges[u]); });
 }
 
 // The call's tasks: row groups and decode chunks, then the merges of the decode chunks.
 // user_workspace: nullptr, or workspace_bytes(...) bytes for this plan.
-void run(const Call& c, const Plan& plan, int num_threads, void* user_workspace) {
-  const kernels::KernelInfo& kernel = dispatch::attention_kernel();
-  const int threads = call_threads(num_threads);
+void run(const Call& c, const Plan& plan, void* user_workspace) {
   Workspace ws;
   if (user_workspace != nullptr) {
     const auto address = reinterpret_cast<std::uintptr_t>(user_workspace);
     ws.base = static_cast<std::byte*>(user_workspace) + ((64 - address % 64) % 64);
-    ws.slot_bytes = slot_bytes(kernel, c.args.shape.head_dim);
-    ws.slots = threads;
-    ws.scratch = reinterpret_cast<float*>(ws.base + threads * ws.slot_bytes);
+    ws.slot_bytes = slot_bytes(*c.kernel, c.args.shape.head_dim);
+    ws.slots = c.threads;
+    ws.scratch = reinterpret_cast<float*>(ws.base + c.threads * ws.slot_bytes);
   } else if (plan.scratch_floats > 0) {
     ws.scratch = parallel::thread_buffer<struct DecodePartials>(static_cast<std::size_t>(plan.scratch_floats));
   }
-  run_tasks(kernel, c, plan, ws, num_threads, 0, plan.phase1_end);
-  run_tasks(kernel, c, plan, ws, num_threads, plan.phase1_end, static_cast<int64_t>(plan.tasks->size()));
+  run_tasks(c, plan, ws);
 }
 
-// Validates and resolves a call: the sequence lengths (kept per thread, reused) and the plan.
+// Validates and resolves a call: the kernel, the threads, the sequence lengths (kept per
+// thread, reused) and the plan (only sized without tensors).
 int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, Plan* plan) {
   thread_local detail::SequenceLengths lengths;
   if (detail::Problem problem = detail::validate_attend(args, with_tensors, &lengths)) {
@@ -351,10 +433,19 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
   const float scale = args.options.scale != 0.0f ? args.options.scale
                                                  : 1.0f / std::sqrt(static_cast<float>(args.shape.head_dim));
   const detail::DropoutRule dropout = detail::dropout_rule(args.dropout.p);
-  *call = Call{args, &lengths, (args.options.flags & CAUSALATTN_NON_CAUSAL) == 0, scale,
-               args.shape.q_heads / args.shape.kv_heads, dropout.threshold, dropout.scale};
-  *plan = make_plan(*call, dispatch::attention_kernel().rows, call_threads(args.options.num_threads));
+  const int num_threads = args.options.num_threads > 0 ? call_threads(args.options.num_threads) : 0;
+  *call = Call{&dispatch::attention_kernel(), num_threads, call_threads(num_threads), args, &lengths,
+               (args.options.flags & CAUSALATTN_NON_CAUSAL) == 0, scale, args.shape.q_heads / args.shape.kv_heads,
+               dropout.threshold, dropout.scale};
+  if (detail::Problem problem = make_plan(*call, with_tensors, plan)) {
+    return report(problem.status, std::move(problem.message));
+  }
   return CAUSALATTN_OK;
+}
+
+// The bytes a caller's workspace needs for this call.
+std::size_t workspace_bytes(const Call& c, const Plan& plan) {
+  return workspace_bytes(*c.kernel, c.args.shape.head_dim, c.threads, plan.scratch_floats);
 }
 
 int attend(const causalattn_attend_args* args) {
@@ -364,15 +455,14 @@ int attend(const causalattn_attend_args* args) {
     Plan plan{};
     if (int status = prepare(*args, true, &call, &plan)) return status;
     if (args->workspace != nullptr) {
-      const std::size_t needed = workspace_bytes(dispatch::attention_kernel(), args->shape.head_dim,
-                                                 call_threads(args->options.num_threads), plan.scratch_floats);
+      const std::size_t needed = workspace_bytes(call, plan);
       if (args->workspace_size < needed) {
         return report(CAUSALATTN_ERROR_INVALID_OPTION,
                       "workspace of " + std::to_string(args->workspace_size) + " bytes is smaller than the " +
                           std::to_string(needed) + " this call needs (causalattn_attend_workspace_size)");
       }
     }
-    run(call, plan, args->options.num_threads, args->workspace);
+    run(call, plan, args->workspace);
     return static_cast<int>(CAUSALATTN_OK);
   });
 }
@@ -384,8 +474,7 @@ int attend_workspace_size(const causalattn_attend_args* args, size_t* bytes) {
     Call call{};
     Plan plan{};
     if (int status = prepare(*args, false, &call, &plan)) return status;
-    *bytes = workspace_bytes(dispatch::attention_kernel(), args->shape.head_dim,
-                             call_threads(args->options.num_threads), plan.scratch_floats);
+    *bytes = workspace_bytes(call, plan);
     return static_cast<int>(CAUSALATTN_OK);
   });
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -43,18 +44,24 @@ bool rows_disjoint(int64_t batch, int64_t heads, int64_t tokens, int64_t head_di
   return true;
 }
 
+// [begin, end) in addresses, computed on integers: no pointer arithmetic past a tensor.
 struct Range {
-  const void* begin;
-  const void* end;
+  uintptr_t begin, end;
 };
 
-Range range_of(const float* data, int64_t span) { return {data, data + span}; }
-
-bool overlap(Range a, Range b) {
-  const auto a0 = reinterpret_cast<uintptr_t>(a.begin), a1 = reinterpret_cast<uintptr_t>(a.end);
-  const auto b0 = reinterpret_cast<uintptr_t>(b.begin), b1 = reinterpret_cast<uintptr_t>(b.end);
-  return a0 < b1 && b0 < a1;
+Range range_of(const void* data, int64_t elements, std::size_t element_bytes) {
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  uintptr_t end = 0;
+  if (__builtin_mul_overflow(static_cast<uintptr_t>(elements), element_bytes, &end) ||
+      __builtin_add_overflow(begin, end, &end)) {
+    end = UINTPTR_MAX;
+  }
+  return {begin, end};
 }
+
+Range range_of(const float* data, int64_t span) { return range_of(data, span, sizeof(float)); }
+
+bool overlap(Range a, Range b) { return a.begin < b.end && b.begin < a.end; }
 
 Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tokens,
                      int64_t head_dim, causalattn_layout layout, int64_t* span) {
@@ -73,11 +80,20 @@ Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tok
 
 // Each sequence's length from one of the three forms (packed cu_lens, padded lens, or `uniform`
 // for every sequence), checked against the capacity; `what` names the side ("q" or "kv").
+// A uniform side leaves `out` empty.
 Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t* lens, int64_t uniform,
                          int64_t batch, int64_t capacity, std::vector<int64_t>* out) {
   const std::string side(what);
   if (cu_lens != nullptr && lens != nullptr) {
     return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "seq_lens: set cu_" + side + "_lens or " + side + "_lens, not both");
+  }
+  out->clear();
+  if (cu_lens == nullptr && lens == nullptr) {
+    if (uniform > capacity) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "shape." + side + "_len = " + std::to_string(uniform) +
+                                                      " is outside [0, " + std::to_string(capacity) + "]");
+    }
+    return {};
   }
   out->resize(static_cast<std::size_t>(batch));
   if (cu_lens != nullptr) {
@@ -112,13 +128,15 @@ Problem sequence_lengths(const char* what, const int64_t* cu_lens, const int64_t
   return {};
 }
 
-Problem check_pages(const causalattn_kv_pages& pages, int64_t batch, const std::vector<int64_t>& kv_lens) {
+Problem check_pages(const causalattn_kv_pages& pages, int64_t batch, const SequenceLengths& lengths) {
   if (pages.block_table == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "pages->block_table is NULL");
-  if (pages.page_tokens <= 0 || pages.num_pages <= 0 || pages.block_table_stride <= 0) {
+  if (pages.page_tokens <= 0 || pages.num_pages <= 0 || pages.block_table_stride <= 0 ||
+      pages.page_tokens > CAUSALATTN_MAX_TOKENS) {
     return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
                 "pages: page_tokens (" + std::to_string(pages.page_tokens) + "), num_pages (" +
                     std::to_string(pages.num_pages) + ") and block_table_stride (" +
-                    std::to_string(pages.block_table_stride) + ") must be positive");
+                    std::to_string(pages.block_table_stride) + ") must be positive, page_tokens at most " +
+                    "CAUSALATTN_MAX_TOKENS (2^32)");
   }
   int64_t capacity = 0, entries = 0;
   if (__builtin_mul_overflow(pages.block_table_stride, pages.page_tokens, &capacity) ||
@@ -126,15 +144,17 @@ Problem check_pages(const causalattn_kv_pages& pages, int64_t batch, const std::
     return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "pages: the block table's size overflows int64");
   }
   for (int64_t b = 0; b < batch; ++b) {
-    if (kv_lens[b] > capacity) {
+    const int64_t kv_len = lengths.kv_of(b);
+    if (kv_len > capacity) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
-                  "sequence " + std::to_string(b) + " has " + std::to_string(kv_lens[b]) +
+                  "sequence " + std::to_string(b) + " has " + std::to_string(kv_len) +
                       " keys, beyond its block table row's capacity of " + std::to_string(capacity) + " (" +
                       std::to_string(pages.block_table_stride) + " pages of " + std::to_string(pages.page_tokens) +
                       " tokens)");
     }
     const int32_t* row = pages.block_table + b * pages.block_table_stride;
-    for (int64_t i = 0; i < (kv_lens[b] + pages.page_tokens - 1) / pages.page_tokens; ++i) {
+    const int64_t used = kv_len / pages.page_tokens + (kv_len % pages.page_tokens != 0 ? 1 : 0);
+    for (int64_t i = 0; i < used; ++i) {
       if (row[i] < 0 || row[i] >= pages.num_pages) {
         return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
                     "pages->block_table[" + std::to_string(b) + "][" + std::to_string(i) + "] = " +
@@ -162,6 +182,12 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
     if (size <= 0) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
                   std::string("shape.") + name + " must be positive, got " + std::to_string(size));
+    }
+  }
+  for (const auto& [name, size] : {std::pair{"q_len", s.q_len}, std::pair{"kv_len", s.kv_len}}) {
+    if (size > CAUSALATTN_MAX_TOKENS) {
+      return fail(CAUSALATTN_ERROR_INVALID_SHAPE, std::string("shape.") + name + " " + std::to_string(size) +
+                                                      " exceeds CAUSALATTN_MAX_TOKENS (2^32)");
     }
   }
   if (s.head_dim > CAUSALATTN_MAX_HEAD_DIM) {
@@ -224,24 +250,28 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
 
   if (Problem p = sequence_lengths("q", seq.cu_q_lens, seq.q_lens, s.q_len, s.batch, s.q_len, &lengths->q)) return p;
   // Paged keys are bounded by each sequence's block table row (check_pages), not by shape.kv_len.
-  const int64_t kv_capacity = a.pages != nullptr ? INT64_MAX : s.kv_len;
+  const int64_t kv_capacity = a.pages != nullptr ? CAUSALATTN_MAX_TOKENS : s.kv_len;
   if (Problem p = sequence_lengths("kv", seq.cu_kv_lens, seq.kv_lens, s.kv_len, s.batch, kv_capacity, &lengths->kv)) {
     return p;
   }
-  for (int64_t b = 0; b < s.batch; ++b) {
-    if (causal && lengths->q[b] > lengths->kv[b]) {
+  lengths->uniform_q = s.q_len;
+  lengths->uniform_kv = s.kv_len;
+  // (Uniform sequences are all alike: one check covers them.)
+  for (int64_t b = 0; b < (lengths->uniform() ? 1 : s.batch); ++b) {
+    const int64_t q_len = lengths->q_of(b), kv_len = lengths->kv_of(b);
+    if (causal && q_len > kv_len) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
                   (s.batch > 1 ? "sequence " + std::to_string(b) + ": " : std::string()) +
-                      "causal attention needs q_len <= kv_len, got q_len " + std::to_string(lengths->q[b]) +
-                      " and kv_len " + std::to_string(lengths->kv[b]));
+                      "causal attention needs q_len <= kv_len, got q_len " + std::to_string(q_len) +
+                      " and kv_len " + std::to_string(kv_len));
     }
     // Edge masks compare positions in float: exact below 2^24.
-    if (a.window > 0 && a.window < lengths->kv[b] && lengths->kv[b] >= (int64_t{1} << 24)) {
+    if (a.window > 0 && a.window < kv_len && kv_len >= (int64_t{1} << 24)) {
       return fail(CAUSALATTN_ERROR_UNSUPPORTED, "a sliding window over 2^24 or more keys is not supported");
     }
   }
   if (a.pages != nullptr) {
-    if (Problem p = check_pages(*a.pages, s.batch, lengths->kv)) return p;
+    if (Problem p = check_pages(*a.pages, s.batch, *lengths)) return p;
   }
 
   if (!with_tensors) return {};  // the layouts describe the tensors
@@ -266,11 +296,19 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
       return fail(CAUSALATTN_ERROR_ALIASING, std::string("out overlaps ") + name + " (outputs must not alias inputs)");
     }
   }
+  const Range lse_range = options.lse != nullptr ? range_of(options.lse, q_batches * s.q_heads * s.q_len) : Range{};
   if (options.lse != nullptr) {
-    const Range lse_range = range_of(options.lse, q_batches * s.q_heads * s.q_len);
     if (overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "options.lse overlaps out");
     for (const auto& [name, range] : inputs) {
       if (overlap(lse_range, range)) return fail(CAUSALATTN_ERROR_ALIASING, std::string("options.lse overlaps ") + name);
+    }
+  }
+  if (a.workspace != nullptr) {
+    const Range workspace = range_of(a.workspace, static_cast<int64_t>(std::min<std::size_t>(a.workspace_size, INT64_MAX)), 1);
+    if (overlap(workspace, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "workspace overlaps out");
+    if (overlap(workspace, lse_range)) return fail(CAUSALATTN_ERROR_ALIASING, "workspace overlaps options.lse");
+    for (const auto& [name, range] : inputs) {
+      if (overlap(workspace, range)) return fail(CAUSALATTN_ERROR_ALIASING, std::string("workspace overlaps ") + name);
     }
   }
   return {};
@@ -302,7 +340,7 @@ Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f
     return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, "out_layout: output rows overlap");
   }
   const Range out_range = range_of(out, out_span);
-  const Range lse_range = lse != nullptr ? range_of(lse, rows) : Range{nullptr, nullptr};
+  const Range lse_range = lse != nullptr ? range_of(lse, rows) : Range{};
   if (lse != nullptr && overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps out");
   for (int32_t p = 0; p < count; ++p) {
     const std::string name = "parts[" + std::to_string(p) + "]";

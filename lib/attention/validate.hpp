@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,9 +19,14 @@ struct Problem {
   explicit operator bool() const { return status != CAUSALATTN_OK; }
 };
 
-// Each sequence's query and key counts, resolved from causalattn_seq_lens.
+// Each sequence's query and key counts, resolved from causalattn_seq_lens. A side given by the
+// shape alone is not spelled out per sequence: a batch of any size costs no memory here.
 struct SequenceLengths {
-  std::vector<int64_t> q, kv;
+  std::vector<int64_t> q, kv;  // empty: every sequence has uniform_q (uniform_kv)
+  int64_t uniform_q = 0, uniform_kv = 0;
+  int64_t q_of(int64_t s) const { return q.empty() ? uniform_q : q[static_cast<std::size_t>(s)]; }
+  int64_t kv_of(int64_t s) const { return kv.empty() ? uniform_kv : kv[static_cast<std::size_t>(s)]; }
+  bool uniform() const { return q.empty() && kv.empty(); }
 };
 
 // Checks every argument of causalattn_attend_f32 before anything is written, and resolves the

@@ -59,14 +59,18 @@ float* thread_buffer(std::size_t floats) {
   return buffer.get(floats);
 }
 
-// The threads a call runs on: num_threads, or what the calling arena allows.
-inline int call_threads(int num_threads) {
-  return num_threads > 0 ? num_threads : tbb::this_task_arena::max_concurrency();
-}
+// The most threads a call runs on: what oneTBB may run at once (tbb::global_control's
+// max_allowed_parallelism, by default the cores this process may use), at most kMaxThreads.
+constexpr int kMaxThreads = 4096;
+int max_threads();
 
-// The arena of num_threads > 0 threads, kept per calling thread so that repeated calls with the
-// same count do not create (and allocate) an arena each time.
-tbb::task_arena& arena_of(int num_threads);
+// The threads a call runs on: num_threads clamped to max_threads(), or for 0 what the calling
+// arena allows. A count above what oneTBB can run would only queue work behind the same cores
+// (and oneTBB fails to build an arena of millions of slots).
+int call_threads(int num_threads);
+
+// The arena of `threads` threads (a call_threads result), kept per calling thread.
+tbb::task_arena& arena_of(int threads);
 
 // oneTBB forks tasks and joins them inside libtbb, which ThreadSanitizer cannot see when libtbb
 // is not instrumented (Debian's is not): these two edges tell it what the fork and the join
@@ -87,26 +91,32 @@ struct ForkJoinEdges {
 };
 
 // Calls task(slot, i) for i in [begin, end): serially on the calling thread (slot 0) when one
-// thread or one task, else in parallel on num_threads threads (0: the calling arena's). A
-// thread's slot is below call_threads(num_threads): it names the thread's share of a workspace.
+// thread or one task, else in parallel on call_threads(num_threads) threads. A thread's slot is
+// below call_threads(num_threads): it names the thread's share of a workspace.
+// The parallel region is isolated: a thread waiting in it runs only this call's tasks, never a
+// task of the caller's (which could enter the library again on this thread, over the call's
+// per-thread plan and buffers, while the call is still using them).
 template <class Task>
 void for_each_task(int num_threads, int64_t begin, int64_t end, const Task& task) {
-  if (call_threads(num_threads) == 1 || end - begin <= 1) {
+  const int threads = call_threads(num_threads);
+  if (threads == 1 || end - begin <= 1) {
     for (int64_t i = begin; i < end; ++i) task(0, i);
     return;
   }
   ForkJoinEdges edges;
   auto run = [&] {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(begin, end), [&](const tbb::blocked_range<int64_t>& range) {
-      edges.task_begins();
-      const int slot = tbb::this_task_arena::current_thread_index();
-      for (int64_t i = range.begin(); i != range.end(); ++i) task(slot, i);
-      edges.task_ends();
+    tbb::this_task_arena::isolate([&] {
+      tbb::parallel_for(tbb::blocked_range<int64_t>(begin, end), [&](const tbb::blocked_range<int64_t>& range) {
+        edges.task_begins();
+        const int slot = tbb::this_task_arena::current_thread_index();
+        for (int64_t i = range.begin(); i != range.end(); ++i) task(slot, i);
+        edges.task_ends();
+      });
     });
   };
   edges.before_fork();
   if (num_threads > 0) {
-    arena_of(num_threads).execute(run);
+    arena_of(threads).execute(run);
   } else {
     run();
   }
