@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "attention_tester.hpp"
 #include "causalattn/causalattn.h"
 #include "causalattn/modules.hpp"
+#include "parallel/parallel.hpp"
 
 namespace causalattn::testing {
 namespace {
@@ -260,13 +262,18 @@ TEST(Hostile, CallsFromInsideTheCallersTasksGiveTheBitsOfLoneCalls) {
     }
     std::vector<int> statuses(kOuterTasks, -1);
     tbb::task_arena outer(arena_threads);
+    parallel::ForkJoinEdges edges;  // the outer fork and join, told to ThreadSanitizer
+    edges.before_fork();
     outer.execute([&] {
       tbb::parallel_for(tbb::blocked_range<int>(0, kOuterTasks, 1), [&](const tbb::blocked_range<int>& r) {
+        edges.task_begins();
         for (int t = r.begin(); t != r.end(); ++t) {
           statuses[t] = results[t].run(0, 0.0f, cases[t % cases.size()].num_threads, true);
         }
+        edges.task_ends();
       });
     });
+    edges.after_join();
     for (int t = 0; t < kOuterTasks; ++t) {
       ASSERT_EQ(statuses[t], CAUSALATTN_OK) << "task " << t;
       const Problem& want = expected[t % cases.size()];
@@ -292,13 +299,18 @@ TEST(Hostile, OneModuleSharedByTheCallersTasksGivesTheBitsOfLoneCalls) {
   for (const int arena_threads : {8, 4}) {
     std::vector<std::vector<float>> results(kOuterTasks);
     tbb::task_arena outer(arena_threads);
+    parallel::ForkJoinEdges edges;
+    edges.before_fork();
     outer.execute([&] {
       tbb::parallel_for(tbb::blocked_range<int>(0, kOuterTasks, 1), [&](const tbb::blocked_range<int>& r) {
+        edges.task_begins();
         for (int t = r.begin(); t != r.end(); ++t) {
           results[t] = mha.forward(inputs[t], 2, 1 + (t * 7) % 64);
         }
+        edges.task_ends();
       });
     });
+    edges.after_join();
     for (int t = 0; t < kOuterTasks; ++t) EXPECT_EQ(results[t], expected[t]) << "task " << t;
   }
 }
@@ -320,9 +332,22 @@ std::vector<int64_t> edge_values() {
 
 using Wide = __int128;
 
-// Elements a tensor spans through its layout, in 128 bits (no overflow possible here).
+// Elements a tensor spans through its layout, in 128 bits (each term is below 2^126, the sum
+// below 2^127.6: a term past 2^64 already decides, so the sum saturates there).
 Wide wide_span(int64_t batches, int64_t heads, int64_t tokens, int64_t dim, const causalattn_layout& l) {
-  return Wide{batches - 1} * l.batch + Wide{heads - 1} * l.head + Wide{tokens - 1} * l.token + dim;
+  const Wide big = Wide{1} << 64;
+  const Wide terms[] = {Wide{batches - 1} * l.batch, Wide{heads - 1} * l.head, Wide{tokens - 1} * l.token};
+  Wide span = dim;
+  for (const Wide t : terms) span = t > big || span > big ? big : span + t;
+  return span;
+}
+
+// The product of positive factors, saturated at 2^64 (so it never overflows 128 bits).
+Wide wide_product(std::initializer_list<int64_t> factors) {
+  const Wide big = Wide{1} << 64;
+  Wide product = 1;
+  for (const int64_t f : factors) product = product > big ? big : product * f;
+  return product > big ? big : product;
 }
 
 // One attend call over fixed buffers, with any field overwritten; what the test expects of it is
@@ -353,7 +378,8 @@ struct EdgeCall {
     if (s.q_heads % s.kv_heads != 0 || s.q_len > s.kv_len) return false;  // causal
     if (a.window < 0) return false;
     const Wide limit = std::numeric_limits<int64_t>::max();
-    if (Wide{s.batch} * s.q_heads * s.q_len * s.head_dim > limit || Wide{s.batch} * s.kv_heads * s.kv_len * s.head_dim > limit) {
+    if (wide_product({s.batch, s.q_heads, s.q_len, s.head_dim}) > limit ||
+        wide_product({s.batch, s.kv_heads, s.kv_len, s.head_dim}) > limit) {
       return false;
     }
     for (const causalattn_layout* l : {&a.q_layout, &a.k_layout, &a.v_layout, &a.out_layout})
@@ -372,7 +398,7 @@ struct EdgeCall {
            wide_span(s.batch, s.kv_heads, s.kv_len, s.head_dim, a.k_layout) <= Wide(kv.size()) &&
            wide_span(s.batch, s.kv_heads, s.kv_len, s.head_dim, a.v_layout) <= Wide(kv.size()) &&
            wide_span(s.batch, s.q_heads, s.q_len, s.head_dim, a.out_layout) <= Wide(out.size()) &&
-           Wide{s.batch} * s.q_heads * s.q_len <= Wide(lse.size());
+           wide_product({s.batch, s.q_heads, s.q_len}) <= Wide(lse.size());
   }
 };
 
@@ -493,7 +519,7 @@ TEST(Hostile, PagedFieldsNearEveryPowerOfTwo) {
       const Wide pt = pages.page_tokens, stride = pages.block_table_stride;
       bool valid = pt >= 1 && pt <= CAUSALATTN_MAX_TOKENS && pages.num_pages >= 1 && stride >= 1 &&
                    kv_lens[1] >= 3 && kv_lens[1] <= CAUSALATTN_MAX_TOKENS &&
-                   Wide{pages.num_pages} * pt * 8 <= std::numeric_limits<int64_t>::max();
+                   wide_product({pages.num_pages, pages.page_tokens, 8}) <= std::numeric_limits<int64_t>::max();
       valid = valid && Wide{kv_lens[0]} <= stride * pt && Wide{kv_lens[1]} <= stride * pt &&
               wide_span(pages.num_pages, 1, pages.page_tokens, 8, a.k_layout) <= std::numeric_limits<int64_t>::max() / 4;
       bool fits = valid && pages.num_pages <= 6 && pages.page_tokens <= 4 && stride * 2 <= 6;

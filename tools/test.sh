@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds (Release, with tests), runs ctest.
 # Exits non-zero on any failure.
-# Usage: tools/test.sh [--sanitize] [extra ctest args]
+# Usage: tools/test.sh [--sanitize | --minimal] [extra ctest args]
 #   --sanitize  instead: the suite under AddressSanitizer + UndefinedBehaviorSanitizer (g++), then
 #               the threading tests under ThreadSanitizer (clang, see tools/sanitizers/)
+#   --minimal   the same suite built as on a machine without any optional package
+#               (CAUSALATTN_USE_OPTIONAL=OFF: no OpenBLAS baseline, no torch), in build-minimal/
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-sanitize=0
-if [ "${1:-}" = "--sanitize" ]; then
-  sanitize=1
-  shift
-fi
+mode=plain
+case "${1:-}" in
+  --sanitize) mode=sanitize; shift ;;
+  --minimal) mode=minimal; shift ;;
+esac
 jobs=$(nproc)
 
-if [ $sanitize -eq 0 ]; then
+if [ $mode != sanitize ]; then
   "$root/tools/install-deps.sh"
-  build="$root/build-test"
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=ON > /dev/null
+  build="$root/build-test" optional=ON
+  [ $mode = minimal ] && build="$root/build-minimal" optional=OFF
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=ON \
+    -DCAUSALATTN_USE_OPTIONAL=$optional > /dev/null
   cmake --build "$build" -j "$jobs"
   # The benchmark binary must run too: one quick pass over a small case.
   "$build/bench/causalattn_bench" --benchmark_filter='BM_Attention/T:128/D:64/causal:1/threads:1' \
@@ -43,6 +47,6 @@ build="$root/build-tsan"
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_SANITIZE=thread \
   -DCMAKE_CXX_FLAGS="-fsanitize-ignorelist=$root/tools/sanitizers/tsan-ignorelist.txt" \
   -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=OFF > /dev/null
-cmake --build "$build" -j "$jobs" --target test_concurrency test_properties test_dropout test_linear
+cmake --build "$build" -j "$jobs" --target test_concurrency test_hostile test_properties test_dropout test_linear
 (cd "$build" && TSAN_OPTIONS="halt_on_error=1 suppressions=$root/tools/sanitizers/tsan.supp" \
   ctest --output-on-failure -j "$jobs" -L threads "$@")
