@@ -125,6 +125,71 @@ TEST_F(Allocations, CallerWorkspaceFirstCallAllocatesNothing) {
   fresh.join();
 }
 
+// Serving shapes with the caller's workspace, from a fresh thread: decode (split chunks whose
+// partials live in the workspace), a packed varlen batch and a paged cache; the first call after
+// the size query allocates nothing, and neither do repeated ones.
+TEST_F(Allocations, ServingShapesWithAWorkspaceAllocateNothing) {
+  Problem warm(kShape, Layout::kBHTD, 2);
+  ASSERT_EQ(warm.run(0, 0.0f, 1, false), CAUSALATTN_OK);  // the process's one-time ISA dispatch
+  std::thread fresh([] {
+    const int64_t H = 8, Hkv = 2, D = 64, kv_cap = 2100;
+    std::vector<float> q(3 * 8 * H * D, 0.5f), k(3 * Hkv * kv_cap * D, 0.25f), v(k.size(), 1.0f);
+    std::vector<float> out(q.size()), lse(3 * H * 8);
+    std::vector<int64_t> cu_q = {0, 4, 5, 8}, q_lens = {4, 1, 3}, kv_lens = {2100, 37, 1500};
+    std::vector<int32_t> table(3 * 33);
+    for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>((i * 7) % table.size());
+    for (int form = 0; form < 3; ++form) {
+      SCOPED_TRACE(form == 0 ? "decode" : form == 1 ? "packed varlen" : "paged");
+      causalattn_attend_args a{};
+      causalattn_seq_lens lens{};
+      causalattn_kv_pages pages{table.data(), 33, 64, static_cast<int64_t>(table.size())};
+      a.q = q.data();
+      a.k = k.data();
+      a.v = v.data();
+      a.out = out.data();
+      a.options.lse = lse.data();
+      if (form == 0) {  // one sequence of 4 queries against 2100 keys
+        a.shape = {1, H, Hkv, 4, kv_cap, D};
+        a.q_layout = a.out_layout = {H * 4 * D, 4 * D, D};
+        a.k_layout = a.v_layout = {Hkv * kv_cap * D, kv_cap * D, D};
+      } else if (form == 1) {  // packed queries, padded keys
+        lens.cu_q_lens = cu_q.data();
+        lens.kv_lens = kv_lens.data();
+        a.seq_lens = &lens;
+        a.shape = {3, H, Hkv, 8, kv_cap, D};
+        a.q_layout = a.out_layout = {8 * H * D, D, H * D};
+        a.k_layout = a.v_layout = {Hkv * kv_cap * D, kv_cap * D, D};
+      } else {  // padded queries, a paged cache of 64-token pages
+        lens.q_lens = q_lens.data();
+        lens.kv_lens = kv_lens.data();
+        a.seq_lens = &lens;
+        a.pages = &pages;
+        a.shape = {3, H, Hkv, 4, kv_cap, D};
+        a.q_layout = a.out_layout = {H * 4 * D, 4 * D, D};
+        a.k_layout = a.v_layout = {Hkv * 64 * D, 64 * D, D};
+        k.resize(static_cast<size_t>(table.size() * Hkv * 64 * D), 0.25f);
+        v.resize(k.size(), 1.0f);
+        a.k = k.data();
+        a.v = v.data();
+      }
+      for (const int threads : {1, 2}) {
+        a.options.num_threads = threads;
+        size_t bytes = 0;
+        ASSERT_EQ(causalattn_attend_workspace_size(&a, &bytes), CAUSALATTN_OK) << causalattn_last_error();
+        std::vector<unsigned char> workspace(bytes);
+        a.workspace = workspace.data();
+        a.workspace_size = bytes;
+        ASSERT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK) << causalattn_last_error();  // sets up the arena
+        const long n = allocations_during([&] {
+          for (int i = 0; i < 3; ++i) ASSERT_EQ(causalattn_attend_f32(&a), CAUSALATTN_OK);
+        });
+        EXPECT_EQ(n, 0) << threads << " threads";
+      }
+    }
+  });
+  fresh.join();
+}
+
 // The caller's workspace changes where scratch lives, never the bits; too small a one is refused.
 TEST(Workspace, SameBitsAndSizeChecked) {
   for (int threads : {1, 2, 0}) {

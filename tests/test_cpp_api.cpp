@@ -64,10 +64,10 @@ TEST(CppApi, WorkspaceAndMerge) {
   options.lse = lse.data();
   causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(whole.data(), 1, H, T, D), options);
 
-  std::vector<std::byte> workspace(causalattn::workspace_size(D, options));
   std::vector<float> with_workspace(whole.size());
-  causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(with_workspace.data(), 1, H, T, D), options,
-                      workspace.data(), workspace.size());
+  const auto wv = causalattn::Tensor::bhtd(with_workspace.data(), 1, H, T, D);
+  std::vector<std::byte> workspace(causalattn::workspace_size(qv, kv, vv, wv, options));
+  causalattn::forward(qv, kv, vv, wv, options, workspace.data(), workspace.size());
   EXPECT_EQ(with_workspace, whole);
 
   // Keys [0, 20) and [20, 50): views into the same K and V with fewer tokens.
@@ -87,6 +87,31 @@ TEST(CppApi, WorkspaceAndMerge) {
   // Both are fp32 runs over |v| <= 1: they differ by a few ulp of 1 at most.
   for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(merged[i], whole[i], 1e-5) << i;
   EXPECT_THROW(causalattn::merge({}, causalattn::Tensor::bhtd(merged.data(), 1, H, T, D)), causalattn::Error);
+}
+
+// The allocation-free path on decode shapes: a few queries against a long cache split into
+// chunks whose partial results live in the workspace too.
+TEST(CppApi, WorkspaceForDecodeShapes) {
+  for (const int64_t q_len : {1, 4, 8}) {
+    const int64_t H = 8, Hkv = 2, Tk = 2100, D = 64;
+    std::vector<float> q(H * q_len * D), k(Hkv * Tk * D), v(Hkv * Tk * D), plain(q.size()), with(q.size());
+    for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.3f * i);
+    for (size_t i = 0; i < k.size(); ++i) k[i] = std::cos(0.2f * i), v[i] = std::sin(0.1f * i);
+    const auto qv = causalattn::ConstTensor::bhtd(q.data(), 1, H, q_len, D);
+    const auto kv = causalattn::ConstTensor::bhtd(k.data(), 1, Hkv, Tk, D);
+    const auto vv = causalattn::ConstTensor::bhtd(v.data(), 1, Hkv, Tk, D);
+    for (const int threads : {1, 2, 0}) {
+      causalattn::Options options;
+      options.num_threads = threads;
+      causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(plain.data(), 1, H, q_len, D), options);
+      const auto out = causalattn::Tensor::bhtd(with.data(), 1, H, q_len, D);
+      std::vector<std::byte> workspace(causalattn::workspace_size(qv, kv, vv, out, options));
+      causalattn::forward(qv, kv, vv, out, options, workspace.data(), workspace.size());
+      EXPECT_EQ(with, plain) << "q_len " << q_len << ", threads " << threads;
+      EXPECT_THROW(causalattn::forward(qv, kv, vv, out, options, workspace.data(), workspace.size() - 1),
+                   causalattn::Error);
+    }
+  }
 }
 
 TEST(CppApi, ReportsTheIsaAndVersion) {

@@ -76,7 +76,7 @@ CAUSALATTN_API int causalattn_forward_f32(const causalattn_shape* shape,
 
 /* Caller-owned workspace, for engines whose hot path must not allocate.
  * causalattn_forward_f32 keeps its kernel workspace per thread: a bounded buffer
- * (8 · (2·head_dim + 99) · 48 floats with AVX-512, about 545 KiB at head_dim 128) allocated at a
+ * (8 · (2·head_dim + 99) · 48 floats with AVX-512, 533 KiB at head_dim 128) allocated at a
  * thread's first call, grown only for a larger head_dim, freed when the thread exits. Decode-shaped
  * calls (q_len <= 8, see causalattn_attend_f32) also keep the partial results
  * of their key chunks in a buffer of the calling thread, (head_dim + 1) floats per query row per

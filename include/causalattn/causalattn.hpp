@@ -91,14 +91,12 @@ inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, con
                                        out.strides, &c.options));
 }
 
-// The bytes of workspace forward(..., workspace) needs for this head_dim and these options (and,
-// with num_threads = 0, the calling TBB arena).
-inline std::size_t workspace_size(int64_t head_dim, const Options& options = {}) {
-  causalattn_shape shape{1, 1, 1, 1, 1, head_dim};
-  causalattn_options c_options{};
-  c_options.num_threads = options.num_threads;
+// The bytes of workspace forward(q, k, v, out, options, workspace, ...) needs: it depends on
+// the shapes and the thread count (with num_threads = 0, the calling TBB arena's).
+inline std::size_t workspace_size(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
+  const detail::CCall c = detail::c_call(q, k, v, out, options);
   std::size_t bytes = 0;
-  detail::check(causalattn_workspace_size(&shape, &c_options, &bytes));
+  detail::check(causalattn_workspace_size(&c.shape, &c.options, &bytes));
   return bytes;
 }
 

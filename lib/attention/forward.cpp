@@ -1,5 +1,7 @@
-// causalattn_forward_f32: validation, work decomposition over (batch, head, row block) and
-// oneTBB scheduling. The only threaded layer; the kernels below it are single-threaded.
+// causalattn_attend_f32 and the entry points built on it (causalattn_forward_f32, the workspace
+// queries): each sequence resolved from its lengths and layouts, the plan (row-group tasks over
+// (sequence, head, row blocks), decode chunks and their merges), the workspaces, and the oneTBB
+// run of the plan. The only threaded layer; the kernels below it are single-threaded.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>

@@ -1,4 +1,5 @@
-// Argument checks for causalattn_forward_f32: pointers, sizes, strides, overflow, aliasing.
+// Argument checks of causalattn_attend_f32 (and so causalattn_forward_f32) and causalattn_merge_f32:
+// pointers, sizes, sequence lengths, block tables, strides, overflow, aliasing.
 #include "attention/validate.hpp"
 
 #include <algorithm>

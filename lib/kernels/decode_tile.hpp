@@ -17,7 +17,8 @@
 
 namespace causalattn::kernels {
 
-// Keys per tile: 64 scores per row stay in L1 with the tile's K and V rows (32 KiB at D=128).
+// Keys per tile: a row's 64 scores stay in registers and L1 while the tile's K rows (32 KiB at
+// D=128, and as much again for V) stream through.
 constexpr int kDecodeTileKeys = 64;
 
 template <class Arch>

@@ -1,6 +1,7 @@
-// Small SIMD helpers templated on the xsimd architecture: a guaranteed FMA and exp2 for softmax.
+// Small SIMD helpers templated on the xsimd architecture: compile-time loops over block sizes, a
+// guaranteed FMA (plain and masked), the in-register square transpose and the softmax's exp.
 // Everything here is a template on Arch or a constexpr constant, so the per-ISA translation units
-// never share an out-of-line symbol (see lib/arch/README.md).
+// never share an out-of-line symbol (tools/check-isa-symbols.sh checks it).
 #pragma once
 
 #include <immintrin.h>

@@ -41,8 +41,6 @@ void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int6
   linear::pack(kernel, w, w_stride, n, k, num_threads, data.get());
   data_ = std::move(data);
   kernel_ = &kernel;
-  n_ = n;
-  k_ = k;
 }
 
 void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,

@@ -19,15 +19,12 @@ class PackedWeights {
             int num_threads);
   bool packed_for(const kernels::KernelInfo& kernel) const { return kernel_ == &kernel; }
   const float* data() const { return data_.get(); }
-  int64_t n() const { return n_; }
-  int64_t k() const { return k_; }
 
  private:
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
   const kernels::KernelInfo* kernel_ = nullptr;
-  int64_t n_ = 0, k_ = 0;
   std::unique_ptr<float, Free> data_;
 };
 
