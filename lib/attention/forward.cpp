@@ -160,11 +160,14 @@ struct Plan {
 
 int64_t row_blocks(const Sequence& q, int rows) { return (q.q_len + rows - 1) / rows; }
 
-// The machine's memory: no plan may need more.
+// The machine's memory (read once: it is a system call): no plan may need half of it.
 std::size_t physical_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page_bytes > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_bytes)
-                                     : SIZE_MAX;
+  static const std::size_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_bytes > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_bytes)
+                                       : SIZE_MAX;
+  }();
+  return bytes;
 }
 
 // *sum += the product of factors; false on int64 overflow.
