@@ -1,7 +1,7 @@
 // causalattn_bench: causal and non-causal prefill over sequence lengths, the machine's limits (FMA
 // peak of the ISA in use, read bandwidth) and the baselines (the textbook algorithm with OpenBLAS,
 // the naive double reference), in one binary so that ratios come from one run.
-// FLOPs are counted as DESIGN.md §1 does for every method: 2·D·T·(T+1) per (batch, head).
+// FLOPs are counted as docs/design.md does for every method: 2·D·T·(T+1) per (batch, head).
 #include <benchmark/benchmark.h>
 #include <tbb/task_arena.h>
 
@@ -294,7 +294,7 @@ void BM_ChunkedPrefill(benchmark::State& state) {
 }
 
 // Sliding-window prefill: T tokens, each seeing its last W keys, B=1, H=8. FLOPs count the
-// visible pairs as DESIGN.md counts the causal ones (4·D per pair). args: T, W, D, threads
+// visible pairs as docs/design.md counts the causal ones (4·D per pair). args: T, W, D, threads
 void BM_SlidingWindow(benchmark::State& state) {
   const int64_t t = state.range(0), window = state.range(1), d = state.range(2);
   Inputs in(kBatch * kHeads * t * d);

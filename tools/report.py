@@ -242,7 +242,7 @@ def plots(rows, peak, peak_all, memory, isa, cores, out_dir):
             ax.axhline(peak, color="black", linewidth=0.8, label=f"FMA peak, 1 core ({peak:.0f})")
         log_t(ax)
         ax.set_yscale("log")
-        ax.set_ylabel("GFLOP/s (causal FLOPs, DESIGN.md §1)")
+        ax.set_ylabel("GFLOP/s (causal FLOPs, docs/design.md)")
         ax.set_title(f"Prefill, B=1, H=8, D={d}")
         ax.legend(fontsize=7)
     save(fig, "gflops.png")
@@ -533,7 +533,7 @@ def main():
                (f"; all {cores} cores at once: {peak_all:.1f}" if peak_all else "")) if peak else "- FMA peak: not measured",
               f"- PyTorch: {torch_version}" if torch_version else
               "- PyTorch: not measured (no importable torch; `tools/report.sh --with-torch` installs one)",
-              "", "FLOPs are counted as DESIGN.md §1 counts them for every method and mode: 2·D·T·(T+1) per "
+              "", "FLOPs are counted as docs/design.md counts them for every method and mode: 2·D·T·(T+1) per "
               "(batch, head), so a rate is always the causal work divided by the measured time, and a ratio of "
               "rates is a ratio of times. Every figure is the best of its repetitions (the machine is shared)." +
               (" The headline table takes the FMA peak, the T=4096 cases and the M=4096 projection from a second "

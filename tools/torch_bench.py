@@ -7,7 +7,7 @@ Measures, in fp32 on [B, H, T, D] inputs:
                   T, softmax of scores / sqrt(d_k), @ v (eval mode: no dropout);
   torch_sdpa:     torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
                   where this torch has it (2.0 and later).
-FLOPs are counted as DESIGN.md §1 counts them: 2·D·T·(T+1) per (batch, head).
+FLOPs are counted as docs/design.md counts them: 2·D·T·(T+1) per (batch, head).
 and the book's MultiHeadAttention module (tools/torch_parity.py) at GPT-2 small's sizes
 (d_in = d_out = 768, 12 heads, context 1024, qkv_bias on), eval mode, batch 1, over num_tokens:
   torch_mha_layer: milliseconds per forward.

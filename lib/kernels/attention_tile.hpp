@@ -1,5 +1,5 @@
 // The fused attention microkernel for one block of queries, templated on the xsimd architecture.
-// Queries sit in vector lanes (DESIGN.md §3): scores, softmax and the output accumulator are all
+// Queries sit in vector lanes (docs/design.md): scores, softmax and the output accumulator are all
 // vertical, K and V are read in their natural row-major layout through broadcasts.
 #pragma once
 
