@@ -22,7 +22,7 @@ namespace {
 using causalattn::testing::Layout;
 using causalattn::testing::PerIsaTest;
 using causalattn::testing::Problem;
-using causalattn::testing::supported_isas;
+using causalattn::testing::known_isas;
 
 // Philox4x32-10 written here from the paper (Salmon et al., SC'11), independently of the library.
 std::array<uint32_t, 4> philox(std::array<uint32_t, 4> x, uint32_t k0, uint32_t k1) {
@@ -144,7 +144,7 @@ TEST_P(Dropout, SameBitsForAnyThreadCount) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Dropout, ::testing::ValuesIn(supported_isas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Dropout, ::testing::ValuesIn(known_isas()),
                          [](const auto& info) { return info.param; });
 
 // With q = 0 every visible weight is 1/S, so with V = 1 an output is (kept keys) / (S (1 - p)):

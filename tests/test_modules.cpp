@@ -29,7 +29,7 @@ using causalattn::CausalAttention;
 using causalattn::HostTensor;
 using causalattn::MultiHeadAttention;
 using causalattn::StateDict;
-using causalattn::testing::supported_isas;
+using causalattn::testing::known_isas;
 
 std::unique_ptr<AttentionModule> make_module(bool mha, int64_t d_in, int64_t d_out, int64_t context_length,
                                              int64_t heads, bool qkv_bias, float dropout = 0.0f) {
@@ -159,7 +159,7 @@ TEST_P(Modules, MatchTheTextbookStepsInDouble) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, Modules, ::testing::ValuesIn(supported_isas()),
+INSTANTIATE_TEST_SUITE_P(Isa, Modules, ::testing::ValuesIn(known_isas()),
                          [](const auto& info) { return info.param; });
 
 TEST(ModulesTraining, DropoutDropsTheWeightsOfTheDocumentedMaskAndEvalTurnsItOff) {

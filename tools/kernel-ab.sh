@@ -26,9 +26,9 @@ grep -q avx512bw /proc/cpuinfo || { echo "kernel-ab compares the AVX-512 kernel;
 "$root/tools/install-deps.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The AVX-512 kernel's flags, as lib/CMakeLists.txt sets them (isa_flags_avx512).
-flags=(-std=c++20 -O3 -DNDEBUG -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -ffp-contract=off
-       -Wno-uninitialized -Wno-maybe-uninitialized)
+# The AVX-512 kernel's flags, from the ISA table (cmake/isas.cmake), as lib/CMakeLists.txt uses them.
+mapfile -t isa_flags < <(cmake -DISA=avx512 -P "$root/cmake/print-isa-flags.cmake")
+flags=(-std=c++20 -O3 -DNDEBUG "${isa_flags[@]}" -ffp-contract=off -Wno-uninitialized -Wno-maybe-uninitialized)
 libraries=()
 for version in "${versions[@]}"; do
   name=$(printf '%s' "$version" | tr -c 'A-Za-z0-9._-' _)
@@ -41,8 +41,8 @@ for version in "${versions[@]}"; do
     git -C "$root" archive "$version" lib | tar -x -C "$work/$name"
   fi
   # The driver fills the kernel's RowBlockArgs itself: every version must agree on it.
-  if ! cmp -s "$work/$name/lib/kernels/row_block.hpp" "$root/lib/kernels/row_block.hpp"; then
-    echo "$version: lib/kernels/row_block.hpp differs from the working tree's, so the driver cannot call it" >&2
+  if ! cmp -s "$work/$name/lib/kernels/kernel_table.hpp" "$root/lib/kernels/kernel_table.hpp"; then
+    echo "$version: lib/kernels/kernel_table.hpp differs from the working tree's (or is missing: before the ISA table it was row_block.hpp), so the driver cannot call it" >&2
     exit 1
   fi
   g++ "${flags[@]}" -fPIC -shared -fvisibility=hidden -fvisibility-inlines-hidden -I"$work/$name/lib" \

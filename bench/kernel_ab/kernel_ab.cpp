@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/row_block.hpp"
+#include "kernels/kernel_table.hpp"
 #include "peak_fma.hpp"
 
 namespace {

@@ -227,13 +227,17 @@ CAUSALATTN_API int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const 
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 
-/* The kernel ISA in use: "avx512", "avx2" or "sse2". Chosen once from the CPU's features; the
- * environment variable CAUSALATTN_ISA (read at the first call) may force a lower one. */
+/* The name of ISA `index` (0, 1, ...) this build has kernels for, best first ("avx512", "avx2",
+ * "sse2" on x86-64), whether or not this CPU runs it; NULL past the last. */
+CAUSALATTN_API const char* causalattn_known_isa(int32_t index);
+
+/* The kernel ISA in use, one of causalattn_known_isa's names. Chosen once from the CPU's
+ * features; the environment variable CAUSALATTN_ISA (read at the first call) may force a lower one. */
 CAUSALATTN_API const char* causalattn_isa(void);
 
-/* Forces the ISA for this process ("avx512", "avx2", "sse2"; NULL or "" restores the best the CPU
- * has). Returns CAUSALATTN_ERROR_UNSUPPORTED for a name this CPU cannot run. Not meant to be
- * called while another thread is inside causalattn_forward_f32. */
+/* Forces the ISA for this process (a causalattn_known_isa name; NULL or "" restores the best the
+ * CPU has). Returns CAUSALATTN_ERROR_UNSUPPORTED for a name this CPU cannot run. Not meant to be
+ * called while another thread is inside a call. */
 CAUSALATTN_API int causalattn_set_isa(const char* name);
 
 /* The library's version, "MAJOR.MINOR.PATCH". */

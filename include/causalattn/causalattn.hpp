@@ -133,7 +133,7 @@ inline void merge(const std::vector<Partial>& parts, Tensor out, float* lse = nu
                                      out.strides, lse));
 }
 
-// The ISA the kernels run on: "avx512", "avx2" or "sse2".
+// The ISA the kernels run on, one of causalattn_known_isa's names.
 inline std::string isa() { return causalattn_isa(); }
 
 }  // namespace causalattn

@@ -35,7 +35,7 @@ using parallel::call_threads;
 // One validated call: the arguments the tasks read, and the kernel and thread count resolved
 // once for the whole call (a causalattn_set_isa meanwhile does not mix two ISAs' blockings).
 struct Call {
-  const kernels::KernelInfo* kernel;
+  const kernels::KernelTable* kernel;
   int num_threads;  // 0: the calling arena's; else the clamped count of options.num_threads
   int threads;      // call_threads(num_threads): the workspace slots
   causalattn_attend_args args;
@@ -278,21 +278,21 @@ struct Workspace {
   }
 };
 
-std::size_t slot_floats(const kernels::KernelInfo& kernel, int64_t head_dim) {
+std::size_t slot_floats(const kernels::KernelTable& kernel, int64_t head_dim) {
   return std::max(kMaxGroup * kernel.workspace_floats(head_dim), kernel.decode_workspace_floats(head_dim));
 }
 
-std::size_t slot_bytes(const kernels::KernelInfo& kernel, int64_t head_dim) {
+std::size_t slot_bytes(const kernels::KernelTable& kernel, int64_t head_dim) {
   return (slot_floats(kernel, head_dim) * sizeof(float) + 63) / 64 * 64;
 }
 
 // The bytes a caller's workspace needs: a slot per thread, the decode partials, room to align.
-std::size_t workspace_bytes(const kernels::KernelInfo& kernel, int64_t head_dim, int threads, int64_t scratch_floats) {
+std::size_t workspace_bytes(const kernels::KernelTable& kernel, int64_t head_dim, int threads, int64_t scratch_floats) {
   return static_cast<std::size_t>(threads) * slot_bytes(kernel, head_dim) +
          static_cast<std::size_t>(scratch_floats) * sizeof(float) + 63;
 }
 
-void run_row_groups(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan, const Task& task,
+void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Task& task,
                     float* workspace) {
   const causalattn_shape& s = c.args.shape;
   const Sequence q = sequence(c, task.seq);
@@ -339,7 +339,7 @@ void run_row_groups(const kernels::KernelInfo& kernel, const Call& c, const Plan
 }
 
 // Row r of a decode unit is query t = r % q_len of query head task.head + r / q_len.
-void run_decode_chunk(const kernels::KernelInfo& kernel, const Call& c, const Task& task, float* workspace,
+void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const Task& task, float* workspace,
                       float* scratch) {
   const Sequence q = sequence(c, task.seq);
   const DecodeSpan span = decode_span(q);
@@ -379,7 +379,7 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
   }
 }
 
-void run_task(const kernels::KernelInfo& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
+void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
               const Task& task) {
   switch (task.kind) {
     case Task::kRowGroups:
@@ -439,7 +439,7 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
                                                  : 1.0f / std::sqrt(static_cast<float>(args.shape.head_dim));
   const detail::DropoutRule dropout = detail::dropout_rule(args.dropout.p);
   const int num_threads = args.options.num_threads > 0 ? call_threads(args.options.num_threads) : 0;
-  *call = Call{&dispatch::attention_kernel(), num_threads, call_threads(num_threads), args, &lengths,
+  *call = Call{&dispatch::kernel_table(), num_threads, call_threads(num_threads), args, &lengths,
                (args.options.flags & CAUSALATTN_NON_CAUSAL) == 0, scale, args.shape.q_heads / args.shape.kv_heads,
                dropout.threshold, dropout.scale};
   if (detail::Problem problem = make_plan(*call, with_tensors, plan)) {
@@ -559,7 +559,7 @@ int causalattn_dropout_keep(float p, uint64_t seed, int64_t sequence, int64_t he
   return words.v[key % 4] >= causalattn::detail::dropout_rule(p).threshold ? 1 : 0;
 }
 
-const char* causalattn_isa(void) { return causalattn::dispatch::attention_kernel().isa; }
+const char* causalattn_isa(void) { return causalattn::dispatch::kernel_table().isa; }
 
 int causalattn_set_isa(const char* name) {
   using namespace causalattn;
@@ -567,14 +567,18 @@ int causalattn_set_isa(const char* name) {
     dispatch::select(nullptr);
     return CAUSALATTN_OK;
   }
-  const kernels::KernelInfo* kernel = dispatch::find_supported(name);
-  if (kernel == nullptr) {
+  const kernels::KernelTable* kernels = dispatch::find_supported(name);
+  if (kernels == nullptr) {
+    std::string known;
+    for (int i = 0; dispatch::known_isa(i) != nullptr; ++i) known += (i > 0 ? ", " : "") + std::string(dispatch::known_isa(i));
     return report(CAUSALATTN_ERROR_UNSUPPORTED,
-                  std::string("ISA \"") + name + "\" is unknown or not supported by this CPU (known: avx512, avx2, sse2)");
+                  std::string("ISA \"") + name + "\" is unknown or not supported by this CPU (known: " + known + ")");
   }
-  dispatch::select(kernel);
+  dispatch::select(kernels);
   return CAUSALATTN_OK;
 }
+
+const char* causalattn_known_isa(int32_t index) { return causalattn::dispatch::known_isa(index); }
 
 const char* causalattn_version(void) { return CAUSALATTN_VERSION_STRING; }
 

@@ -1,77 +1,65 @@
-// ISA dispatch: CPU detection, the CAUSALATTN_ISA override and the resolved kernel.
+// ISA dispatch over the ISA table (cmake/isas.cmake): the CPU's best, the CAUSALATTN_ISA
+// override, causalattn_set_isa.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "dispatch/isa_table.hpp"
 #include "dispatch/kernels.hpp"
 
 namespace causalattn::dispatch {
 namespace {
 
-using kernels::KernelInfo;
+using kernels::KernelTable;
 
-// Best first; the last one is the x86-64 baseline every CPU has.
-const KernelInfo* const kByPreference[] = {
-    &kernels::f32_attn_rowblock__avx512,
-    &kernels::f32_attn_rowblock__avx2,
-    &kernels::f32_attn_rowblock__sse2,
-};
-
-// libgcc's checks include the OS's XCR0 support for AVX and AVX-512 state, not CPUID alone.
-bool cpu_runs(const KernelInfo& kernel) {
+bool cpu_runs(const Isa& isa) {
   __builtin_cpu_init();
-  if (&kernel == &kernels::f32_attn_rowblock__avx512) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-  }
-  if (&kernel == &kernels::f32_attn_rowblock__avx2) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }
-  return true;
+  return isa.cpu_runs();
 }
 
-const KernelInfo* best_supported() {
-  for (const KernelInfo* kernel : kByPreference) {
-    if (cpu_runs(*kernel)) return kernel;
+const KernelTable* best_supported() {
+  for (int i = 0; i < kIsaCount; ++i) {
+    if (cpu_runs(kIsas[i])) return kIsas[i].kernels;
   }
-  return kByPreference[std::size(kByPreference) - 1];
+  return kIsas[kIsaCount - 1].kernels;
 }
 
-const KernelInfo* from_environment() {
+const KernelTable* from_environment() {
   const char* forced = std::getenv("CAUSALATTN_ISA");
   if (forced == nullptr || forced[0] == '\0') return best_supported();
-  if (const KernelInfo* kernel = find_supported(forced)) return kernel;
+  if (const KernelTable* kernels = find_supported(forced)) return kernels;
   std::fprintf(stderr, "causalattn: CAUSALATTN_ISA=%s is unknown or not supported by this CPU; using %s\n",
                forced, best_supported()->isa);
   return best_supported();
 }
 
-std::atomic<const KernelInfo*> g_selected{nullptr};
+std::atomic<const KernelTable*> g_selected{nullptr};
 
 }  // namespace
 
-const KernelInfo* find_supported(const char* isa) {
-  if (isa == nullptr) return nullptr;
-  for (const KernelInfo* kernel : kByPreference) {
-    if (std::strcmp(kernel->isa, isa) == 0) return cpu_runs(*kernel) ? kernel : nullptr;
+const KernelTable* find_supported(const char* name) {
+  if (name == nullptr) return nullptr;
+  for (int i = 0; i < kIsaCount; ++i) {
+    if (std::strcmp(kIsas[i].name, name) == 0) return cpu_runs(kIsas[i]) ? kIsas[i].kernels : nullptr;
   }
   return nullptr;
 }
 
-const KernelInfo& attention_kernel() {
-  const KernelInfo* kernel = g_selected.load(std::memory_order_acquire);
-  if (kernel == nullptr) {
-    const KernelInfo* resolved = from_environment();
+const KernelTable& kernel_table() {
+  const KernelTable* kernels = g_selected.load(std::memory_order_acquire);
+  if (kernels == nullptr) {
+    const KernelTable* resolved = from_environment();
     // Another thread may have resolved it first; both got the same answer, keep the first.
-    if (g_selected.compare_exchange_strong(kernel, resolved, std::memory_order_acq_rel)) kernel = resolved;
+    if (g_selected.compare_exchange_strong(kernels, resolved, std::memory_order_acq_rel)) kernels = resolved;
   }
-  return *kernel;
+  return *kernels;
 }
 
-void select(const KernelInfo* kernel) {
-  g_selected.store(kernel != nullptr ? kernel : best_supported(), std::memory_order_release);
+void select(const KernelTable* kernels) {
+  g_selected.store(kernels != nullptr ? kernels : best_supported(), std::memory_order_release);
 }
+
+const char* known_isa(int index) { return index >= 0 && index < kIsaCount ? kIsas[index].name : nullptr; }
 
 }  // namespace causalattn::dispatch

@@ -1,26 +1,21 @@
-// The kernel families compiled into the library, one per ISA, and the dispatcher over them.
+// The dispatcher: which ISA's kernel table a call uses.
 #pragma once
 
-#include "kernels/row_block.hpp"
-
-namespace causalattn::kernels {
-
-// Defined in lib/arch/attention_isa.cpp, compiled once per ISA.
-extern const KernelInfo f32_attn_rowblock__avx512;
-extern const KernelInfo f32_attn_rowblock__avx2;
-extern const KernelInfo f32_attn_rowblock__sse2;
-
-}  // namespace causalattn::kernels
+#include "kernels/kernel_table.hpp"
 
 namespace causalattn::dispatch {
 
-// The kernel in use: the best the CPU runs, or what CAUSALATTN_ISA / causalattn_set_isa chose.
-const kernels::KernelInfo& attention_kernel();
+// The kernel table in use: the best ISA the CPU runs, or what CAUSALATTN_ISA /
+// causalattn_set_isa chose. A call reads it once and keeps it for the whole call.
+const kernels::KernelTable& kernel_table();
 
-// The kernel for an ISA name, or nullptr when the name is unknown or the CPU cannot run it.
-const kernels::KernelInfo* find_supported(const char* isa);
+// The kernel table of an ISA name, or nullptr when the name is unknown or the CPU cannot run it.
+const kernels::KernelTable* find_supported(const char* isa);
 
-// Makes `kernel` the one attention_kernel() returns; nullptr restores the best.
-void select(const kernels::KernelInfo* kernel);
+// Makes `kernels` the table kernel_table() returns; nullptr restores the best.
+void select(const kernels::KernelTable* kernels);
+
+// The name of ISA `index` of this build, best first (the ISA table's rows); nullptr past the last.
+const char* known_isa(int index);
 
 }  // namespace causalattn::dispatch

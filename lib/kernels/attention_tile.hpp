@@ -10,7 +10,7 @@
 
 #include "kernels/kv_rows.hpp"
 #include "kernels/philox.hpp"
-#include "kernels/row_block.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/simd.hpp"
 
 namespace causalattn::kernels {
@@ -22,10 +22,10 @@ namespace causalattn::kernels {
 template <class Arch>
 struct Blocking {
   static constexpr int kLanes = static_cast<int>(Vec<Arch>::size);
-  static constexpr int kQueryVectors = kIsAvx512<Arch> ? 3 : 2;
+  static constexpr int kQueryVectors = kManyRegisters<Arch> ? 3 : 2;
   static constexpr int kRows = kLanes * kQueryVectors;  // queries per row block
-  static constexpr int kKeyBlock = kIsAvx512<Arch> ? 8 : 6;
-  static constexpr int kDimBlock = kIsAvx512<Arch> ? 8 : 6;
+  static constexpr int kKeyBlock = kManyRegisters<Arch> ? 8 : 6;
+  static constexpr int kDimBlock = kManyRegisters<Arch> ? 8 : 6;
   // Keys per KV tile: 96 keys of K and V at D=128 are 96 KiB, which stay in L2 between the
   // score and the output pass; the online-softmax bookkeeping is amortized over 96 keys.
   static constexpr int kTileKeys = 96;

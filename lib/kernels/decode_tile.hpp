@@ -12,7 +12,7 @@
 #include <limits>
 
 #include "kernels/kv_rows.hpp"
-#include "kernels/row_block.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/simd.hpp"
 
 namespace causalattn::kernels {

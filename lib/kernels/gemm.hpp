@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/row_block.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/simd.hpp"
 
 namespace causalattn::kernels {
@@ -20,9 +20,9 @@ struct GemmBlocking {
   static constexpr int kNr = 2 * kLanes;                // features per W panel: two vectors
   // Accumulators: kMr × 2 vectors. AVX-512's 32 registers hold 14 × 2 plus the two W vectors
   // and a broadcast; AVX2's and SSE2's 16 hold 6 × 2 and the same three.
-  static constexpr int kMr = kIsAvx512<Arch> ? 14 : 6;
+  static constexpr int kMr = kManyRegisters<Arch> ? 14 : 6;
   static constexpr int64_t kKc = 1024;                  // k per pass: K <= 1024 in one pass, y written once
-  static constexpr int64_t kMc = kMr * (kIsAvx512<Arch> ? 12 : 24);  // rows of x per task at most
+  static constexpr int64_t kMc = kMr * (kManyRegisters<Arch> ? 12 : 24);  // rows of x per task at most
 };
 
 // Packs features [panel·kNr, panel·kNr + kNr) of W ([n][k], rows at w_stride) as [k][kNr];
@@ -80,8 +80,8 @@ inline void gemm_micro(int64_t kc, const float* a, const float* b, float* c, int
     const V b1 = V::load_aligned(b + k * G::kNr + W);
     const float* ak = a + k * G::kMr;
     if constexpr (kPrefetch) {
-      _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr), _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * G::kNr + W), _MM_HINT_T1);
+      prefetch_l2<Arch>(prefetch + k * G::kNr);
+      prefetch_l2<Arch>(prefetch + k * G::kNr + W);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {

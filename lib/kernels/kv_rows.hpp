@@ -2,11 +2,10 @@
 // row pointers per tile, so one kernel serves both layouts with the same arithmetic (and bits).
 #pragma once
 
-#include <immintrin.h>
-
 #include <cstdint>
 
-#include "kernels/row_block.hpp"
+#include "kernels/kernel_table.hpp"
+#include "kernels/simd.hpp"
 
 namespace causalattn::kernels {
 
@@ -38,7 +37,7 @@ template <class Arch>
 inline void prefetch_row(const float* row, int64_t head_dim) {
   const auto first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
   const auto end = reinterpret_cast<uintptr_t>(row + head_dim);
-  for (uintptr_t line = first; line < end; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+  for (uintptr_t line = first; line < end; line += 64) prefetch_l2<Arch>(reinterpret_cast<const void*>(line));
 }
 
 // The K and V row addresses of one tile of at most kMaxKeys keys.

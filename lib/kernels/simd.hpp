@@ -1,10 +1,9 @@
-// Small SIMD helpers templated on the xsimd architecture: compile-time loops over block sizes, a
-// guaranteed FMA (plain and masked), the in-register square transpose and the softmax's exp.
+// Small SIMD helpers templated on the xsimd architecture: compile-time loops over block sizes, the
+// per-ISA traits the kernels use (FMA, masked FMA, square transpose, prefetch, register count),
+// and the softmax's exp.
 // Everything here is a template on Arch or a constexpr constant, so the per-ISA translation units
 // never share an out-of-line symbol (tools/check-isa-symbols.sh checks it).
 #pragma once
-
-#include <immintrin.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -34,83 +33,50 @@ inline void for_each_index(Fn&& fn) {
       std::make_integer_sequence<int, N>{});
 }
 
+// What each ISA provides, as one traits type per xsimd architecture (the ARCH of a row of
+// cmake/isas.cmake), specialized in that ISA family's own file (lib/kernels/x86.hpp):
+//   kRegisters                   vector registers, which the blockings derive from
+//   fmadd(a, b, c)               a * b + c, fused wherever the ISA has FMA; through intrinsics, so
+//                                results do not depend on -ffp-contract (xsimd 8.1's fma is a
+//                                plain a * b + c on AVX-512)
+//   fmadd_where(mask, a, b, c)   mask ? a * b + c : c, lane by lane
+//   transpose_square(rows)       the W x W block in W vectors (row r in rows[r]) transposed in place
+//   prefetch_l2(address)         the cache line brought into L2
 template <class Arch>
-constexpr bool kIsAvx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
-template <class Arch>
-constexpr bool kHasFma = kIsAvx512<Arch> || std::is_base_of_v<xsimd::fma3<xsimd::avx2>, Arch>;
+struct IsaTraits;
 
-// a * b + c, fused wherever the ISA has FMA. Called through intrinsics so that the results do
-// not depend on -ffp-contract (xsimd 8.1's fma is a plain a*b+c on AVX-512).
 template <class Arch>
 inline Vec<Arch> fmadd(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
-  if constexpr (kIsAvx512<Arch>) {
-    return _mm512_fmadd_ps(a, b, c);
-  } else if constexpr (kHasFma<Arch>) {
-    return _mm256_fmadd_ps(a, b, c);
-  } else {
-    return a * b + c;
-  }
+  return IsaTraits<Arch>::fmadd(a, b, c);
 }
 
-// where(mask) ? a * b + c : c, lane by lane; on AVX-512 one masked FMA.
 template <class Arch>
 inline Vec<Arch> fmadd_where(xsimd::batch_bool<float, Arch> mask, Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) noexcept {
-  if constexpr (kIsAvx512<Arch>) {
-    return _mm512_mask3_fmadd_ps(a, b, c, static_cast<__mmask16>(mask));
-  } else {
-    return xsimd::select(mask, fmadd<Arch>(a, b, c), c);
-  }
+  return IsaTraits<Arch>::fmadd_where(mask, a, b, c);
 }
 
-// Transposes the W x W block held in W vectors (row r in rows[r], W the lane count) in place.
-// Shuffles within 128-bit lanes make each lane a 4 x 4 transpose, then whole 128-bit lanes move.
 template <class Arch>
 inline void transpose_square(Vec<Arch>* rows) noexcept {
-  if constexpr (kIsAvx512<Arch>) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-      t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
-      t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
-    }
-    // u[4g + c] lane k: column 4k + c of rows 4g .. 4g + 3.
-    for (int g = 0; g < 16; g += 4) {
-      u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
-      u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-      u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-      u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-    }
-    // Column 4k + c takes lane k of u[c], u[4 + c], u[8 + c], u[12 + c].
-    for (int c = 0; c < 4; ++c) {
-      const __m512 even_lo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), even_hi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-      const __m512 odd_lo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD), odd_hi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-      rows[c] = _mm512_shuffle_f32x4(even_lo, even_hi, 0x88);
-      rows[8 + c] = _mm512_shuffle_f32x4(even_lo, even_hi, 0xDD);
-      rows[4 + c] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0x88);
-      rows[12 + c] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xDD);
-    }
-  } else if constexpr (Vec<Arch>::size == 8) {
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(rows[i], rows[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(rows[i], rows[i + 1]);
-    }
-    for (int g = 0; g < 8; g += 4) {
-      u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
-      u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
-      u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-      u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-    }
-    for (int c = 0; c < 4; ++c) {
-      rows[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
-      rows[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
-    }
-  } else {
-    static_assert(Vec<Arch>::size == 4, "SSE2: four lanes");
-    __m128 r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
-    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-    rows[0] = r0, rows[1] = r1, rows[2] = r2, rows[3] = r3;
-  }
+  IsaTraits<Arch>::transpose_square(rows);
 }
+
+template <class Arch>
+inline void prefetch_l2(const void* address) noexcept {
+  IsaTraits<Arch>::prefetch_l2(address);
+}
+
+// Blocking for a register file of this size: 32 vector registers hold a 3 x 8 accumulator block
+// and its operands, 16 hold 2 x 6.
+template <class Arch>
+constexpr bool kManyRegisters = IsaTraits<Arch>::kRegisters >= 32;
+
+}  // namespace causalattn::kernels
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include "kernels/x86.hpp"
+#endif
+
+namespace causalattn::kernels {
 
 // y[i] = e^y[i] for K vectors of y <= 0, the softmax case (scores minus their running maximum),
 // as 2^(y·log2(e)). Contract: y <= 0 or NaN. y <= -127·ln(2) (and -inf) gives exactly +0, NaN

@@ -12,7 +12,7 @@ namespace causalattn::linear {
 namespace {
 
 
-int64_t panels(const kernels::KernelInfo& kernel, int64_t n) {
+int64_t panels(const kernels::KernelTable& kernel, int64_t n) {
   return (n + kernel.gemm_features - 1) / kernel.gemm_features;
 }
 
@@ -21,11 +21,11 @@ constexpr int64_t kPackPanels = 16;
 
 }  // namespace
 
-std::size_t packed_floats(const kernels::KernelInfo& kernel, int64_t n, int64_t k) {
+std::size_t packed_floats(const kernels::KernelTable& kernel, int64_t n, int64_t k) {
   return static_cast<std::size_t>(panels(kernel, n) * kernel.gemm_features * k);
 }
 
-void pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+void pack(const kernels::KernelTable& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
           int num_threads, float* packed) {
   const int64_t panel_floats = kernel.gemm_features * k;
   parallel::for_each_task(num_threads, 0, panels(kernel, n), [&](int, int64_t panel) {
@@ -33,7 +33,7 @@ void pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, i
   });
 }
 
-void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+void PackedWeights::pack(const kernels::KernelTable& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
                          int num_threads) {
   const std::size_t bytes = (packed_floats(kernel, n, k) * sizeof(float) + 63) / 64 * 64;
   std::unique_ptr<float, Free> data(static_cast<float*>(std::aligned_alloc(64, bytes)));
@@ -43,7 +43,7 @@ void PackedWeights::pack(const kernels::KernelInfo& kernel, const float* w, int6
   kernel_ = &kernel;
 }
 
-void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
+void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
            const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads) {
   // Rows in equal shares of at most gemm_rows, each a multiple of the microkernel's rows.
   auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
@@ -133,7 +133,7 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   if (out.overlaps(rows_span(weight, n, weight_stride, k))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
   if (bias != nullptr && out.overlaps(rows_span(bias, 1, n, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
   return detail::guarded([&] {
-    const kernels::KernelInfo& kernel = dispatch::attention_kernel();
+    const kernels::KernelTable& kernel = dispatch::kernel_table();
     float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
     pack(kernel, weight, weight_stride, n, k, num_threads, w);
     apply(kernel, w, n, k, bias, x, x_stride, m, y, y_stride, num_threads);

@@ -15,29 +15,29 @@ namespace causalattn::linear {
 class PackedWeights {
  public:
   // Packs W, rows at w_stride, for `kernel`; panels are packed in parallel on num_threads.
-  void pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+  void pack(const kernels::KernelTable& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
             int num_threads);
-  bool packed_for(const kernels::KernelInfo& kernel) const { return kernel_ == &kernel; }
+  bool packed_for(const kernels::KernelTable& kernel) const { return kernel_ == &kernel; }
   const float* data() const { return data_.get(); }
 
  private:
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
-  const kernels::KernelInfo* kernel_ = nullptr;
+  const kernels::KernelTable* kernel_ = nullptr;
   std::unique_ptr<float, Free> data_;
 };
 
 // Floats W takes once packed for `kernel`.
-std::size_t packed_floats(const kernels::KernelInfo& kernel, int64_t n, int64_t k);
+std::size_t packed_floats(const kernels::KernelTable& kernel, int64_t n, int64_t k);
 
 // Packs W into `packed` (packed_floats, 64-byte aligned), panels in parallel.
-void pack(const kernels::KernelInfo& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
+void pack(const kernels::KernelTable& kernel, const float* w, int64_t w_stride, int64_t n, int64_t k,
           int num_threads, float* packed);
 
 // y[i][f] = Σ_j x[i][j] · W[f][j] + bias[f] for i < m, f < n, with W packed for `kernel`.
 // Bits do not depend on num_threads. Arguments are trusted: callers validate.
-void apply(const kernels::KernelInfo& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
+void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
            const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads);
 
 }  // namespace causalattn::linear

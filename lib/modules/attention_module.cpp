@@ -71,7 +71,7 @@ HostTensor mask_buffer(int64_t context_length) {
 }
 
 // Packs the parameters for the kernel in use (on construction, on load, after an ISA change).
-void repack(const AttentionModuleState& m, const kernels::KernelInfo& kernel, const StateDict& params,
+void repack(const AttentionModuleState& m, const kernels::KernelTable& kernel, const StateDict& params,
             linear::PackedWeights* qkv, linear::PackedWeights* out) {
   std::vector<float> fused;
   fused.reserve(3 * m.d_out * m.d_in);
@@ -148,7 +148,7 @@ AttentionModule::AttentionModule(int64_t d_in, int64_t d_out, int64_t context_le
     m.params.emplace(name, std::move(t));
   }
   m.qkv_bias_fused = fused_bias(m, m.params);
-  repack(m, dispatch::attention_kernel(), m.params, &m.qkv_packed, &m.out_packed);
+  repack(m, dispatch::kernel_table(), m.params, &m.qkv_packed, &m.out_packed);
 }
 
 AttentionModule::AttentionModule(AttentionModule&&) noexcept = default;
@@ -178,7 +178,7 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
   checked_product({rows, m.d_in}, "x");
 
   // The packed weights of the kernel in use (repacked once if the ISA was changed since).
-  const kernels::KernelInfo& kernel = dispatch::attention_kernel();
+  const kernels::KernelTable& kernel = dispatch::kernel_table();
   const float* qkv_w = nullptr;
   const float* out_w = nullptr;
   {
@@ -286,7 +286,7 @@ void AttentionModule::load_state_dict(const StateDict& state) {
   for (const auto& [name, shape] : shapes) params.emplace(name, state.at(name));
   std::vector<float> bias = fused_bias(m, params);
   linear::PackedWeights qkv, out;
-  repack(m, dispatch::attention_kernel(), params, &qkv, &out);
+  repack(m, dispatch::kernel_table(), params, &qkv, &out);
   std::lock_guard<std::mutex> lock(m.pack_mutex);
   AttentionModuleState& target = checked_state();
   target.params = std::move(params);

@@ -1,15 +1,15 @@
-// The attention and projection kernels of one ISA: explicit instantiations only. CMake compiles this file once
-// per ISA, defining CAUSALATTN_ARCH (an xsimd arch), CAUSALATTN_ISA_NAME and CAUSALATTN_KERNEL
-// (the KernelInfo's name) and that ISA's flags: avx512bw with -mavx512f -mavx512cd -mavx512dq
-// -mavx512bw -mavx512vl -mfma, fma3<avx2> with -mavx2 -mfma, sse2 with the x86-64 baseline.
-#include "dispatch/kernels.hpp"
+// The kernel table of one ISA: explicit instantiations only. lib/CMakeLists.txt compiles this file
+// once per row of the ISA table (cmake/isas.cmake) with that row's flags alone, defining
+// CAUSALATTN_ARCH (its xsimd arch), CAUSALATTN_ISA_NAME and CAUSALATTN_KERNELS (the table's name,
+// kernels__<name>, which the generated dispatch table lists).
 #include "kernels/attention_tile.hpp"
 #include "kernels/decode_tile.hpp"
 #include "kernels/gemm.hpp"
 
 namespace causalattn::kernels {
 
-extern const KernelInfo CAUSALATTN_KERNEL = {
+extern const KernelTable CAUSALATTN_KERNELS;
+const KernelTable CAUSALATTN_KERNELS = {
     CAUSALATTN_ISA_NAME,
     Blocking<CAUSALATTN_ARCH>::kRows,
     workspace_floats<CAUSALATTN_ARCH>,

@@ -1,4 +1,5 @@
-// What the kernels need: plain data shared by the per-ISA kernels and the threading layer.
+// The interface of the per-ISA kernels: the arguments of the attention row blocks, the decode
+// chunks and the projection tasks, and KernelTable, the functions one ISA provides.
 #pragma once
 
 #include <cstddef>
@@ -32,7 +33,7 @@ struct RowBlockArgs {
   int64_t window;         // 0, or (causal only) query i also needs j > i + causal_offset - window
   int64_t head_dim;
   float scale;            // multiplies q·k
-  float* workspace;       // 64-byte aligned, KernelInfo::workspace_floats(head_dim) floats
+  float* workspace;       // 64-byte aligned, KernelTable::workspace_floats(head_dim) floats
   // Dropout (see philox.hpp): off when threshold is 0.
   uint32_t dropout_threshold;  // p · 2^32
   float dropout_scale;         // 1 / (1 - p)
@@ -55,16 +56,16 @@ struct DecodeArgs {
   float scale;
   float* out;                    // [rows][head_dim]: the chunk's normalized partial output
   float* lse;                    // [rows]: its log-sum-exp; -inf for a row that saw no key
-  float* workspace;              // 64-byte aligned, KernelInfo::decode_workspace_floats(head_dim)
+  float* workspace;              // 64-byte aligned, KernelTable::decode_workspace_floats(head_dim)
 };
 
 // Most features one projection task covers (a multiple of every ISA's panel).
 constexpr int64_t kGemmTaskFeatures = 1024;
 
 // One task of a projection y = x · Wᵀ + b: rows [m_begin, m_end) and features [n_begin, n_end)
-// of y, with W packed in panels (KernelInfo::gemm_pack_panel).
+// of y, with W packed in panels (KernelTable::gemm_pack_panel).
 struct GemmArgs {
-  const float* packed_x;  // the micro-panels of rows m_begin.. (KernelInfo::gemm_pack_rows), k each
+  const float* packed_x;  // the micro-panels of rows m_begin.. (KernelTable::gemm_pack_rows), k each
   const float* packed_w;  // panel p at p · k · gemm_features: [k][gemm_features]
   const float* bias;      // nullptr or [n]
   float* y;               // [m][n], rows at y_stride
@@ -72,12 +73,12 @@ struct GemmArgs {
   int64_t k;
   int64_t m_begin, m_end; // m_begin a multiple of gemm_row_panel
   int64_t n_begin, n_end; // n_begin a multiple of gemm_features
-  float* workspace;       // 64-byte aligned, KernelInfo::gemm_workspace_floats() floats
+  float* workspace;       // 64-byte aligned, KernelTable::gemm_workspace_floats() floats
 };
 
-// A compiled kernel family for one ISA, as the dispatcher hands it out.
-struct KernelInfo {
-  const char* isa;                                  // "avx512", "avx2", "sse2"
+// The kernels of one ISA, as the dispatcher hands them out (one table per row of cmake/isas.cmake).
+struct KernelTable {
+  const char* isa;                                  // the ISA's public name
   int rows;                                         // queries per row block
   std::size_t (*workspace_floats)(int64_t head_dim);
   // Computes `count` row blocks of one (sequence, query head); each has its own workspace.
