@@ -3,14 +3,16 @@
 #include <cstdint>
 #include <string>
 
-#include "attention/errors.hpp"
+#include "attention/attend.hpp"
 #include "attention/merge_row.hpp"
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
+#include "common/errors.hpp"
 
-extern "C" int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts,
-                                    int32_t count, float* out, causalattn_layout out_layout, float* lse) {
-  using namespace causalattn;
+namespace causalattn::attention {
+
+int merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count, float* out,
+          causalattn_layout out_layout, float* lse) {
   return detail::guarded([&] {
     if (detail::Problem problem = detail::validate_merge(shape, parts, count, out, out_layout, lse)) {
       return detail::report(problem.status, std::move(problem.message));
@@ -34,3 +36,5 @@ extern "C" int causalattn_merge_f32(const causalattn_shape* shape, const causala
     return static_cast<int>(CAUSALATTN_OK);
   });
 }
+
+}  // namespace causalattn::attention

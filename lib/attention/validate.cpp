@@ -2,6 +2,8 @@
 // pointers, sizes, sequence lengths, block tables, strides, overflow, aliasing.
 #include "attention/validate.hpp"
 
+#include "common/spans.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -16,17 +18,9 @@ namespace {
 
 Problem fail(causalattn_status status, std::string message) { return {status, std::move(message)}; }
 
-// Elements from a tensor's first element to one past its last, or -1 on int64 overflow.
-// Byte offsets must fit too, so the span is capped at INT64_MAX / sizeof(float).
-int64_t span_elements(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
-                      causalattn_layout layout) {
-  int64_t span = head_dim;
-  const std::array<std::array<int64_t, 2>, 3> dims = {{{batch, layout.batch}, {heads, layout.head}, {tokens, layout.token}}};
-  for (const auto& [size, stride] : dims) {
-    int64_t reach = 0;
-    if (__builtin_mul_overflow(size - 1, stride, &reach) || __builtin_add_overflow(span, reach, &span)) return -1;
-  }
-  return span <= INT64_MAX / static_cast<int64_t>(sizeof(float)) ? span : -1;
+// Elements a [batch][heads][tokens][head_dim] tensor spans through its layout, or -1.
+int64_t span_elements(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, causalattn_layout layout) {
+  return detail::span_elements({{batch, layout.batch}, {heads, layout.head}, {tokens, layout.token}}, head_dim);
 }
 
 // True when distinct (batch, head, token) rows of head_dim elements never share an element.
@@ -44,25 +38,6 @@ bool rows_disjoint(int64_t batch, int64_t heads, int64_t tokens, int64_t head_di
   }
   return true;
 }
-
-// [begin, end) in addresses, computed on integers: no pointer arithmetic past a tensor.
-struct Range {
-  uintptr_t begin, end;
-};
-
-Range range_of(const void* data, int64_t elements, std::size_t element_bytes) {
-  const auto begin = reinterpret_cast<uintptr_t>(data);
-  uintptr_t end = 0;
-  if (__builtin_mul_overflow(static_cast<uintptr_t>(elements), element_bytes, &end) ||
-      __builtin_add_overflow(begin, end, &end)) {
-    end = UINTPTR_MAX;
-  }
-  return {begin, end};
-}
-
-Range range_of(const float* data, int64_t span) { return range_of(data, span, sizeof(float)); }
-
-bool overlap(Range a, Range b) { return a.begin < b.end && b.begin < a.end; }
 
 Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tokens,
                      int64_t head_dim, causalattn_layout layout, int64_t* span) {

@@ -4,7 +4,8 @@
 #include <new>
 #include <string>
 
-#include "attention/errors.hpp"
+#include "common/errors.hpp"
+#include "common/spans.hpp"
 #include "causalattn/causalattn.h"
 #include "parallel/parallel.hpp"
 
@@ -88,27 +89,10 @@ void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, i
 
 namespace {
 
-// [begin, begin + count) in bytes, for overlap checks.
-struct Span {
-  const char* begin;
-  const char* end;
-  bool overlaps(const Span& o) const { return begin < o.end && o.begin < end; }
-};
+// Elements a [rows][cols] matrix at `stride` spans, or -1.
+int64_t span_elements(int64_t rows, int64_t stride, int64_t cols) { return detail::span_elements({{rows, stride}}, cols); }
 
-Span rows_span(const float* p, int64_t rows, int64_t stride, int64_t cols) {
-  const char* b = reinterpret_cast<const char*>(p);
-  return {b, b + ((rows - 1) * stride + cols) * static_cast<int64_t>(sizeof(float))};
-}
-
-// Elements a [rows][cols] matrix at `stride` spans, or -1 when that overflows.
-int64_t span_elements(int64_t rows, int64_t stride, int64_t cols) {
-  int64_t e = 0;
-  if (__builtin_mul_overflow(rows - 1, stride, &e) || __builtin_add_overflow(e, cols, &e) ||
-      e > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
-    return -1;
-  }
-  return e;
-}
+}  // namespace
 
 int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
                int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads) {
@@ -124,14 +108,16 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   if (weight_stride < k) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "weight_stride must be at least k");
   if (y_stride < n) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "y_stride must be at least n (rows of y must not overlap)");
   if (num_threads < 0) return report(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
-  if (span_elements(m, x_stride, k) < 0 || span_elements(n, weight_stride, k) < 0 ||
-      span_elements(m, y_stride, n) < 0) {
+  const int64_t x_span = span_elements(m, x_stride, k), w_span = span_elements(n, weight_stride, k),
+                y_span = span_elements(m, y_stride, n);
+  if (x_span < 0 || w_span < 0 || y_span < 0) {
     return report(CAUSALATTN_ERROR_INVALID_SHAPE, "the sizes and strides overflow 64-bit addressing");
   }
-  const Span out = rows_span(y, m, y_stride, n);
-  if (out.overlaps(rows_span(x, m, x_stride, k))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
-  if (out.overlaps(rows_span(weight, n, weight_stride, k))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
-  if (bias != nullptr && out.overlaps(rows_span(bias, 1, n, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
+  using detail::overlap, detail::range_of;
+  const detail::Range out = range_of(y, y_span);
+  if (overlap(out, range_of(x, x_span))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
+  if (overlap(out, range_of(weight, w_span))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
+  if (bias != nullptr && overlap(out, range_of(bias, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
   return detail::guarded([&] {
     const kernels::KernelTable& kernel = dispatch::kernel_table();
     float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
@@ -141,11 +127,4 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   });
 }
 
-}  // namespace
 }  // namespace causalattn::linear
-
-extern "C" int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride,
-                                     const float* weight, int64_t weight_stride, const float* bias, float* y,
-                                     int64_t y_stride, int32_t num_threads) {
-  return causalattn::linear::linear_f32(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads);
-}

@@ -40,4 +40,8 @@ void pack(const kernels::KernelTable& kernel, const float* w, int64_t w_stride, 
 void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, int64_t k, const float* bias,
            const float* x, int64_t x_stride, int64_t m, float* y, int64_t y_stride, int num_threads);
 
+// causalattn_linear_f32: validates, packs W, applies.
+int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
+               int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads);
+
 }  // namespace causalattn::linear

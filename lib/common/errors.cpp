@@ -1,4 +1,4 @@
-#include "attention/errors.hpp"
+#include "common/errors.hpp"
 
 namespace causalattn::detail {
 namespace {
@@ -10,6 +10,6 @@ int report(causalattn_status status, std::string message) {
   return status;
 }
 
-}  // namespace causalattn::detail
+const char* last_error() { return g_last_error.c_str(); }
 
-extern "C" const char* causalattn_last_error(void) { return causalattn::detail::g_last_error.c_str(); }
+}  // namespace causalattn::detail

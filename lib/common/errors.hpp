@@ -12,6 +12,9 @@ namespace causalattn::detail {
 // Sets this thread's last error and returns the status.
 int report(causalattn_status status, std::string message);
 
+// This thread's last error (causalattn_last_error).
+const char* last_error();
+
 // Runs an entry point's body; an exception becomes CAUSALATTN_ERROR_INTERNAL, never a crash
 // across the C ABI.
 template <class Body>

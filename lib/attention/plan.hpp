@@ -1,0 +1,152 @@
+// The plan of one attend call: the call resolved once (kernel table, threads, scale, lengths),
+// where each sequence's tensors start, and the tasks that compute it: row groups over
+// (sequence, query head, row blocks), decode chunks and their merges. Sizes alone decide the plan,
+// never the thread count, so its results are the same bits for every thread count.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "attention/validate.hpp"
+#include "causalattn/causalattn.h"
+#include "kernels/kernel_table.hpp"
+
+namespace causalattn::attention {
+
+// One validated call: the arguments the tasks read, and the kernel and thread count resolved
+// once for the whole call (a causalattn_set_isa meanwhile does not mix two ISAs' blockings).
+struct Call {
+  const kernels::KernelTable* kernel;
+  int num_threads;  // 0: the calling arena's; else the clamped count of options.num_threads
+  int threads;      // call_threads(num_threads): the workspace slots
+  causalattn_attend_args args;
+  const detail::SequenceLengths* lengths;
+  bool causal;
+  float scale;
+  int64_t group;  // query heads per KV head
+  uint32_t dropout_threshold;  // 0: no dropout; else p · 2^32
+  float dropout_scale;         // 1 / (1 - p)
+};
+
+// Where sequence s's tensors start, resolved from the packed or padded forms.
+struct Sequence {
+  int64_t q_len, kv_len;
+  int64_t window;      // 0 when the window hides nothing (window >= kv_len)
+  int64_t q_batch;     // batch index of its queries in q and out, and their first token
+  int64_t q_token;
+  int64_t lse_offset;  // index of (head 0, query 0) in lse; heads are shape.q_len apart
+  int64_t kv_batch, kv_token;  // its keys in k and v when contiguous
+  const int32_t* pages;        // its block table row when paged
+};
+
+inline Sequence sequence(const Call& c, int64_t s) {
+  const causalattn_attend_args& a = c.args;
+  const causalattn_seq_lens* seq = a.seq_lens;
+  Sequence r{};
+  r.q_len = c.lengths->q_of(s);
+  r.kv_len = c.lengths->kv_of(s);
+  r.window = a.window < r.kv_len ? a.window : 0;
+  const bool packed_q = seq != nullptr && seq->cu_q_lens != nullptr;
+  r.q_batch = packed_q ? 0 : s;
+  r.q_token = packed_q ? seq->cu_q_lens[s] : 0;
+  r.lse_offset = packed_q ? seq->cu_q_lens[s] : s * a.shape.q_heads * a.shape.q_len;
+  const bool packed_kv = seq != nullptr && seq->cu_kv_lens != nullptr;
+  r.kv_batch = packed_kv ? 0 : s;
+  r.kv_token = packed_kv ? seq->cu_kv_lens[s] : 0;
+  r.pages = a.pages != nullptr ? a.pages->block_table + s * a.pages->block_table_stride : nullptr;
+  return r;
+}
+
+inline const float* query_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
+  const causalattn_layout& l = c.args.q_layout;
+  return c.args.q + q.q_batch * l.batch + head * l.head + (q.q_token + t) * l.token;
+}
+
+inline float* out_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
+  const causalattn_layout& l = c.args.out_layout;
+  return c.args.out + q.q_batch * l.batch + head * l.head + (q.q_token + t) * l.token;
+}
+
+inline float* lse_at(const Call& c, const Sequence& q, int64_t head, int64_t t) {
+  return c.args.options.lse != nullptr ? c.args.options.lse + q.lse_offset + head * c.args.shape.q_len + t : nullptr;
+}
+
+inline kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head, const float* data,
+                        const causalattn_layout& l) {
+  if (q.pages != nullptr) return {data + kv_head * l.head, l.token, q.pages, c.args.pages->page_tokens, l.batch};
+  return {data + q.kv_batch * l.batch + kv_head * l.head + q.kv_token * l.token, l.token, nullptr, 0, 0};
+}
+
+// Decode (few queries per KV head): a unit is up to kDecodeRows rows, the queries of `heads`
+// consecutive query heads of one KV head; its keys are cut into chunks of kDecodeChunkKeys at
+// fixed positions (multiples of the chunk size: sizes alone decide them), computed in parallel
+// into partial results, then merged in chunk order.
+constexpr int64_t kDecodeChunkKeys = 1024;
+
+// (The decode kernel has no dropout: with it, short sequences take the row-block kernel.)
+inline bool is_decode(const Call& c, const Sequence& q) {
+  return q.q_len >= 1 && q.q_len <= kernels::kDecodeRows && c.dropout_threshold == 0;
+}
+
+struct DecodeSpan {
+  int64_t first_key;    // the lowest key any row sees
+  int64_t first_chunk;  // first_key / kDecodeChunkKeys
+  int64_t chunks;
+};
+
+// (A window implies causal masking: validation refuses it otherwise.)
+inline DecodeSpan decode_span(const Sequence& q) {
+  DecodeSpan d{};
+  d.first_key = q.window > 0 ? std::max<int64_t>(0, q.kv_len - q.q_len - q.window + 1) : 0;
+  d.first_chunk = d.first_key / kDecodeChunkKeys;
+  d.chunks = q.kv_len > d.first_key ? (q.kv_len + kDecodeChunkKeys - 1) / kDecodeChunkKeys - d.first_chunk : 0;
+  return d;
+}
+
+// Query heads per decode unit.
+inline int64_t decode_unit_heads(const Call& c, const Sequence& q) {
+  return std::min<int64_t>(c.group, kernels::kDecodeRows / q.q_len);
+}
+
+// A piece of work. Phase 1 runs row groups and decode chunks; phase 2 merges decode chunks.
+struct Task {
+  enum Kind : int32_t { kRowGroups, kDecodeChunk, kDecodeMerge };
+  Kind kind;
+  int64_t seq;
+  int64_t head;     // kRowGroups: the query head; decode: the unit's first query head
+  int64_t heads;    // decode: query heads in the unit (they share one KV head)
+  int64_t index;    // kRowGroups: the group pair; kDecodeChunk: the chunk, from the span's first
+                    // (in the plan's list: the phase-1 ordinal of the unit's first chunk)
+  int64_t scratch;  // decode: float offset of the unit's partials in the scratch buffer
+};
+
+// How row blocks become tasks: groups of consecutive row blocks of one (sequence, query head),
+// and a task takes groups g and n-1-g. Causal row block r costs r + 1 tiles, so pairing makes
+// every task cost about the same. Larger groups reuse each K/V chunk more; smaller ones give more
+// tasks: aim for 8 tasks per thread. The grouping never changes the bits (each block walks its
+// tiles in the same order).
+constexpr int64_t kMaxGroup = 8;
+
+// tasks holds the row-group tasks, then one kDecodeChunk entry per decode unit (its `index` the
+// phase-1 ordinal of its first chunk), then the units' merges. Phase 1 runs ordinals
+// [0, phase1_count): the row-group tasks, then every chunk of every unit, found from its
+// ordinal; a unit's chunks are not listed one by one, so the plan stays as small as the call's
+// rows however many keys it has.
+struct Plan {
+  std::vector<Task>* tasks;
+  int64_t row_tasks, units, phase1_count;
+  int64_t blocks_per_group;
+  int64_t scratch_floats;
+};
+
+inline int64_t row_blocks(const Sequence& q, int rows) { return (q.q_len + rows - 1) / rows; }
+
+// Builds the plan (build = false only sizes it, for causalattn_attend_workspace_size). Its tasks
+// and decode partials are counted first, in overflow-checked arithmetic: a plan that would need
+// more than half of the machine's memory is refused before anything is allocated (only sizes far
+// past any real tensor get there, such as a stride-0 K standing for billions of keys). The task
+// list is this thread's, reused from call to call.
+detail::Problem make_plan(const Call& c, bool build, Plan* plan);
+
+}  // namespace causalattn::attention

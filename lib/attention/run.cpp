@@ -1,0 +1,185 @@
+#include "attention/run.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "attention/merge_row.hpp"
+#include "parallel/parallel.hpp"
+
+namespace causalattn::attention {
+namespace {
+
+// Where a task's kernel workspace lives: one slot per thread that can run tasks of the call, in
+// the caller's buffer, or else in the thread's own buffer.
+struct Workspace {
+  std::byte* base = nullptr;  // 64-byte aligned, slots × slot_bytes; nullptr: the thread's own buffer
+  std::size_t slot_bytes = 0;
+  int slots = 0;
+  float* scratch = nullptr;   // decode partials
+
+  float* slot(int index, std::size_t floats) const {
+    if (base == nullptr) return parallel::thread_buffer<struct KernelWorkspace>(floats);
+    if (index < 0 || index >= slots) throw std::logic_error("workspace slot out of range");
+    return reinterpret_cast<float*>(base + index * slot_bytes);
+  }
+};
+
+std::size_t slot_floats(const kernels::KernelTable& kernel, int64_t head_dim) {
+  return std::max(kMaxGroup * kernel.workspace_floats(head_dim), kernel.decode_workspace_floats(head_dim));
+}
+
+std::size_t slot_bytes(const kernels::KernelTable& kernel, int64_t head_dim) {
+  return (slot_floats(kernel, head_dim) * sizeof(float) + 63) / 64 * 64;
+}
+
+// The bytes a caller's workspace needs: a slot per thread, the decode partials, room to align.
+std::size_t workspace_bytes(const kernels::KernelTable& kernel, int64_t head_dim, int threads, int64_t scratch_floats) {
+  return static_cast<std::size_t>(threads) * slot_bytes(kernel, head_dim) +
+         static_cast<std::size_t>(scratch_floats) * sizeof(float) + 63;
+}
+
+void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Task& task,
+                    float* workspace) {
+  const causalattn_shape& s = c.args.shape;
+  const Sequence q = sequence(c, task.seq);
+  const int64_t head = task.head, kv_head = head / c.group;
+  const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
+  const int64_t blocks = row_blocks(q, kernel.rows);
+  const int64_t groups = (blocks + plan.blocks_per_group - 1) / plan.blocks_per_group;
+
+  kernels::RowBlockArgs common{};
+  common.q_stride = c.args.q_layout.token;
+  common.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout);
+  common.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout);
+  common.out_stride = c.args.out_layout.token;
+  common.kv_len = q.kv_len;
+  common.causal_offset = q.kv_len - q.q_len;
+  common.causal = c.causal;
+  common.window = q.window;
+  common.head_dim = s.head_dim;
+  common.scale = c.scale;
+  common.dropout_threshold = c.dropout_threshold;
+  common.dropout_scale = c.dropout_scale;
+  common.dropout_seed = c.args.dropout.seed;
+  common.sequence = static_cast<uint32_t>(task.seq);
+  common.head = static_cast<uint32_t>(head);
+
+  const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
+  for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
+    kernels::RowBlockArgs block_args[kMaxGroup];
+    int count = 0;
+    const int64_t first = group_ids[g] * plan.blocks_per_group;
+    for (int64_t block = first; block < std::min(first + plan.blocks_per_group, blocks); ++block) {
+      kernels::RowBlockArgs& a = block_args[count];
+      a = common;
+      a.q_begin = block * kernel.rows;
+      a.q_count = std::min<int64_t>(q.q_len - a.q_begin, kernel.rows);
+      a.q = query_row(c, q, head, a.q_begin);
+      a.out = out_row(c, q, head, a.q_begin);
+      a.lse = lse_at(c, q, head, a.q_begin);
+      a.workspace = workspace + count * block_floats;
+      ++count;
+    }
+    kernel.row_blocks(block_args, count);
+  }
+}
+
+// Row r of a decode unit is query t = r % q_len of query head task.head + r / q_len.
+void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const Task& task, float* workspace,
+                      float* scratch) {
+  const Sequence q = sequence(c, task.seq);
+  const DecodeSpan span = decode_span(q);
+  const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
+  kernels::DecodeArgs a{};
+  a.rows = static_cast<int>(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = r % q.q_len, position = t + q.kv_len - q.q_len;
+    a.q[r] = query_row(c, q, task.head + r / q.q_len, t);
+    a.last_key[r] = c.causal ? position : q.kv_len - 1;
+    a.first_key[r] = q.window > 0 ? position - q.window + 1 : 0;
+  }
+  const int64_t kv_head = task.head / c.group;
+  a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout);
+  a.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout);
+  a.j_begin = std::max(span.first_key, (span.first_chunk + task.index) * kDecodeChunkKeys);
+  a.j_end = std::min(q.kv_len, (span.first_chunk + task.index + 1) * kDecodeChunkKeys);
+  a.head_dim = D;
+  a.scale = c.scale;
+  a.out = scratch + task.scratch + task.index * rows * D;
+  a.lse = scratch + task.scratch + span.chunks * rows * D + task.index * rows;
+  a.workspace = workspace;
+  kernel.decode_chunk(a);
+}
+
+void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
+  const Sequence q = sequence(c, task.seq);
+  const int64_t chunks = decode_span(q).chunks;
+  const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
+  const float* outs = scratch + task.scratch;
+  const float* lses = outs + chunks * rows * D;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t head = task.head + r / q.q_len, t = r % q.q_len;
+    detail::merge_row(
+        chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * D; },
+        D, out_row(c, q, head, t), lse_at(c, q, head, t));
+  }
+}
+
+void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
+              const Task& task) {
+  switch (task.kind) {
+    case Task::kRowGroups:
+      return run_row_groups(kernel, c, plan, task, ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim)));
+    case Task::kDecodeChunk:
+      return run_decode_chunk(kernel, c, task, ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim)), ws.scratch);
+    case Task::kDecodeMerge:
+      return run_decode_merge(c, task, ws.scratch);
+  }
+}
+
+// Phase 1 ordinal i: a row-group task, or chunk i - unit.index of the unit whose chunks hold i.
+Task phase1_task(const Plan& plan, int64_t i) {
+  const std::vector<Task>& tasks = *plan.tasks;
+  if (i < plan.row_tasks) return tasks[static_cast<std::size_t>(i)];
+  const auto units_begin = tasks.begin() + plan.row_tasks, units_end = units_begin + plan.units;
+  Task chunk = *(std::upper_bound(units_begin, units_end, i, [](int64_t x, const Task& u) { return x < u.index; }) - 1);
+  chunk.index = i - chunk.index;
+  return chunk;
+}
+
+// Runs phase 1 (row groups and decode chunks), then phase 2 (the decode merges), each in
+// parallel when there are threads and tasks for it.
+void run_tasks(const Call& c, const Plan& plan, const Workspace& ws) {
+  parallel::for_each_task(c.num_threads, 0, plan.phase1_count, [&](int slot, int64_t i) {
+    run_task(*c.kernel, c, plan, ws, slot, phase1_task(plan, i));
+  });
+  const Task* merges = plan.tasks->data() + plan.row_tasks + plan.units;
+  parallel::for_each_task(c.num_threads, 0, plan.units,
+                          [&](int slot, int64_t u) { run_task(*c.kernel, c, plan, ws, slot, merges[u]); });
+}
+
+}  // namespace
+
+void run(const Call& c, const Plan& plan, void* user_workspace) {
+  Workspace ws;
+  if (user_workspace != nullptr) {
+    const auto address = reinterpret_cast<std::uintptr_t>(user_workspace);
+    ws.base = static_cast<std::byte*>(user_workspace) + ((64 - address % 64) % 64);
+    ws.slot_bytes = slot_bytes(*c.kernel, c.args.shape.head_dim);
+    ws.slots = c.threads;
+    ws.scratch = reinterpret_cast<float*>(ws.base + c.threads * ws.slot_bytes);
+  } else if (plan.scratch_floats > 0) {
+    ws.scratch = parallel::thread_buffer<struct DecodePartials>(static_cast<std::size_t>(plan.scratch_floats));
+  }
+  run_tasks(c, plan, ws);
+}
+
+
+std::size_t workspace_bytes(const Call& c, const Plan& plan) {
+  return workspace_bytes(*c.kernel, c.args.shape.head_dim, c.threads, plan.scratch_floats);
+}
+
+}  // namespace causalattn::attention
