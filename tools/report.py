@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-# Rows per row block of the kernel for each ISA (lib/kernels/attention_tile.hpp, Blocking): the
+# Rows per row block of the kernel for each ISA (lib/kernels/attention_microkernels.hpp, Blocking): the
 # causal kernel computes T·(T+R)/2 of the T² scores, so its ideal speedup is 2T/(T+R).
 ROW_BLOCK = {"avx512": 48, "avx2": 16, "sse2": 8}
 HEADLINE_T, HEADLINE_D = 4096, 128

@@ -2,7 +2,7 @@
 // its own with hidden symbols, so that two versions of the same inline templates never merge.
 #include <algorithm>
 
-#include "kernels/attention_tile.hpp"
+#include "kernels/attention_row_group.hpp"
 
 namespace {
 using Arch = xsimd::avx512bw;

@@ -2,7 +2,7 @@
 // once per row of the ISA table (cmake/isas.cmake) with that row's flags alone, defining
 // CAUSALATTN_ARCH (its xsimd arch), CAUSALATTN_ISA_NAME and CAUSALATTN_KERNELS (the table's name,
 // kernels__<name>, which the generated dispatch table lists).
-#include "kernels/attention_tile.hpp"
+#include "kernels/attention_row_group.hpp"
 #include "kernels/decode_tile.hpp"
 #include "kernels/gemm.hpp"
 

@@ -15,6 +15,7 @@ template <>
 struct IsaTraits<xsimd::avx512bw> {
   using V = Vec<xsimd::avx512bw>;
   static constexpr int kRegisters = 32;
+  static constexpr bool kFusedMultiplyAdd = true;
   static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
   // One masked FMA.
   static V fmadd_where(xsimd::batch_bool<float, xsimd::avx512bw> mask, V a, V b, V c) noexcept {
@@ -55,6 +56,7 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
   using A = xsimd::fma3<xsimd::avx2>;
   using V = Vec<A>;
   static constexpr int kRegisters = 16;
+  static constexpr bool kFusedMultiplyAdd = true;
   static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
   static V fmadd_where(xsimd::batch_bool<float, A> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
@@ -86,6 +88,7 @@ template <>
 struct IsaTraits<xsimd::sse2> {
   using V = Vec<xsimd::sse2>;
   static constexpr int kRegisters = 16;
+  static constexpr bool kFusedMultiplyAdd = false;
   static V fmadd(V a, V b, V c) noexcept { return a * b + c; }
   static V fmadd_where(xsimd::batch_bool<float, xsimd::sse2> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
