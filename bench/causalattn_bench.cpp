@@ -478,6 +478,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_benchmarks();
   benchmark::AddCustomContext("causalattn_isa", causalattn_isa());
+  benchmark::AddCustomContext("causalattn_row_block", std::to_string(causalattn_prefill_block_queries()));
   benchmark::AddCustomContext("causalattn_version", causalattn_version());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -1,4 +1,5 @@
-// FMA-throughput loops, one per ISA, for the peak that kernel figures are set against.
+// FMA-throughput loops, one per row of the ISA table (peak_fma_of_isa.cpp), for the peak that
+// kernel figures are set against.
 #pragma once
 
 #include <cstdint>
@@ -7,11 +8,15 @@
 namespace causalattn::bench {
 
 struct PeakLoop {
+  const char* isa;
   float (*run)(int64_t iterations);  // returns a value so the loop cannot be optimized away
   int64_t flops_per_iteration;
 };
 
-// The loop for an ISA name as causalattn_isa() reports it.
+// The loop for an ISA name as causalattn_isa() reports it (the last row's for an unknown name).
 PeakLoop peak_loop(const std::string& isa);
+
+// Every ISA's loop, in the ISA table's order, then {nullptr} (generated: peak_fma.cpp.in).
+extern const PeakLoop* const kPeakLoops[];
 
 }  // namespace causalattn::bench

@@ -3,7 +3,8 @@
 # and CPU checks (lib/dispatch/isa_table.hpp.in, generated), the names causalattn_known_isa()
 # lists (and so the tests and benchmarks), tools/kernel-ab.sh's flags.
 #
-#   causalattn_isa(NAME ARCH <xsimd arch> FLAGS <compile flags...> CPU_CHECK <C++ expression>)
+#   causalattn_isa(NAME ARCH <xsimd arch> FLAGS <compile flags...> CPU_CHECK <C++ expression>
+#                  [CPU_CHECK_INCLUDES <headers the expression needs...>])
 #
 # NAME is the public name (causalattn_isa, causalattn_set_isa, CAUSALATTN_ISA); ARCH the xsimd
 # architecture the kernels are instantiated for; FLAGS what the kernel object is compiled with
@@ -13,11 +14,12 @@
 # lib/kernels/ (see lib/kernels/x86.hpp).
 set(CAUSALATTN_ISAS "")
 macro(causalattn_isa name)
-  cmake_parse_arguments(isa "" "ARCH;CPU_CHECK" "FLAGS" ${ARGN})
+  cmake_parse_arguments(isa "" "ARCH;CPU_CHECK" "FLAGS;CPU_CHECK_INCLUDES" ${ARGN})
   list(APPEND CAUSALATTN_ISAS ${name})
   set(CAUSALATTN_ISA_ARCH_${name} "${isa_ARCH}")
   set(CAUSALATTN_ISA_FLAGS_${name} ${isa_FLAGS})
   set(CAUSALATTN_ISA_CPU_CHECK_${name} "${isa_CPU_CHECK}")
+  set(CAUSALATTN_ISA_CPU_CHECK_INCLUDES_${name} ${isa_CPU_CHECK_INCLUDES})
 endmacro()
 
 causalattn_isa(avx512 ARCH "xsimd::avx512bw"

@@ -89,6 +89,8 @@ int causalattn_set_isa(const char* name) {
 
 const char* causalattn_known_isa(int32_t index) { return causalattn::dispatch::known_isa(index); }
 
+int32_t causalattn_prefill_block_queries(void) { return causalattn::dispatch::kernel_table().rows; }
+
 const char* causalattn_version(void) { return CAUSALATTN_VERSION_STRING; }
 
 int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,

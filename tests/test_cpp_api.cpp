@@ -116,6 +116,18 @@ TEST(CppApi, WorkspaceForDecodeShapes) {
 
 TEST(CppApi, ReportsTheIsaAndVersion) {
   EXPECT_FALSE(causalattn::isa().empty());
+  // The ISA in use is one the build knows, the last known one runs everywhere, and the row block
+  // fills whole vectors.
+  bool known = false;
+  int32_t count = 0;
+  for (; causalattn_known_isa(count) != nullptr; ++count) known |= causalattn::isa() == causalattn_known_isa(count);
+  EXPECT_TRUE(known);
+  ASSERT_GT(count, 0);
+  EXPECT_EQ(causalattn_known_isa(-1), nullptr);
+  EXPECT_EQ(causalattn_set_isa(causalattn_known_isa(count - 1)), CAUSALATTN_OK);
+  causalattn_set_isa(nullptr);
+  EXPECT_GT(causalattn_prefill_block_queries(), 0);
+  EXPECT_EQ(causalattn_prefill_block_queries() % 4, 0);
   EXPECT_STREQ(causalattn_version(), CAUSALATTN_TEST_VERSION);
 }
 

@@ -49,6 +49,8 @@ for version in "${versions[@]}"; do
     "$root/bench/kernel_ab/kernel_variant.cpp" -o "$work/$name.so"
   libraries+=("$work/$name.so")
 done
-g++ -std=c++20 -O2 -I"$root/lib" -I"$root/bench" "$root/bench/kernel_ab/kernel_ab.cpp" "$root/bench/peak_fma.cpp" \
+g++ "${flags[@]}" -c -I"$root/lib" -I"$root/bench" -DCAUSALATTN_ARCH=xsimd::avx512bw -DCAUSALATTN_ISA_NAME='"avx512"' \
+  -DCAUSALATTN_PEAK_LOOP=peak_loop__avx512 "$root/bench/peak_fma_of_isa.cpp" -o "$work/peak_fma_avx512.o"
+g++ -std=c++20 -O2 -I"$root/lib" -I"$root/bench" "$root/bench/kernel_ab/kernel_ab.cpp" "$work/peak_fma_avx512.o" \
   -o "$work/kernel_ab" -ldl
 "$work/kernel_ab" "$d" "$t" "$causal" "$trials" "${libraries[@]}"

@@ -235,6 +235,10 @@ CAUSALATTN_API const char* causalattn_known_isa(int32_t index);
  * features; the environment variable CAUSALATTN_ISA (read at the first call) may force a lower one. */
 CAUSALATTN_API const char* causalattn_isa(void);
 
+/* Queries the prefill kernel in use computes together, its row block (48 with AVX-512, 16 with
+ * AVX2, 8 with SSE2): a chunked prefill whose chunks are multiples of it fills every lane. */
+CAUSALATTN_API int32_t causalattn_prefill_block_queries(void);
+
 /* Forces the ISA for this process (a causalattn_known_isa name; NULL or "" restores the best the
  * CPU has). Returns CAUSALATTN_ERROR_UNSUPPORTED for a name this CPU cannot run. Not meant to be
  * called while another thread is inside a call. */

@@ -1,0 +1,38 @@
+// The FMA-throughput loop of one ISA, for the peak the kernel figures are set against: compiled
+// once per row of the ISA table with that row's flags alone (bench/CMakeLists.txt), through the
+// same IsaTraits the kernels use, so a new ISA brings its peak with its traits.
+#include <cstdint>
+
+#include "kernels/simd.hpp"
+#include "peak_fma.hpp"
+
+namespace {
+
+using Arch = CAUSALATTN_ARCH;
+using V = causalattn::kernels::Vec<Arch>;
+
+// 16 independent accumulators: more than FMA latency (4 cycles) × ports (2) needs, so the loop
+// runs at the FMA units' throughput, not their latency. Without FMA the ISA's fmadd is a
+// multiply and an add, counted as two flops like an FMA.
+constexpr int kChains = 16;
+
+float fma_loop(int64_t iterations) {
+  V acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = V(0.001f * i);
+  const V a(0.9999f), b(1e-4f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = causalattn::kernels::fmadd<Arch>(acc[i], a, b);
+  }
+  V sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = sum + acc[i];
+  alignas(64) float lanes[V::size];
+  sum.store_aligned(lanes);
+  return lanes[0];
+}
+
+}  // namespace
+
+extern const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP;
+const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP = {CAUSALATTN_ISA_NAME, fma_loop,
+                                                          kChains * static_cast<int64_t>(V::size) * 2};
