@@ -31,3 +31,20 @@ causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
 causalattn_isa(sse2 ARCH "xsimd::sse2"
   FLAGS
   CPU_CHECK "true")  # the x86-64 baseline: the last row must run on every CPU of the target
+
+# causalattn_isa_object(TARGET ISA SOURCE SYMBOL): an object library that compiles SOURCE once for
+# one row of the table, with that row's flags alone (and contraction off: FMAs are explicit),
+# defining CAUSALATTN_ARCH (its xsimd arch), CAUSALATTN_ISA_NAME ("<name>") and SYMBOL_MACRO=SYMBOL
+# given as SYMBOL (the name of what the object defines for this ISA). lib/, tests/ and bench/
+# build their per-ISA code through it.
+function(causalattn_isa_object target isa source symbol_macro symbol)
+  add_library(${target} OBJECT ${source})
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/lib ${PROJECT_SOURCE_DIR}/include)
+  target_link_libraries(${target} PRIVATE xsimd)
+  target_compile_definitions(${target} PRIVATE "CAUSALATTN_ARCH=${CAUSALATTN_ISA_ARCH_${isa}}"
+    "CAUSALATTN_ISA_NAME=\"${isa}\"" "${symbol_macro}=${symbol}")
+  # g++ 12's AVX-512 headers give false uninitialized warnings.
+  target_compile_options(${target} PRIVATE ${CAUSALATTN_ISA_FLAGS_${isa}} -ffp-contract=off -Wall -Wextra
+    -Wno-uninitialized $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endfunction()
