@@ -127,161 +127,236 @@ void begin_block(const RowBlockArgs& a) {
   }
 }
 
-// Walks the KV tiles that start in [j_begin, j_end), left to right, with an online softmax.
-// j_begin is a multiple of kTileKeys, so tiles are the same however the range is cut. Tiles
-// outside the block's band are never reached: above the diagonal (the loop stops at the last
-// key the block's last query sees) and, with a window, below its first query's lower edge.
-// Only keys that some lane must not see take the masked paths: the end of a diagonal tile
-// (fewer than kRows keys) and, with a window, the start of the tiles on the lower edge.
-// Meanwhile it prefetches the K and V rows of keys [prefetch_begin, prefetch_end).
+// What stays the same for every tile a block walks.
 template <class Arch>
-void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t prefetch_begin,
-                 int64_t prefetch_end) {
+struct BlockWalk {
+  BlockState<Arch> b;
+  int64_t head_dim;
+  // Keys in [unmasked_begin, unmasked_end) are seen by every valid lane.
+  int64_t unmasked_begin, unmasked_end;
+  float window;      // +inf without one
+  int first;         // lane i holds query a.q_begin + i - first
+  int first_vector;  // vectors below it hold no query
+  int64_t first_tile;
+
+  explicit BlockWalk(const RowBlockArgs& a)
+      : b(a.workspace, a.head_dim),
+        head_dim(a.head_dim),
+        unmasked_begin(a.window > 0 ? a.q_begin + a.q_count + a.causal_offset - a.window : 0),
+        unmasked_end(a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len),
+        window(a.window > 0 ? static_cast<float>(a.window) : __builtin_inff()),
+        first(first_lane<Arch>(a)),
+        first_vector(first / Blocking<Arch>::kLanes),
+        first_tile(block_first_tile<Arch>(a)) {}
+};
+
+// One tile of n keys from key j0, as its steps compute it (its maxima in TileMaxima).
+template <class Arch>
+struct TileStep {
+  static constexpr int QV = Blocking<Arch>::kQueryVectors;
+  int64_t j0, n;
+  // Query vector qv sees no key of the tile from vector_end[qv] on (its last lane's diagonal):
+  // on a diagonal tile, keys [vector_end[qv - 1], vector_end[qv]) are scored and added for
+  // vectors qv and up only. That skips the lane-vector-by-key squares wholly above the
+  // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2 and
+  // SSE2. (A vector without queries, below first_vector, sees none.)
+  int64_t vector_end[QV];
+  // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
+  int64_t n_low, n_high;
+  DiagonalMask<Arch> mask;
+};
+
+// A tile's running maxima before and after it and the accumulator's rescale: apart from
+// TileStep, whose scalars then stay in registers while the score pass writes m_new.
+template <class Arch>
+struct TileMaxima {
+  static constexpr int QV = Blocking<Arch>::kQueryVectors;
+  Vec<Arch> m_old[QV], m_new[QV], alpha[QV];
+};
+
+// Step 1: the scores of the keys each vector sees, and the running maximum taken over them as
+// they leave the registers.
+template <class Arch>
+[[gnu::always_inline]] inline void score_tile(const RowBlockArgs& a, const BlockWalk<Arch>& w,
+                                              const TileRows<Arch, Blocking<Arch>::kTileKeys>& tile,
+                                              KeyPrefetch<Arch>& prefetch, TileStep<Arch>& t, TileMaxima<Arch>& mx) {
+  using V = Vec<Arch>;
+  using B = Blocking<Arch>;
+  constexpr int W = B::kLanes;
+  constexpr int R = B::kRows;
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) mx.m_old[qv] = mx.m_new[qv] = V::load_aligned(w.b.m + qv * W);
+  const int64_t shift = t.j0 - (a.q_begin - w.first) - a.causal_offset;  // key j is on lane j + shift's diagonal
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+    t.vector_end[qv] = qv < w.first_vector ? 0 : a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, t.n) : t.n;
+  }
+  for_each_index<B::kQueryVectors>([&](auto qv0) {
+    const int64_t from = qv0() == 0 ? 0 : t.vector_end[qv0() - 1];
+    if (from < t.vector_end[qv0()]) {
+      score_keys<Arch, B::kKeyBlock, qv0()>(w.b.qt, w.head_dim, tile.k + from, t.vector_end[qv0()] - from,
+                                            w.b.st + from * R, prefetch, mx.m_new);
+    }
+  });
+  t.n_low = std::clamp<int64_t>(w.unmasked_begin - t.j0, 0, t.n);
+  t.n_high = std::clamp<int64_t>(w.unmasked_end - t.j0, t.n_low, t.n);
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) t.mask.lanes[qv] = V::load_aligned(w.b.lane_index + qv * W);
+  t.mask.shift = static_cast<float>(shift);
+  t.mask.window = w.window;
+}
+
+// Step 2, on edge tiles only: scores of keys a lane must not see become -inf (those of the
+// vectors left out are not there), and the maximum is taken again over what masking left.
+template <class Arch>
+[[gnu::always_inline]] inline void mask_tile(const BlockWalk<Arch>& w, const TileStep<Arch>& t, TileMaxima<Arch>& mx) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int W = B::kLanes;
   constexpr int R = B::kRows;
   constexpr float kNegInf = -__builtin_inff();
-  // Scores stay in natural units and the softmax takes exp(s - max) of s - max <= 0: scores up
-  // to FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
-  const BlockState<Arch> b(a.workspace, a.head_dim);
-  const int64_t D = a.head_dim;
-  const int64_t kv_end = block_kv_end<Arch>(a);
-  // Keys in [unmasked_begin, unmasked_end) are seen by every valid lane.
-  const int64_t unmasked_begin = a.window > 0 ? a.q_begin + a.q_count + a.causal_offset - a.window : 0;
-  const int64_t unmasked_end = a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len;
-  const float window = a.window > 0 ? static_cast<float>(a.window) : __builtin_inff();
-  float* const st = b.st;
-  // Lane i holds query a.q_begin + i - first; vectors below first_vector hold none.
-  const int first = first_lane<Arch>(a);
-  const int first_vector = first / W;
-  TileRows<Arch, B::kTileKeys> tile;
-  // One prefetch step per score block, about (keys in the range) / kKeyBlock of them.
-  const int64_t steps = std::max<int64_t>(1, block_keys_in<Arch>(a, j_begin, j_end) / B::kKeyBlock);
-  KeyPrefetch<Arch> prefetch(a, prefetch_begin, prefetch_end, steps);
+  if (t.n_low == 0 && t.n_high == t.n) return;
+  float* const st = w.b.st;
+  auto mask_scores = [&](int64_t j_from, int64_t j_to) {
+    for (int64_t j = j_from; j < j_to; ++j) {
+      for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+        float* sj = st + j * R + qv * W;
+        const V s = j < t.vector_end[qv] ? V::load_aligned(sj) : V(kNegInf);
+        xsimd::select(t.mask.sees(qv, static_cast<float>(j)), s, V(kNegInf)).store_aligned(sj);
+      }
+    }
+  };
+  mask_scores(0, t.n_low);
+  mask_scores(t.n_high, t.n);
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+    mx.m_new[qv] = mx.m_old[qv];
+    for (int64_t j = 0; j < t.n; ++j) mx.m_new[qv] = xsimd::max(mx.m_new[qv], V::load_aligned(st + j * R + qv * W));
+  }
+}
+
+// Step 3: the online softmax of all query vectors in one pass over the keys: the scores become
+// exp(s - m), the running sum and maximum move on, and alpha is the old accumulator's rescale.
+// Scores stay in natural units and the softmax takes exp(s - max) of s - max <= 0: scores up to
+// FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
+template <class Arch>
+[[gnu::always_inline]] inline void softmax_tile(const BlockWalk<Arch>& w, const TileStep<Arch>& t, TileMaxima<Arch>& mx) {
+  using V = Vec<Arch>;
+  using B = Blocking<Arch>;
+  constexpr int W = B::kLanes;
+  constexpr int R = B::kRows;
+  constexpr float kNegInf = -__builtin_inff();
+  float* const st = w.b.st;
+  V m_ref[B::kQueryVectors], sum[B::kQueryVectors];
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+    // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
+    // exp at exactly 0 there rather than NaN from (-inf) - (-inf).
+    m_ref[qv] = xsimd::select(mx.m_new[qv] == V(kNegInf), V(0.0f), mx.m_new[qv]);
+    sum[qv] = V(0.0f);
+  }
+  // NJ keys at a time: their NJ · kQueryVectors exponentials advance in lock step.
+  auto softmax_keys = [&](int64_t j, auto nj) {
+    constexpr int NJ = nj(), QV = B::kQueryVectors;
+    V p[NJ * QV];
+    for (int k = 0; k < NJ; ++k)
+      for (int qv = 0; qv < QV; ++qv) p[k * QV + qv] = V::load_aligned(st + (j + k) * R + qv * W) - m_ref[qv];
+    exp_nonpositive<Arch, NJ * QV>(p);
+    for (int k = 0; k < NJ; ++k)
+      for (int qv = 0; qv < QV; ++qv) {
+        p[k * QV + qv].store_aligned(st + (j + k) * R + qv * W);
+        sum[qv] += p[k * QV + qv];
+      }
+  };
+  int64_t j = 0;
+  for (; j + 2 <= t.n; j += 2) softmax_keys(j, std::integral_constant<int, 2>{});
+  if (j < t.n) softmax_keys(j, std::integral_constant<int, 1>{});
+  for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+    mx.alpha[qv] = exp_nonpositive<Arch>(mx.m_old[qv] - m_ref[qv]);
+    fmadd<Arch>(V::load_aligned(w.b.l + qv * W), mx.alpha[qv], sum[qv]).store_aligned(w.b.l + qv * W);
+    mx.m_new[qv].store_aligned(w.b.m + qv * W);
+  }
+}
+
+// Step 4: Ot += P · V in runs: the masked lower edge, the unmasked middle, the diagonal's end.
+// The rescale by alpha rides along with the first run (the unmasked one when there is no lower
+// edge, as on every tile without a window), which on the block's first tile writes Ot afresh;
+// the others are added at scale 1.
+template <class Arch>
+[[gnu::always_inline]] inline void accumulate_tile(const RowBlockArgs& a, const BlockWalk<Arch>& w,
+                                                   const TileRows<Arch, Blocking<Arch>::kTileKeys>& tile,
+                                                   const TileStep<Arch>& t, const TileMaxima<Arch>& mx) {
+  using V = Vec<Arch>;
+  using B = Blocking<Arch>;
+  constexpr int R = B::kRows;
+  const int64_t D = w.head_dim;
+  const float* const st = w.b.st;
   // Runs fn(qv0) with qv0 = first_vector as a compile-time constant: the output runs in which
   // every vector takes part take vectors first_vector and up.
   auto from_first_vector = [&](auto fn) {
     for_each_index<B::kQueryVectors>([&](auto qv0) {
-      if (qv0() == first_vector) fn(qv0);
+      if (qv0() == w.first_vector) fn(qv0);
     });
   };
-
-  for (int64_t j0 = std::max(j_begin, block_first_tile<Arch>(a)); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
-    const int64_t n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
-    tile.fill(a.k, a.v, j0, n);
-    // The running maximum, taken over the new scores as they leave the registers.
-    V m_old[B::kQueryVectors], m_new[B::kQueryVectors];
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) m_old[qv] = m_new[qv] = V::load_aligned(b.m + qv * W);
-    // Query vector qv sees no key of the tile from vector_end[qv] on (its last lane's diagonal):
-    // on a diagonal tile, keys [vector_end[qv - 1], vector_end[qv]) are scored and added for
-    // vectors qv and up only. That skips the lane-vector-by-key squares wholly above the
-    // diagonal: a third of the diagonal's kRows x kRows square on AVX-512, a quarter on AVX2 and SSE2.
-    // (A vector without queries, below first_vector, sees none.)
-    const int64_t shift = j0 - (a.q_begin - first) - a.causal_offset;  // key j is on lane j + shift's diagonal
-    int64_t vector_end[B::kQueryVectors];
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      vector_end[qv] = qv < first_vector ? 0 : a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, n) : n;
+  const bool low_first = t.n_low > 0;
+  const V* first_scale = t.j0 == w.first_tile ? nullptr : mx.alpha;
+  V ones[B::kQueryVectors];
+  for (V& one : ones) one = V(1.0f);
+  from_first_vector([&](auto qv0) {
+    if (low_first) {
+      output_dims<Arch, B::kDimBlock, Masking::kEveryVector, qv0()>(st, t.n_low, tile.v, D, first_scale, t.mask, w.b.ot);
     }
-    for_each_index<B::kQueryVectors>([&](auto qv0) {
-      const int64_t from = qv0() == 0 ? 0 : vector_end[qv0() - 1];
-      if (from < vector_end[qv0()]) {
-        score_keys<Arch, B::kKeyBlock, qv0()>(b.qt, D, tile.k + from, vector_end[qv0()] - from, st + from * R,
-                                              prefetch, m_new);
-      }
-    });
-
-    // The tile's keys in three runs: [0, n_low) and [n_high, n) masked, [n_low, n_high) not.
-    const int64_t n_low = std::clamp<int64_t>(unmasked_begin - j0, 0, n);
-    const int64_t n_high = std::clamp<int64_t>(unmasked_end - j0, n_low, n);
-    DiagonalMask<Arch> mask;
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) mask.lanes[qv] = V::load_aligned(b.lane_index + qv * W);
-    mask.shift = static_cast<float>(shift);
-    mask.window = window;
-    // Scores of keys a lane must not see become -inf (those of the vectors left out are not there).
-    auto mask_scores = [&](int64_t j_from, int64_t j_to) {
-      for (int64_t j = j_from; j < j_to; ++j) {
-        for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-          float* sj = st + j * R + qv * W;
-          const V s = j < vector_end[qv] ? V::load_aligned(sj) : V(kNegInf);
-          xsimd::select(mask.sees(qv, static_cast<float>(j)), s, V(kNegInf)).store_aligned(sj);
-        }
-      }
-    };
-    if (n_low > 0 || n_high < n) {
-      // An edge tile: the maximum again, over the scores that masking left.
-      mask_scores(0, n_low);
-      mask_scores(n_high, n);
-      for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-        m_new[qv] = m_old[qv];
-        for (int64_t j = 0; j < n; ++j) m_new[qv] = xsimd::max(m_new[qv], V::load_aligned(st + j * R + qv * W));
-      }
+    if (t.n_high > t.n_low || !low_first) {
+      output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(st + t.n_low * R, t.n_high - t.n_low, tile.v + t.n_low, D,
+                                                             low_first ? ones : first_scale, t.mask, w.b.ot);
     }
-    // The softmax of all query vectors in one pass over the keys.
-    V m_ref[B::kQueryVectors], alpha[B::kQueryVectors], sum[B::kQueryVectors];
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
-      // exp at exactly 0 there rather than NaN from (-inf) - (-inf).
-      m_ref[qv] = xsimd::select(m_new[qv] == V(kNegInf), V(0.0f), m_new[qv]);
-      sum[qv] = V(0.0f);
-    }
-    // NJ keys at a time: their NJ · kQueryVectors exponentials advance in lock step.
-    auto softmax_keys = [&](int64_t j, auto nj) {
-      constexpr int NJ = nj(), QV = B::kQueryVectors;
-      V p[NJ * QV];
-      for (int k = 0; k < NJ; ++k)
-        for (int qv = 0; qv < QV; ++qv) p[k * QV + qv] = V::load_aligned(st + (j + k) * R + qv * W) - m_ref[qv];
-      exp_nonpositive<Arch, NJ * QV>(p);
-      for (int k = 0; k < NJ; ++k)
-        for (int qv = 0; qv < QV; ++qv) {
-          p[k * QV + qv].store_aligned(st + (j + k) * R + qv * W);
-          sum[qv] += p[k * QV + qv];
-        }
-    };
-    int64_t j = 0;
-    for (; j + 2 <= n; j += 2) softmax_keys(j, std::integral_constant<int, 2>{});
-    if (j < n) softmax_keys(j, std::integral_constant<int, 1>{});
-    for (int qv = 0; qv < B::kQueryVectors; ++qv) {
-      alpha[qv] = exp_nonpositive<Arch>(m_old[qv] - m_ref[qv]);
-      fmadd<Arch>(V::load_aligned(b.l + qv * W), alpha[qv], sum[qv]).store_aligned(b.l + qv * W);
-      m_new[qv].store_aligned(b.m + qv * W);
-    }
-    if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, n, st);
-    // The rescale by alpha rides along with the first run (the unmasked one when there is no
-    // lower edge, as on every tile without a window), which on the block's first tile writes Ot
-    // afresh; the others are added at scale 1.
-    const bool low_first = n_low > 0;
-    const V* first_scale = j0 == block_first_tile<Arch>(a) ? nullptr : alpha;
-    V ones[B::kQueryVectors];
-    for (V& one : ones) one = V(1.0f);
+  });
+  auto diagonal_run = [&](auto masking, auto qv0, int64_t from, int64_t to) {
+    if (from >= to) return;
+    DiagonalMask<Arch> rest = t.mask;
+    rest.shift += static_cast<float>(from);
+    output_dims<Arch, B::kDimBlock, masking(), qv0()>(st + from * R, to - from, tile.v + from, D, ones, rest, w.b.ot);
+  };
+  if (a.window > 0) {
+    // A lane of any vector may be past the window's edge too.
     from_first_vector([&](auto qv0) {
-      if (low_first) {
-        output_dims<Arch, B::kDimBlock, Masking::kEveryVector, qv0()>(st, n_low, tile.v, D, first_scale, mask, b.ot);
-      }
-      if (n_high > n_low || !low_first) {
-        output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(st + n_low * R, n_high - n_low, tile.v + n_low, D,
-                                                               low_first ? ones : first_scale, mask, b.ot);
-      }
+      diagonal_run(std::integral_constant<Masking, Masking::kEveryVector>{}, qv0, t.n_high, t.n);
     });
-    auto diagonal_run = [&](auto masking, auto qv0, int64_t from, int64_t to) {
-      if (from >= to) return;
-      DiagonalMask<Arch> rest = mask;
-      rest.shift += static_cast<float>(from);
-      output_dims<Arch, B::kDimBlock, masking(), qv0()>(st + from * R, to - from, tile.v + from, D, ones, rest, b.ot);
-    };
-    if (a.window > 0) {
-      // A lane of any vector may be past the window's edge too.
-      from_first_vector([&](auto qv0) {
-        diagonal_run(std::integral_constant<Masking, Masking::kEveryVector>{}, qv0, n_high, n);
-      });
-    } else {
-      // The diagonal's run, cut where query vectors drop out: in each part only the lowest
-      // vector still there meets its diagonal.
-      for_each_index<B::kQueryVectors>([&](auto qv0) {
-        diagonal_run(std::integral_constant<Masking, Masking::kFirstVector>{}, qv0,
-                     std::max(n_high, qv0() == 0 ? 0 : vector_end[qv0() - 1]), vector_end[qv0()]);
-      });
-    }
+  } else {
+    // The diagonal's run, cut where query vectors drop out: in each part only the lowest
+    // vector still there meets its diagonal.
+    for_each_index<B::kQueryVectors>([&](auto qv0) {
+      diagonal_run(std::integral_constant<Masking, Masking::kFirstVector>{}, qv0,
+                   std::max(t.n_high, qv0() == 0 ? int64_t{0} : t.vector_end[qv0() - 1]), t.vector_end[qv0()]);
+    });
+  }
+}
+
+// Walks the KV tiles that start in [j_begin, j_end), left to right, with an online softmax:
+// each tile is scored, masked (edge tiles only), put through the softmax update, dropped out
+// (with dropout) and accumulated. j_begin is a multiple of kTileKeys, so tiles are the same
+// however the range is cut. Tiles outside the block's band are never reached: above the
+// diagonal (the loop stops at the last key the block's last query sees) and, with a window,
+// below its first query's lower edge. Only keys that some lane must not see take the masked
+// paths: the end of a diagonal tile (fewer than kRows keys) and, with a window, the start of the
+// tiles on the lower edge. Meanwhile it prefetches the K and V rows of keys
+// [prefetch_begin, prefetch_end).
+template <class Arch>
+void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t prefetch_begin,
+                 int64_t prefetch_end) {
+  using B = Blocking<Arch>;
+  const BlockWalk<Arch> w(a);
+  const int64_t kv_end = block_kv_end<Arch>(a);
+  TileRows<Arch, B::kTileKeys> tile;
+  // One prefetch step per score block, about (keys in the range) / kKeyBlock of them.
+  const int64_t steps = std::max<int64_t>(1, block_keys_in<Arch>(a, j_begin, j_end) / B::kKeyBlock);
+  KeyPrefetch<Arch> prefetch(a, prefetch_begin, prefetch_end, steps);
+  for (int64_t j0 = std::max(j_begin, w.first_tile); j0 < std::min(j_end, kv_end); j0 += B::kTileKeys) {
+    TileStep<Arch> t;
+    TileMaxima<Arch> mx;
+    t.j0 = j0;
+    t.n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
+    tile.fill(a.k, a.v, j0, t.n);
+    score_tile<Arch>(a, w, tile, prefetch, t, mx);
+    mask_tile<Arch>(w, t, mx);
+    softmax_tile<Arch>(w, t, mx);
+    if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, t.n, w.b.st);
+    accumulate_tile<Arch>(a, w, tile, t, mx);
   }
   prefetch.rest();
 }
