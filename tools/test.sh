@@ -25,8 +25,9 @@ if [ $mode != sanitize ]; then
   # The benchmark binary must run too: one quick pass over a small case.
   "$build/bench/causalattn_bench" --benchmark_filter='BM_Attention/T:128/D:64/causal:1/threads:1' \
     --benchmark_min_time=0.01 > /dev/null
-  cd "$build"
-  ctest --output-on-failure -j "$jobs" "$@"
+  (cd "$build" && ctest --output-on-failure -j "$jobs" "$@")
+  # The Python package (PyPI's nanobind and scikit-build-core): not part of the minimal build.
+  [ $mode = minimal ] || "$root/tools/python-test.sh"
   exit 0
 fi
 

@@ -1,0 +1,123 @@
+"""causalattn: SIMD CPU attention kernels with flash-attn 2's calling conventions.
+
+Arrays are numpy arrays or PyTorch CPU tensors (anything with DLPack or the buffer protocol),
+float32, read in place through their strides (head_dim must be contiguous); ``out=`` writes into
+the caller's array. Every call releases the GIL. Bad shapes and layouts raise ``ValueError``,
+runtime failures ``RuntimeError``, with the library's message; nothing is written then.
+Arguments of flash-attn that this CPU library cannot honour yet raise ``NotImplementedError``.
+"""
+
+import numpy as np
+
+from . import _causalattn
+
+__all__ = ["flash_attn_func", "flash_attn_varlen_func", "merge_state", "merge_states", "isa", "version",
+           "dropout_keep"]
+
+__version__ = _causalattn.version()
+
+
+def isa():
+    """The kernel ISA in use ("avx512", "avx2", "sse2", ...)."""
+    return _causalattn.isa()
+
+
+def version():
+    """The library's version."""
+    return _causalattn.version()
+
+
+def dropout_keep(p, seed, sequence, head, query, key):
+    """1 if dropout (p, seed) keeps weight (query, key) of that sequence and head, else 0."""
+    return _causalattn.dropout_keep(p, seed, sequence, head, query, key)
+
+
+def _empty(like, shape):
+    """An uninitialized float32 array of `shape` of the same kind as `like` (torch or numpy)."""
+    if hasattr(like, "new_empty"):  # a PyTorch tensor
+        return like.new_empty(shape)
+    return np.empty(shape, dtype=np.float32)
+
+
+def _window(window_size, causal):
+    """flash-attn's (left, right) window as the library's: keys p - left <= j <= p."""
+    left, right = window_size
+    if left < 0 and right < 0:
+        return 0
+    if not causal or right not in (0, -1):
+        raise NotImplementedError("window_size: only causal windows (right = 0) are supported, got "
+                                  f"{window_size} with causal={causal}")
+    if left < 0:
+        return 0
+    return left + 1
+
+
+def _unsupported(softcap, alibi_slopes):
+    if softcap:
+        raise NotImplementedError("softcap is not supported yet")
+    if alibi_slopes is not None:
+        raise NotImplementedError("alibi_slopes is not supported yet")
+
+
+def _scale(softmax_scale):
+    if softmax_scale is None:
+        return 0.0  # the library's 1/sqrt(head_dim)
+    if softmax_scale == 0:
+        raise ValueError("softmax_scale must not be 0")
+    return float(softmax_scale)
+
+
+def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                    alibi_slopes=None, deterministic=True, return_attn_probs=False, *, out=None, num_threads=0,
+                    seed=0):
+    """Attention over q [batch, seqlen_q, heads, head_dim] and k, v [batch, seqlen_k, kv_heads,
+    head_dim] (grouped-query when heads is a multiple of kv_heads), as flash-attn's: causal masks
+    are aligned bottom-right (query i sees key j iff j <= i + seqlen_k - seqlen_q). Returns out
+    [batch, seqlen_q, heads, head_dim], or (out, softmax_lse [batch, heads, seqlen_q]) with
+    return_attn_probs (no probabilities are returned). Results are deterministic whatever
+    `deterministic` says. Dropout draws from (seed, sequence, head, query, key): dropout_keep."""
+    _unsupported(softcap, alibi_slopes)
+    del deterministic  # always deterministic
+    if out is None:
+        out = _empty(q, tuple(q.shape))
+    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1])) if return_attn_probs else None
+    _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
+                       _window(window_size, causal), None, None, float(dropout_p), int(seed))
+    return (out, lse) if return_attn_probs else out
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                           softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
+                           deterministic=True, return_attn_probs=False, *, out=None, num_threads=0, seed=0):
+    """flash_attn_func over packed sequences: q [total_q, heads, head_dim], k, v [total_k,
+    kv_heads, head_dim], sequence s's queries at rows cu_seqlens_q[s] .. cu_seqlens_q[s+1] (keys
+    likewise), each with its own bottom-right causal alignment. max_seqlen_q and max_seqlen_k
+    are accepted for flash-attn's signature and not needed. softmax_lse is [heads, total_q]."""
+    _unsupported(softcap, alibi_slopes)
+    del deterministic, max_seqlen_q, max_seqlen_k
+    cu_q = np.ascontiguousarray(np.asarray(cu_seqlens_q), dtype=np.int64)
+    cu_k = np.ascontiguousarray(np.asarray(cu_seqlens_k), dtype=np.int64)
+    if out is None:
+        out = _empty(q, tuple(q.shape))
+    lse = _empty(q, (q.shape[1], q.shape[0])) if return_attn_probs else None
+    _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
+                       _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed))
+    return (out, lse) if return_attn_probs else out
+
+
+def merge_states(vs, ss):
+    """Merges attention results over disjoint key ranges of the same queries (FlashInfer's
+    merge_states): vs are [tokens, heads, head_dim] outputs, ss their [tokens, heads] natural-log
+    LSEs (as softmax_lse, transposed to [tokens, heads]). Returns (v, s) over the union."""
+    vs, ss = list(vs), list(ss)
+    if not vs:
+        raise ValueError("merge_states needs at least one state")
+    v = _empty(vs[0], tuple(vs[0].shape))
+    s = _empty(vs[0], tuple(ss[0].shape))
+    _causalattn.merge(vs, ss, v, s)
+    return v, s
+
+
+def merge_state(v_a, s_a, v_b, s_b):
+    """merge_states([v_a, v_b], [s_a, s_b])."""
+    return merge_states([v_a, v_b], [s_a, s_b])

@@ -1,0 +1,174 @@
+// causalattn._causalattn: the C API over arrays that nanobind takes from any DLPack or buffer
+// protocol object (numpy, PyTorch CPU tensors) without copying them, read through their strides.
+// The Python layer (python/causalattn/__init__.py) gives it flash-attn's calling conventions.
+// Every call releases the GIL; a failed call raises with the library's message, outputs untouched.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "causalattn/causalattn.h"
+
+namespace nb = nanobind;
+
+namespace {
+
+using In = nb::ndarray<const float, nb::device::cpu>;
+using Out = nb::ndarray<float, nb::device::cpu>;
+using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+// A failed call as a Python exception: ValueError for what the caller passed wrongly.
+void check(int status) {
+  if (status == CAUSALATTN_OK) return;
+  const std::string message = causalattn_last_error();
+  if (status == CAUSALATTN_ERROR_INTERNAL || status == CAUSALATTN_ERROR_UNSUPPORTED) throw std::runtime_error(message);
+  throw nb::value_error(message.c_str());
+}
+
+// The causalattn_layout of a [batch, tokens, heads, head_dim] array (3-D: [tokens, heads,
+// head_dim], one batch): head_dim must be contiguous.
+causalattn_layout layout_of(const char* name, size_t ndim, const int64_t* strides, size_t expected_ndim) {
+  if (ndim != expected_ndim) {
+    throw nb::value_error((std::string(name) + " must have " + std::to_string(expected_ndim) + " dimensions, got " +
+                           std::to_string(ndim)).c_str());
+  }
+  if (strides[ndim - 1] != 1) {
+    throw nb::value_error((std::string(name) + ": head_dim must be contiguous (stride 1), got stride " +
+                           std::to_string(strides[ndim - 1])).c_str());
+  }
+  if (ndim == 4) return {strides[0], strides[2], strides[1]};
+  return {0, strides[1], strides[0]};
+}
+
+template <class Array>
+causalattn_layout layout_of(const char* name, const Array& a, size_t ndim) {
+  std::vector<int64_t> strides(a.ndim());
+  for (size_t i = 0; i < a.ndim(); ++i) strides[i] = a.stride(i);
+  return layout_of(name, a.ndim(), strides.data(), ndim);
+}
+
+// One attend call. q, out: [B, Tq, Hq, D] (or [total_q, Hq, D] with cu_q); k, v: [B, Tk, Hkv, D]
+// (or [total_k, Hkv, D] with cu_k). lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
+void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, float scale, int num_threads,
+            int64_t window, std::optional<Lengths> cu_q, std::optional<Lengths> cu_k, float dropout_p,
+            uint64_t seed) {
+  const bool packed = cu_q.has_value();
+  if (packed != cu_k.has_value()) throw nb::value_error("cu_seqlens_q and cu_seqlens_k come together");
+  const size_t ndim = packed ? 3 : 4;
+  causalattn_attend_args a{};
+  a.q_layout = layout_of("q", q, ndim);
+  a.k_layout = layout_of("k", k, ndim);
+  a.v_layout = layout_of("v", v, ndim);
+  a.out_layout = layout_of("out", out, ndim);
+  const size_t t = ndim - 3;  // the tokens dimension
+  if (k.shape(t) != v.shape(t) || k.shape(t + 1) != v.shape(t + 1) || k.shape(t + 2) != v.shape(t + 2) ||
+      (!packed && k.shape(0) != v.shape(0))) {
+    throw nb::value_error("k and v must have the same shape");
+  }
+  for (size_t i = 0; i < ndim; ++i) {
+    if (q.shape(i) != out.shape(i)) throw nb::value_error("out must have the shape of q");
+  }
+  if (q.shape(ndim - 1) != k.shape(ndim - 1)) throw nb::value_error("q and k must have the same head_dim");
+  const int64_t batch = packed ? static_cast<int64_t>(cu_q->shape(0)) - 1 : static_cast<int64_t>(q.shape(0));
+  if (!packed && k.shape(0) != q.shape(0)) throw nb::value_error("q and k must have the same batch size");
+  if (packed && cu_k->shape(0) != cu_q->shape(0)) {
+    throw nb::value_error("cu_seqlens_q and cu_seqlens_k must have the same length");
+  }
+  a.shape = {batch, static_cast<int64_t>(q.shape(t + 1)), static_cast<int64_t>(k.shape(t + 1)),
+             static_cast<int64_t>(q.shape(t)), static_cast<int64_t>(k.shape(t)), static_cast<int64_t>(q.shape(t + 2))};
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.out = out.data();
+  a.options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
+  a.options.scale = scale;
+  a.options.num_threads = num_threads;
+  if (lse.has_value()) {
+    const size_t expected = packed ? static_cast<size_t>(a.shape.q_heads * a.shape.q_len)
+                                   : static_cast<size_t>(batch * a.shape.q_heads * a.shape.q_len);
+    bool contiguous = lse->size() == expected;
+    for (size_t i = 0, stride = 1; contiguous && i < lse->ndim(); ++i) {
+      const size_t d = lse->ndim() - 1 - i;
+      contiguous = lse->shape(d) == 1 || lse->stride(d) == static_cast<int64_t>(stride);
+      stride *= lse->shape(d);
+    }
+    if (!contiguous) throw nb::value_error("softmax_lse must be contiguous with one value per query row");
+    a.options.lse = lse->data();
+  }
+  a.window = window;
+  a.dropout = {dropout_p, seed};
+  causalattn_seq_lens lens{};
+  if (packed) {
+    lens.cu_q_lens = cu_q->data();
+    lens.cu_kv_lens = cu_k->data();
+    a.seq_lens = &lens;
+  }
+  int status = 0;
+  {
+    nb::gil_scoped_release release;
+    status = causalattn_attend_f32(&a);
+  }
+  check(status);
+}
+
+// causalattn_merge_f32 over parts given as ([B, T, H, D] or [T, H, D] outputs, [B, H, T] or
+// [H, T]... contiguous LSEs) as the Python layer lays them out.
+void merge(std::vector<In> outs, std::vector<In> lses, Out out, std::optional<Out> lse) {
+  if (outs.empty() || outs.size() != lses.size()) throw nb::value_error("merge needs as many LSEs as outputs, at least one");
+  if (out.ndim() != 3) throw nb::value_error("merge: outputs must be [tokens, heads, head_dim]");
+  // FlashInfer's layout: v [tokens, heads, D], s [tokens, heads]: tokens as the batch, one query each.
+  const causalattn_shape shape{static_cast<int64_t>(out.shape(0)), static_cast<int64_t>(out.shape(1)), 1, 1, 1,
+                               static_cast<int64_t>(out.shape(2))};
+  auto layout3 = [](const char* name, const auto& a) {
+    if (a.ndim() != 3 || a.stride(2) != 1) throw nb::value_error((std::string(name) + " must be [tokens, heads, head_dim] with head_dim contiguous").c_str());
+    return causalattn_layout{a.stride(0), a.stride(1), 0};
+  };
+  auto check_lse = [&](const char* name, const auto& s) {
+    if (s.ndim() != 2 || s.shape(0) != out.shape(0) || s.shape(1) != out.shape(1) || s.stride(1) != 1 ||
+        (s.shape(0) > 1 && s.stride(0) != static_cast<int64_t>(s.shape(1)))) {
+      throw nb::value_error((std::string(name) + " must be a contiguous [tokens, heads] array").c_str());
+    }
+  };
+  std::vector<causalattn_partial_f32> parts;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    for (size_t d = 0; d < 3; ++d) {
+      if (outs[i].shape(d) != out.shape(d)) throw nb::value_error("every part must have the shape of the result");
+    }
+    check_lse("s", lses[i]);
+    parts.push_back({outs[i].data(), layout3("v", outs[i]), lses[i].data()});
+  }
+  const causalattn_layout out_layout = layout3("out", out);
+  if (lse.has_value()) check_lse("out s", *lse);
+  int status = 0;
+  {
+    nb::gil_scoped_release release;
+    status = causalattn_merge_f32(&shape, parts.data(), static_cast<int32_t>(parts.size()), out.data(), out_layout,
+                                  lse.has_value() ? lse->data() : nullptr);
+  }
+  check(status);
+}
+
+}  // namespace
+
+NB_MODULE(_causalattn, m) {
+  m.doc() = "causalattn's C API over numpy arrays and PyTorch CPU tensors (see causalattn)";
+  // noconvert: an array of another dtype or device is refused, never copied (a copy of out would
+  // be written and lost).
+  m.def("attend", &attend, nb::arg("q").noconvert(), nb::arg("k").noconvert(), nb::arg("v").noconvert(),
+        nb::arg("out").noconvert(), nb::arg("lse").none().noconvert(),
+        nb::arg("causal"), nb::arg("scale"), nb::arg("num_threads"), nb::arg("window"), nb::arg("cu_q").none(),
+        nb::arg("cu_k").none(), nb::arg("dropout_p"), nb::arg("seed"));
+  m.def("merge", &merge, nb::arg("outs").noconvert(), nb::arg("lses").noconvert(), nb::arg("out").noconvert(),
+        nb::arg("lse").none().noconvert());
+  m.def("isa", [] { return std::string(causalattn_isa()); });
+  m.def("version", [] { return std::string(causalattn_version()); });
+  m.def("dropout_keep", &causalattn_dropout_keep, nb::arg("p"), nb::arg("seed"), nb::arg("sequence"), nb::arg("head"),
+        nb::arg("query"), nb::arg("key"));
+}

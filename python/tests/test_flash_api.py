@@ -1,0 +1,172 @@
+"""causalattn's Python package against a float64 numpy reference: flash-attn's calls on shapes that
+break tilings, strided views, GQA, windows, varlen, dropout against dropout_keep, the merge,
+errors with their messages and untouched outputs, zero copies, the GIL released."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import causalattn
+
+
+def reference(q, k, v, causal, scale=None, window=None, keep=None):
+    """softmax(scale · q kᵀ + mask) v per (batch, head) in float64; q [B, Tq, H, D], k, v
+    [B, Tk, Hkv, D]; bottom-right causal alignment; window: keys p - window < j <= p; keep:
+    a [B, H, Tq, Tk] multiplier for the weights (dropout). Returns out and lse [B, H, Tq]."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    b, tq, h, d = q.shape
+    tk, hkv = k.shape[1], k.shape[2]
+    scale = 1 / np.sqrt(d) if scale is None else scale
+    group = h // hkv
+    kk = np.repeat(k, group, axis=2)
+    vv = np.repeat(v, group, axis=2)
+    s = np.einsum("bihd,bjhd->bhij", q, kk) * scale
+    i = np.arange(tq)[:, None] + (tk - tq)
+    j = np.arange(tk)[None, :]
+    visible = np.ones((tq, tk), bool)
+    if causal:
+        visible &= j <= i
+    if window:
+        visible &= j > i - window
+    s = np.where(visible, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    p = np.exp(s - m)
+    total = p.sum(axis=-1, keepdims=True)
+    lse = (m + np.log(total))[..., 0]
+    w = p / total
+    if keep is not None:
+        w = w * keep
+    out = np.einsum("bhij,bjhd->bihd", w, vv)
+    return out, lse
+
+
+def tolerance(v):
+    return 2.0 ** -16 * max(1.0, float(np.abs(v).max()))
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("b,tq,tk,h,hkv,d", [(1, 1, 1, 1, 1, 1), (2, 17, 17, 4, 2, 16), (1, 50, 130, 8, 2, 64),
+                                             (3, 5, 1031, 2, 1, 80), (1, 129, 129, 3, 3, 128), (2, 1, 300, 8, 8, 31)])
+@pytest.mark.parametrize("causal", [True, False])
+def test_flash_attn_func_matches_the_reference(b, tq, tk, h, hkv, d, causal):
+    q, k, v = rand(b, tq, h, d, seed=1), rand(b, tk, hkv, d, seed=2), rand(b, tk, hkv, d, seed=3)
+    out, lse = causalattn.flash_attn_func(q, k, v, causal=causal, return_attn_probs=True)
+    ref, ref_lse = reference(q, k, v, causal)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v))
+    np.testing.assert_allclose(lse, ref_lse, rtol=2.0 ** -16, atol=2.0 ** -16)
+
+
+def test_strided_views_are_read_in_place():
+    # Non-contiguous slices of larger buffers: every stride but head_dim's.
+    big_q = rand(2, 40, 6, 32, seed=4)
+    big_kv = rand(2, 60, 4, 2, 32, seed=5)
+    q = big_q[:, ::2, 1:5]              # [2, 20, 4, 32], strided tokens and heads
+    k, v = big_kv[:, 10:, :2, 0], big_kv[:, 10:, :2, 1]
+    out = np.full((2, 20, 4, 32), -7.0, np.float32)
+    returned = causalattn.flash_attn_func(q, k, v, causal=True, out=out, softmax_scale=0.3)
+    assert returned is out
+    ref, _ = reference(q, k, v, True, scale=0.3)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v))
+
+
+def test_causal_window():
+    q, k, v = rand(1, 70, 2, 16, seed=6), rand(1, 90, 2, 16, seed=7), rand(1, 90, 2, 16, seed=8)
+    out = causalattn.flash_attn_func(q, k, v, causal=True, window_size=(9, 0))
+    ref, _ = reference(q, k, v, True, window=10)  # flash-attn's left 9 = keys p - 9 .. p
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v))
+
+
+def test_varlen_packed_sequences():
+    lens_q, lens_k = [3, 0, 17, 1], [40, 5, 17, 1030]
+    cu_q = np.concatenate([[0], np.cumsum(lens_q)]).astype(np.int32)
+    cu_k = np.concatenate([[0], np.cumsum(lens_k)]).astype(np.int32)
+    q, k, v = rand(cu_q[-1], 4, 24, seed=9), rand(cu_k[-1], 2, 24, seed=10), rand(cu_k[-1], 2, 24, seed=11)
+    out, lse = causalattn.flash_attn_varlen_func(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True,
+                                                 return_attn_probs=True)
+    assert lse.shape == (4, cu_q[-1])
+    for s in range(len(lens_q)):
+        if lens_q[s] == 0:
+            continue
+        qs, ks, vs = (x[None, a:b] for x, a, b in ((q, cu_q[s], cu_q[s + 1]), (k, cu_k[s], cu_k[s + 1]),
+                                                   (v, cu_k[s], cu_k[s + 1])))
+        ref, ref_lse = reference(qs, ks, vs, True)
+        np.testing.assert_allclose(out[cu_q[s]:cu_q[s + 1]], ref[0], rtol=0, atol=tolerance(v))
+        np.testing.assert_allclose(lse[:, cu_q[s]:cu_q[s + 1]], ref_lse[0], rtol=2.0 ** -16, atol=2.0 ** -16)
+
+
+def test_dropout_drops_the_weights_dropout_keep_names():
+    b, t, h, d, p, seed = 2, 33, 2, 16, 0.3, 1234
+    q, k, v = rand(b, t, h, d, seed=12), rand(b, t, h, d, seed=13), rand(b, t, h, d, seed=14)
+    out = causalattn.flash_attn_func(q, k, v, dropout_p=p, causal=True, seed=seed)
+    keep = np.array([[[[causalattn.dropout_keep(p, seed, s, hh, i, j) for j in range(t)] for i in range(t)]
+                      for hh in range(h)] for s in range(b)], np.float64) / (1 - p)
+    ref, _ = reference(q, k, v, True, keep=keep)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v) / (1 - p))
+
+
+def test_merge_states_equals_one_call_over_all_keys():
+    q, k, v = rand(1, 9, 4, 32, seed=15), rand(1, 300, 4, 32, seed=16), rand(1, 300, 4, 32, seed=17)
+    whole = causalattn.flash_attn_func(q, k, v)
+    parts = [causalattn.flash_attn_func(q, k[:, a:b], v[:, a:b], return_attn_probs=True)
+             for a, b in ((0, 100), (100, 250), (250, 300))]
+    # FlashInfer's layout: v [tokens, heads, D], s [tokens, heads].
+    vs = [o[0] for o, _ in parts]
+    ss = [np.ascontiguousarray(lse[0].T) for _, lse in parts]
+    merged, s = causalattn.merge_states(vs, ss)
+    np.testing.assert_allclose(merged, whole[0], rtol=0, atol=1e-5)
+    _, ref_lse = reference(q, k, v, False)
+    np.testing.assert_allclose(s, ref_lse[0].T, rtol=1e-6, atol=1e-6)
+    merged2, _ = causalattn.merge_state(vs[0], ss[0], vs[1], ss[1])
+    assert merged2.shape == merged.shape
+
+
+def test_errors_name_the_problem_and_write_nothing():
+    q, k, v = rand(1, 8, 4, 16), rand(1, 8, 3, 16), rand(1, 8, 3, 16)
+    out = np.full(q.shape, -7.0, np.float32)
+    with pytest.raises(ValueError, match="not a multiple"):
+        causalattn.flash_attn_func(q, k, v, out=out)
+    assert (out == -7.0).all()
+    with pytest.raises(ValueError, match="q_len <= kv_len"):
+        causalattn.flash_attn_func(rand(1, 9, 2, 16), rand(1, 8, 2, 16), rand(1, 8, 2, 16), causal=True)
+    with pytest.raises(ValueError, match="head_dim must be contiguous"):
+        causalattn.flash_attn_func(rand(1, 8, 2, 32)[..., ::2], rand(1, 8, 2, 16), rand(1, 8, 2, 16))
+    with pytest.raises(ValueError, match="out overlaps q"):
+        causalattn.flash_attn_func(q, rand(1, 8, 2, 16), rand(1, 8, 2, 16), out=q)
+    # Another dtype is refused, never converted: a converted copy of out would be written and lost.
+    with pytest.raises(TypeError):
+        causalattn.flash_attn_func(q.astype(np.float64), k, v)
+    with pytest.raises(TypeError):
+        causalattn.flash_attn_func(q, k, v, out=np.zeros(q.shape, np.float64))
+    with pytest.raises(NotImplementedError, match="softcap"):
+        causalattn.flash_attn_func(q, k, v, softcap=30.0)
+    with pytest.raises(NotImplementedError, match="alibi"):
+        causalattn.flash_attn_func(q, k, v, alibi_slopes=np.ones(4, np.float32))
+    with pytest.raises(NotImplementedError, match="window_size"):
+        causalattn.flash_attn_func(q, k, v, window_size=(4, 4))
+
+
+def test_the_gil_is_released():
+    # While one thread is inside a long call, another runs Python: with the GIL held it could not
+    # run a single bytecode until the call returned. (No timing: a count of loop turns.)
+    q, k, v = rand(1, 2048, 8, 64, seed=18), rand(1, 2048, 8, 64, seed=19), rand(1, 2048, 8, 64, seed=20)
+    inside = threading.Event()
+    done = threading.Event()
+
+    def call():
+        inside.set()
+        for _ in range(3):
+            causalattn.flash_attn_func(q, k, v, causal=True, num_threads=1)
+        done.set()
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    inside.wait()
+    turns = 0
+    while not done.is_set():
+        turns += 1
+    worker.join()
+    assert turns > 10000, f"the main thread ran {turns} loop turns during the calls"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The Python package's tests: a virtual environment (build-py-venv/) with PyPI's nanobind,
+# scikit-build-core, numpy and pytest, the package built from this tree by pip install . (its
+# CMake build kept in build-py/ between runs), then pytest over python/tests.
+# Usage: tools/python-test.sh [pytest args]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/tools/install-deps.sh"
+venv="$root/build-py-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core numpy pytest
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
+  --config-settings=build-dir="$root/build-py" "$root"
+cd "$root/python/tests"
+"$venv/bin/python" -m pytest -q "$@"
