@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _causalattn
 
-__all__ = ["flash_attn_func", "flash_attn_varlen_func", "merge_state", "merge_states", "isa", "version",
+__all__ = ["flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache", "merge_state", "merge_states", "isa", "version",
            "dropout_keep"]
 
 __version__ = _causalattn.version()
@@ -82,7 +82,7 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
         out = _empty(q, tuple(q.shape))
     lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1])) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
-                       _window(window_size, causal), None, None, float(dropout_p), int(seed))
+                       _window(window_size, causal), None, None, float(dropout_p), int(seed), None, None)
     return (out, lse) if return_attn_probs else out
 
 
@@ -101,8 +101,80 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
         out = _empty(q, tuple(q.shape))
     lse = _empty(q, (q.shape[1], q.shape[0])) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
-                       _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed))
+                       _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed), None, None)
     return (out, lse) if return_attn_probs else out
+
+
+def _as_lengths(values, batch):
+    if isinstance(values, int):
+        return np.full(batch, values, dtype=np.int64)
+    values = values.numpy() if hasattr(values, "numpy") else values
+    return np.ascontiguousarray(np.asarray(values), dtype=np.int64)
+
+
+def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None, rotary_sin=None,
+                            cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
+                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                            rotary_interleaved=True, alibi_slopes=None, num_splits=0, return_softmax_lse=False,
+                            *, out=None, num_threads=0):
+    """Decode and chunked prefill against a KV cache, as flash-attn's: q [batch, seqlen_q, heads,
+    head_dim]; k_cache, v_cache [batch_cache, seqlen_cache, kv_heads, head_dim], or with
+    block_table [batch, max_blocks] (int32) pages [num_blocks, block_size, kv_heads, head_dim].
+    cache_seqlens (int or [batch]) are the keys already there; the new k, v [batch, seqlen_new,
+    kv_heads, head_dim], when given, are written into the cache after them (in place), and q
+    attends to cache_seqlens + seqlen_new keys, bottom-right aligned. num_splits is ignored (the
+    library splits long caches itself, with the same bits for any thread count)."""
+    _unsupported(softcap, alibi_slopes)
+    for name, value in (("rotary_cos", rotary_cos), ("rotary_sin", rotary_sin), ("cache_batch_idx", cache_batch_idx),
+                        ("cache_leftpad", cache_leftpad)):
+        if value is not None:
+            raise NotImplementedError(f"{name} is not supported yet")
+    del rotary_interleaved, num_splits
+    batch = q.shape[0]
+    if (k is None) != (v is None):
+        raise ValueError("k and v come together")
+    seqlens = _as_lengths(k_cache.shape[1] if cache_seqlens is None and block_table is None else
+                          (0 if cache_seqlens is None else cache_seqlens), batch)
+    table = None
+    if block_table is not None:
+        table = block_table.numpy() if hasattr(block_table, "numpy") else np.asarray(block_table)
+        if table.dtype != np.int32:
+            raise ValueError(f"block_table must be int32, got {table.dtype}")
+    if k is not None:
+        # Where each new key goes, all checked before any is written.
+        new, page = k.shape[1], k_cache.shape[1]
+        slots = []
+        for b in range(batch):
+            start = int(seqlens[b])
+            if start < 0:
+                raise ValueError(f"cache_seqlens[{b}] = {start} is negative")
+            if table is None:
+                if start + new > k_cache.shape[1]:
+                    raise ValueError(f"sequence {b}: {start} + {new} keys exceed the cache's {k_cache.shape[1]}")
+                continue
+            for position in range(start, start + new):
+                if position // page >= table.shape[1]:
+                    raise ValueError(f"sequence {b}: key {position} is past its block table row")
+                block = int(table[b, position // page])
+                if not 0 <= block < k_cache.shape[0]:
+                    raise ValueError(f"block_table[{b}][{position // page}] = {block} is outside the cache's "
+                                     f"{k_cache.shape[0]} blocks")
+                slots.append((b, position - start, block, position % page))
+        if table is None:
+            for b in range(batch):
+                start = int(seqlens[b])
+                k_cache[b, start:start + new] = k[b]
+                v_cache[b, start:start + new] = v[b]
+        for b, t, block, slot in slots:
+            k_cache[block, slot] = k[b, t]
+            v_cache[block, slot] = v[b, t]
+        seqlens = seqlens + new
+    if out is None:
+        out = _empty(q, tuple(q.shape))
+    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1])) if return_softmax_lse else None
+    _causalattn.attend(q, k_cache, v_cache, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
+                       _window(window_size, causal), None, None, 0.0, 0, seqlens, table)
+    return (out, lse) if return_softmax_lse else out
 
 
 def merge_states(vs, ss):

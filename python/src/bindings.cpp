@@ -8,6 +8,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -23,6 +24,7 @@ namespace {
 using In = nb::ndarray<const float, nb::device::cpu>;
 using Out = nb::ndarray<float, nb::device::cpu>;
 using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using BlockTable = nb::ndarray<const int32_t, nb::ndim<2>, nb::device::cpu>;
 
 // A failed call as a Python exception: ValueError for what the caller passed wrongly.
 void check(int status) {
@@ -55,10 +57,12 @@ causalattn_layout layout_of(const char* name, const Array& a, size_t ndim) {
 }
 
 // One attend call. q, out: [B, Tq, Hq, D] (or [total_q, Hq, D] with cu_q); k, v: [B, Tk, Hkv, D]
-// (or [total_k, Hkv, D] with cu_k). lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
+// (or [total_k, Hkv, D] with cu_k; or pages [num_pages, page_tokens, Hkv, D] with block_table
+// [B, pages per sequence]). kv_lens: None, or each sequence's keys (padded K and V, or paged).
+// lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
 void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, float scale, int num_threads,
             int64_t window, std::optional<Lengths> cu_q, std::optional<Lengths> cu_k, float dropout_p,
-            uint64_t seed) {
+            uint64_t seed, std::optional<Lengths> kv_lens, std::optional<BlockTable> block_table) {
   const bool packed = cu_q.has_value();
   if (packed != cu_k.has_value()) throw nb::value_error("cu_seqlens_q and cu_seqlens_k come together");
   const size_t ndim = packed ? 3 : 4;
@@ -77,7 +81,18 @@ void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, floa
   }
   if (q.shape(ndim - 1) != k.shape(ndim - 1)) throw nb::value_error("q and k must have the same head_dim");
   const int64_t batch = packed ? static_cast<int64_t>(cu_q->shape(0)) - 1 : static_cast<int64_t>(q.shape(0));
-  if (!packed && k.shape(0) != q.shape(0)) throw nb::value_error("q and k must have the same batch size");
+  const bool paged = block_table.has_value();
+  if (packed && (paged || kv_lens.has_value())) throw nb::value_error("packed sequences take no kv_lens or block_table");
+  if (paged && !kv_lens.has_value()) throw nb::value_error("a block_table needs the sequences' key counts");
+  if (kv_lens.has_value() && static_cast<int64_t>(kv_lens->shape(0)) != batch) {
+    throw nb::value_error("cache_seqlens must have one entry per sequence");
+  }
+  if (paged && static_cast<int64_t>(block_table->shape(0)) != batch) {
+    throw nb::value_error("block_table must have one row per sequence");
+  }
+  if (!packed && !paged && (kv_lens.has_value() ? k.shape(0) < q.shape(0) : k.shape(0) != q.shape(0))) {
+    throw nb::value_error("q and k must have the same batch size");
+  }
   if (packed && cu_k->shape(0) != cu_q->shape(0)) {
     throw nb::value_error("cu_seqlens_q and cu_seqlens_k must have the same length");
   }
@@ -109,6 +124,19 @@ void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, floa
     lens.cu_q_lens = cu_q->data();
     lens.cu_kv_lens = cu_k->data();
     a.seq_lens = &lens;
+  }
+  causalattn_kv_pages pages{};
+  if (kv_lens.has_value()) {
+    lens.kv_lens = kv_lens->data();
+    a.seq_lens = &lens;
+    int64_t longest = 1;
+    for (int64_t b = 0; b < batch; ++b) longest = std::max(longest, kv_lens->data()[b]);
+    if (paged) {
+      if (block_table->stride(1) != 1) throw nb::value_error("block_table rows must be contiguous");
+      pages = {block_table->data(), block_table->stride(0), static_cast<int64_t>(k.shape(1)), static_cast<int64_t>(k.shape(0))};
+      a.pages = &pages;
+      a.shape.kv_len = longest;  // pages are batches of page_tokens tokens; the lengths say the rest
+    }
   }
   int status = 0;
   {
@@ -164,7 +192,8 @@ NB_MODULE(_causalattn, m) {
   m.def("attend", &attend, nb::arg("q").noconvert(), nb::arg("k").noconvert(), nb::arg("v").noconvert(),
         nb::arg("out").noconvert(), nb::arg("lse").none().noconvert(),
         nb::arg("causal"), nb::arg("scale"), nb::arg("num_threads"), nb::arg("window"), nb::arg("cu_q").none(),
-        nb::arg("cu_k").none(), nb::arg("dropout_p"), nb::arg("seed"));
+        nb::arg("cu_k").none(), nb::arg("dropout_p"), nb::arg("seed"), nb::arg("kv_lens").none(),
+        nb::arg("block_table").none());
   m.def("merge", &merge, nb::arg("outs").noconvert(), nb::arg("lses").noconvert(), nb::arg("out").noconvert(),
         nb::arg("lse").none().noconvert());
   m.def("isa", [] { return std::string(causalattn_isa()); });

@@ -98,6 +98,46 @@ def test_varlen_packed_sequences():
         np.testing.assert_allclose(lse[:, cu_q[s]:cu_q[s + 1]], ref_lse[0], rtol=2.0 ** -16, atol=2.0 ** -16)
 
 
+@pytest.mark.parametrize("paged", [False, True])
+@pytest.mark.parametrize("new_tokens", [0, 1, 5])
+def test_kvcache_appends_then_attends(paged, new_tokens):
+    b, h, hkv, d, cap, page = 3, 8, 2, 32, 64, 16
+    cache_seqlens = np.array([10, 3, 40], np.int32)
+    tq = max(new_tokens, 1)
+    q = rand(b, tq, h, d, seed=21)
+    keys = rand(b, cap, hkv, d, seed=22)   # each sequence's keys in order
+    values = rand(b, cap, hkv, d, seed=23)
+    k_new, v_new = keys[:, :0], values[:, :0]
+    if new_tokens:
+        k_new = np.stack([keys[s, cache_seqlens[s]:cache_seqlens[s] + new_tokens] for s in range(b)])
+        v_new = np.stack([values[s, cache_seqlens[s]:cache_seqlens[s] + new_tokens] for s in range(b)])
+    if not paged:
+        k_cache = np.where(np.arange(cap)[None, :, None, None] < cache_seqlens[:, None, None, None], keys, np.nan)
+        v_cache = np.where(np.arange(cap)[None, :, None, None] < cache_seqlens[:, None, None, None], values, np.nan)
+        k_cache, v_cache, table = k_cache.astype(np.float32), v_cache.astype(np.float32), None
+    else:
+        # Pages of 16 tokens in a shuffled pool; unused slots hold NaN, so a stray read shows.
+        blocks = cap // page
+        order = np.random.default_rng(24).permutation(b * blocks).astype(np.int32)
+        table = order.reshape(b, blocks)
+        k_cache = np.full((b * blocks, page, hkv, d), np.nan, np.float32)
+        v_cache = np.full_like(k_cache, np.nan)
+        for s in range(b):
+            for j in range(cache_seqlens[s]):
+                k_cache[table[s, j // page], j % page] = keys[s, j]
+                v_cache[table[s, j // page], j % page] = values[s, j]
+    out, lse = causalattn.flash_attn_with_kvcache(
+        q, k_cache, v_cache, k=k_new if new_tokens else None, v=v_new if new_tokens else None,
+        cache_seqlens=cache_seqlens, block_table=table, causal=True, return_softmax_lse=True)
+    for s in range(b):
+        total = int(cache_seqlens[s]) + new_tokens
+        if total < tq:
+            continue
+        ref, ref_lse = reference(q[s:s + 1], keys[s:s + 1, :total], values[s:s + 1, :total], True)
+        np.testing.assert_allclose(out[s], ref[0], rtol=0, atol=tolerance(values))
+        np.testing.assert_allclose(lse[s], ref_lse[0], rtol=2.0 ** -16, atol=2.0 ** -16)
+
+
 def test_dropout_drops_the_weights_dropout_keep_names():
     b, t, h, d, p, seed = 2, 33, 2, 16, 0.3, 1234
     q, k, v = rand(b, t, h, d, seed=12), rand(b, t, h, d, seed=13), rand(b, t, h, d, seed=14)
