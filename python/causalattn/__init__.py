@@ -11,10 +11,18 @@ import numpy as np
 
 from . import _causalattn
 
-__all__ = ["flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache", "merge_state", "merge_states", "isa", "version",
+__all__ = ["CausalAttention", "MultiHeadAttention", "flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache", "merge_state", "merge_states", "isa", "version",
            "dropout_keep"]
 
 __version__ = _causalattn.version()
+
+# The textbook's modules ("Build a Large Language Model (From Scratch)", chapter 3), constructed
+# like the book's, with PyTorch's parameter names: forward(x [batch, num_tokens, d_in] float32,
+# C-contiguous) returns a new [batch, num_tokens, d_out] array; load_state_dict takes a dict of
+# arrays (a PyTorch state dict's tensors as numpy: {k: t.numpy() for k, t in sd.items()}), load a
+# safetensors file; train(), eval(), manual_seed() as nn.Module's.
+CausalAttention = _causalattn.CausalAttention
+MultiHeadAttention = _causalattn.MultiHeadAttention
 
 
 def isa():

@@ -4,6 +4,7 @@
 // Every call releases the GIL; a failed call raises with the library's message, outputs untouched.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "causalattn/causalattn.h"
+#include "causalattn/modules.hpp"
 
 namespace nb = nanobind;
 
@@ -183,9 +185,83 @@ void merge(std::vector<In> outs, std::vector<In> lses, Out out, std::optional<Ou
   check(status);
 }
 
+// The textbook modules: forward on a C-contiguous [batch, num_tokens, d_in] array into a new one.
+nb::ndarray<nb::numpy, float> module_forward(const causalattn::AttentionModule& module,
+                                             nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu> x) {
+  const int64_t batch = static_cast<int64_t>(x.shape(0)), tokens = static_cast<int64_t>(x.shape(1));
+  auto* y = new std::vector<float>(static_cast<size_t>(batch * tokens * module.d_out()));
+  nb::capsule owner(y, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+  {
+    nb::gil_scoped_release release;
+    module.forward(x.data(), batch, tokens, static_cast<int64_t>(x.shape(2)), y->data());
+  }
+  return nb::ndarray<nb::numpy, float>(y->data(), {x.shape(0), x.shape(1), static_cast<size_t>(module.d_out())},
+                                       owner);
+}
+
+using Weights = std::map<std::string, nb::ndarray<const float, nb::c_contig, nb::device::cpu>>;
+
+causalattn::StateDict state_dict_of(const Weights& weights) {
+  causalattn::StateDict dict;
+  for (const auto& [name, array] : weights) {
+    causalattn::HostTensor t;
+    for (size_t i = 0; i < array.ndim(); ++i) t.shape.push_back(static_cast<int64_t>(array.shape(i)));
+    t.data.assign(array.data(), array.data() + array.size());
+    dict.emplace(name, std::move(t));
+  }
+  return dict;
+}
+
+std::map<std::string, nb::ndarray<nb::numpy, float>> state_dict_to_python(const causalattn::StateDict& dict) {
+  std::map<std::string, nb::ndarray<nb::numpy, float>> out;
+  for (const auto& [name, tensor] : dict) {
+    auto* data = new std::vector<float>(tensor.data);
+    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+    std::vector<size_t> shape(tensor.shape.begin(), tensor.shape.end());
+    out.emplace(name, nb::ndarray<nb::numpy, float>(data->data(), shape.size(), shape.data(), owner));
+  }
+  return out;
+}
+
 }  // namespace
 
 NB_MODULE(_causalattn, m) {
+  // causalattn::Error as ValueError (what the caller passed) or RuntimeError (anything else).
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const causalattn::Error& e) {
+      if (e.status() == CAUSALATTN_ERROR_INTERNAL || e.status() == CAUSALATTN_ERROR_UNSUPPORTED) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+      } else {
+        PyErr_SetString(PyExc_ValueError, e.what());
+      }
+    }
+  });
+  nb::class_<causalattn::AttentionModule>(m, "AttentionModule")
+      .def("forward", &module_forward, nb::arg("x").noconvert())
+      .def("train", &causalattn::AttentionModule::train, nb::arg("mode") = true)
+      .def("eval", &causalattn::AttentionModule::eval)
+      .def_prop_ro("training", &causalattn::AttentionModule::training)
+      .def("manual_seed", &causalattn::AttentionModule::manual_seed, nb::arg("seed"))
+      .def("set_num_threads", &causalattn::AttentionModule::set_num_threads, nb::arg("num_threads"))
+      .def("load_state_dict", [](causalattn::AttentionModule& m, const Weights& w) { m.load_state_dict(state_dict_of(w)); },
+           nb::arg("state_dict"))
+      .def("state_dict", [](const causalattn::AttentionModule& m) { return state_dict_to_python(m.state_dict()); })
+      .def("load", &causalattn::AttentionModule::load, nb::arg("path"))
+      .def("save", &causalattn::AttentionModule::save, nb::arg("path"))
+      .def_prop_ro("d_in", &causalattn::AttentionModule::d_in)
+      .def_prop_ro("d_out", &causalattn::AttentionModule::d_out)
+      .def_prop_ro("context_length", &causalattn::AttentionModule::context_length)
+      .def_prop_ro("num_heads", &causalattn::AttentionModule::num_heads)
+      .def_prop_ro("dropout", &causalattn::AttentionModule::dropout);
+  nb::class_<causalattn::CausalAttention, causalattn::AttentionModule>(m, "CausalAttention")
+      .def(nb::init<int64_t, int64_t, int64_t, float, bool>(), nb::arg("d_in"), nb::arg("d_out"),
+           nb::arg("context_length"), nb::arg("dropout"), nb::arg("qkv_bias") = false);
+  nb::class_<causalattn::MultiHeadAttention, causalattn::AttentionModule>(m, "MultiHeadAttention")
+      .def(nb::init<int64_t, int64_t, int64_t, float, int64_t, bool>(), nb::arg("d_in"), nb::arg("d_out"),
+           nb::arg("context_length"), nb::arg("dropout"), nb::arg("num_heads"), nb::arg("qkv_bias") = false);
+
   m.doc() = "causalattn's C API over numpy arrays and PyTorch CPU tensors (see causalattn)";
   // noconvert: an array of another dtype or device is refused, never copied (a copy of out would
   // be written and lost).

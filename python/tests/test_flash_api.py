@@ -210,3 +210,40 @@ def test_the_gil_is_released():
         turns += 1
     worker.join()
     assert turns > 10000, f"the main thread ran {turns} loop turns during the calls"
+
+
+def book_mha(x, sd, num_heads):
+    """The book's MultiHeadAttention forward in float64, from its state dict."""
+    x = x.astype(np.float64)
+    w = {k: np.asarray(v, np.float64) for k, v in sd.items()}
+    b, t, _ = x.shape
+    proj = lambda name: x @ w[name + ".weight"].T + w.get(name + ".bias", 0.0)
+    q, k, v = proj("W_query"), proj("W_key"), proj("W_value")
+    d_out = q.shape[-1]
+    hd = d_out // num_heads
+    split = lambda a: a.reshape(b, t, num_heads, hd)
+    out, _ = reference(split(q), split(k), split(v), True)
+    context = out.reshape(b, t, d_out)
+    return context @ w["out_proj.weight"].T + w["out_proj.bias"]
+
+
+def test_multi_head_attention_is_the_books():
+    m = causalattn.MultiHeadAttention(16, 24, 10, 0.0, 3, qkv_bias=True)
+    m.eval()
+    sd = m.state_dict()
+    assert sorted(sd) == sorted(["W_query.weight", "W_query.bias", "W_key.weight", "W_key.bias", "W_value.weight",
+                                 "W_value.bias", "out_proj.weight", "out_proj.bias", "mask"])
+    # New weights through load_state_dict, as from a PyTorch state dict's tensors.
+    rng = np.random.default_rng(25)
+    new = {k: rng.uniform(-0.3, 0.3, v.shape).astype(np.float32) for k, v in sd.items() if k != "mask"}
+    m.load_state_dict(new)
+    x = rand(2, 7, 16, seed=26)
+    y = m.forward(x)
+    np.testing.assert_allclose(y, book_mha(x, new, 3), rtol=0, atol=1e-5)
+    bad = dict(new)
+    bad["W_query.weight"] = np.zeros((3, 3), np.float32)
+    with pytest.raises(ValueError, match="W_query.weight has shape"):
+        m.load_state_dict(bad)
+    np.testing.assert_array_equal(m.forward(x), y)  # unchanged by the failed load
+    with pytest.raises(ValueError, match="num_tokens"):
+        m.forward(rand(1, 11, 16))
