@@ -530,8 +530,8 @@ TEST(Hostile, PagedFieldsNearEveryPowerOfTwo) {
           if (entry < 0 || entry >= pages.num_pages) valid = false;
         }
       }
-      const int status = causalattn_attend_f32(fits || !valid ? &a : nullptr);
-      if (!fits && valid) continue;  // tensors larger than this test holds
+      if (valid && !fits) continue;  // tensors larger than this test holds
+      const int status = causalattn_attend_f32(&a);
       if (valid) {
         EXPECT_EQ(status, CAUSALATTN_OK) << causalattn_last_error();
         for (float x : out) EXPECT_TRUE(std::isfinite(x));

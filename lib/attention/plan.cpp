@@ -55,11 +55,10 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
   for (int64_t b = 0; b < counted && fits; ++b) {
     const Sequence q = sequence(c, b);
     if (q.q_len == 0 || is_decode(c, q)) continue;
-    const int64_t groups = (row_blocks(q, rows) + blocks_per_group - 1) / blocks_per_group;
-    fits = add_product(&row_tasks, {times, s.q_heads, (groups + 1) / 2});
+    fits = add_product(&row_tasks, {times, s.q_heads, (row_groups(q, rows, blocks_per_group) + 1) / 2});
   }
   int64_t task_count = row_tasks, bytes = 0, phase1_count = row_tasks;
-  fits = fits && !__builtin_add_overflow(task_count, 2 * units, &task_count) &&
+  fits = fits && !__builtin_add_overflow(task_count, units, &task_count) &&
          !__builtin_add_overflow(phase1_count, decode_tasks, &phase1_count) &&
          add_product(&bytes, {task_count, static_cast<int64_t>(sizeof(Task))}) &&
          add_product(&bytes, {scratch_floats, static_cast<int64_t>(sizeof(float))});
@@ -82,12 +81,11 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
     if (q.q_len == 0 || is_decode(c, q)) continue;
-    const int64_t groups = (row_blocks(q, rows) + blocks_per_group - 1) / blocks_per_group;
+    const int64_t groups = row_groups(q, rows, blocks_per_group);
     for (int64_t h = 0; h < s.q_heads; ++h)
       for (int64_t pair = 0; pair < (groups + 1) / 2; ++pair) tasks.push_back({Task::kRowGroups, b, h, 1, pair, 0});
   }
-  // Decode units: their chunks in phase 1, their merges (one per unit, also for a unit with no
-  // keys, whose rows still get a result) in phase 2.
+  // Decode units: their chunks in phase 1, their merges in phase 2.
   int64_t first_chunk = row_tasks;
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
@@ -102,11 +100,6 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
       first_chunk += span.chunks;
       plan->scratch_floats += span.chunks * heads * q.q_len * (s.head_dim + 1);
     }
-  }
-  for (int64_t u = 0; u < units; ++u) {
-    Task merge = tasks[static_cast<std::size_t>(row_tasks + u)];
-    merge.kind = Task::kDecodeMerge;
-    tasks.push_back(merge);
   }
   return {};
 }

@@ -109,9 +109,10 @@ inline int64_t decode_unit_heads(const Call& c, const Sequence& q) {
   return std::min<int64_t>(c.group, kernels::kDecodeRows / q.q_len);
 }
 
-// A piece of work. Phase 1 runs row groups and decode chunks; phase 2 merges decode chunks.
+// A piece of work. Phase 1 runs row groups and decode chunks; phase 2 merges each decode unit's
+// chunks.
 struct Task {
-  enum Kind : int32_t { kRowGroups, kDecodeChunk, kDecodeMerge };
+  enum Kind : int32_t { kRowGroups, kDecodeChunk };
   Kind kind;
   int64_t seq;
   int64_t head;     // kRowGroups: the query head; decode: the unit's first query head
@@ -129,10 +130,10 @@ struct Task {
 constexpr int64_t kMaxGroup = 8;
 
 // tasks holds the row-group tasks, then one kDecodeChunk entry per decode unit (its `index` the
-// phase-1 ordinal of its first chunk), then the units' merges. Phase 1 runs ordinals
-// [0, phase1_count): the row-group tasks, then every chunk of every unit, found from its
-// ordinal; a unit's chunks are not listed one by one, so the plan stays as small as the call's
-// rows however many keys it has.
+// phase-1 ordinal of its first chunk). Phase 1 runs ordinals [0, phase1_count): the row-group
+// tasks, then every chunk of every unit, found from its ordinal; a unit's chunks are not listed
+// one by one, so the plan stays as small as the call's rows however many keys it has. Phase 2
+// merges each unit (also a unit with no keys, whose rows still get a result).
 struct Plan {
   std::vector<Task>* tasks;
   int64_t row_tasks, units, phase1_count;
@@ -141,6 +142,11 @@ struct Plan {
 };
 
 inline int64_t row_blocks(const Sequence& q, int rows) { return (q.q_len + rows - 1) / rows; }
+
+// Groups of blocks_per_group row blocks in a (sequence, query head); a task takes two of them.
+inline int64_t row_groups(const Sequence& q, int rows, int64_t blocks_per_group) {
+  return (row_blocks(q, rows) + blocks_per_group - 1) / blocks_per_group;
+}
 
 // Builds the plan (build = false only sizes it, for causalattn_attend_workspace_size). Its tasks
 // and decode partials are counted first, in overflow-checked arithmetic: a plan that would need

@@ -48,7 +48,7 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   const int64_t head = task.head, kv_head = head / c.group;
   const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
   const int64_t blocks = row_blocks(q, kernel.rows);
-  const int64_t groups = (blocks + plan.blocks_per_group - 1) / plan.blocks_per_group;
+  const int64_t groups = row_groups(q, kernel.rows, plan.blocks_per_group);
 
   kernels::RowBlockArgs common{};
   common.q_stride = c.args.q_layout.token;
@@ -128,16 +128,12 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
   }
 }
 
+// A phase-1 task: a row group or a decode chunk.
 void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
               const Task& task) {
-  switch (task.kind) {
-    case Task::kRowGroups:
-      return run_row_groups(kernel, c, plan, task, ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim)));
-    case Task::kDecodeChunk:
-      return run_decode_chunk(kernel, c, task, ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim)), ws.scratch);
-    case Task::kDecodeMerge:
-      return run_decode_merge(c, task, ws.scratch);
-  }
+  float* const workspace = ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim));
+  if (task.kind == Task::kRowGroups) return run_row_groups(kernel, c, plan, task, workspace);
+  run_decode_chunk(kernel, c, task, workspace, ws.scratch);
 }
 
 // Phase 1 ordinal i: a row-group task, or chunk i - unit.index of the unit whose chunks hold i.
@@ -150,15 +146,14 @@ Task phase1_task(const Plan& plan, int64_t i) {
   return chunk;
 }
 
-// Runs phase 1 (row groups and decode chunks), then phase 2 (the decode merges), each in
-// parallel when there are threads and tasks for it.
+// Runs phase 1 (row groups and decode chunks), then phase 2 (each decode unit's merge), each
+// in parallel when there are threads and tasks for it.
 void run_tasks(const Call& c, const Plan& plan, const Workspace& ws) {
   parallel::for_each_task(c.num_threads, 0, plan.phase1_count, [&](int slot, int64_t i) {
     run_task(*c.kernel, c, plan, ws, slot, phase1_task(plan, i));
   });
-  const Task* merges = plan.tasks->data() + plan.row_tasks + plan.units;
-  parallel::for_each_task(c.num_threads, 0, plan.units,
-                          [&](int slot, int64_t u) { run_task(*c.kernel, c, plan, ws, slot, merges[u]); });
+  const Task* units = plan.tasks->data() + plan.row_tasks;
+  parallel::for_each_task(c.num_threads, 0, plan.units, [&](int, int64_t u) { run_decode_merge(c, units[u], ws.scratch); });
 }
 
 }  // namespace

@@ -53,9 +53,7 @@ causalattn_layout layout_of(const char* name, size_t ndim, const int64_t* stride
 
 template <class Array>
 causalattn_layout layout_of(const char* name, const Array& a, size_t ndim) {
-  std::vector<int64_t> strides(a.ndim());
-  for (size_t i = 0; i < a.ndim(); ++i) strides[i] = a.stride(i);
-  return layout_of(name, a.ndim(), strides.data(), ndim);
+  return layout_of(name, a.ndim(), a.stride_ptr(), ndim);
 }
 
 // One attend call. q, out: [B, Tq, Hq, D] (or [total_q, Hq, D] with cu_q); k, v: [B, Tk, Hkv, D]
