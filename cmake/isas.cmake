@@ -23,11 +23,11 @@ macro(causalattn_isa name)
 endmacro()
 
 causalattn_isa(avx512 ARCH "xsimd::avx512bw"
-  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\")")
+  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
+  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && __builtin_cpu_supports(\"f16c\")")
 causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
-  FLAGS -mavx2 -mfma
-  CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\")")
+  FLAGS -mavx2 -mfma -mf16c
+  CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\") && __builtin_cpu_supports(\"f16c\")")
 causalattn_isa(sse2 ARCH "xsimd::sse2"
   FLAGS
   CPU_CHECK "true")  # the x86-64 baseline: the last row must run on every CPU of the target

@@ -16,7 +16,9 @@ using causalattn::detail::report;
 
 extern "C" {
 
-int causalattn_attend_f32(const causalattn_attend_args* args) { return causalattn::attention::attend(args); }
+int causalattn_attend(const causalattn_attend_args* args) { return causalattn::attention::attend(args); }
+
+int causalattn_attend_f32(const causalattn_attend_args* args) { return causalattn::attention::attend_f32(args); }
 
 int causalattn_attend_workspace_size(const causalattn_attend_args* args, size_t* bytes) {
   return causalattn::attention::attend_workspace_size(args, bytes);
@@ -93,9 +95,18 @@ int32_t causalattn_prefill_block_queries(void) { return causalattn::dispatch::ke
 
 const char* causalattn_version(void) { return CAUSALATTN_VERSION_STRING; }
 
+int causalattn_merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count, void* out,
+                     causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse) {
+  return causalattn::attention::merge(shape, parts, count, out, out_layout, out_dtype, lse);
+}
+
 int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
                          float* out, causalattn_layout out_layout, float* lse) {
-  return causalattn::attention::merge(shape, parts, count, out, out_layout, lse);
+  return causalattn::attention::merge_f32(shape, parts, count, out, out_layout, lse);
+}
+
+int causalattn_convert(const void* src, causalattn_dtype src_dtype, void* dst, causalattn_dtype dst_dtype, int64_t n) {
+  return causalattn::convert(src, src_dtype, dst, dst_dtype, n);
 }
 
 int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,

@@ -46,11 +46,11 @@ for version in "${versions[@]}"; do
     exit 1
   fi
   g++ "${flags[@]}" -fPIC -shared -fvisibility=hidden -fvisibility-inlines-hidden -I"$work/$name/lib" \
-    "$root/bench/kernel_ab/kernel_variant.cpp" -o "$work/$name.so"
+    -I"$root/include" "$root/bench/kernel_ab/kernel_variant.cpp" -o "$work/$name.so"
   libraries+=("$work/$name.so")
 done
-g++ "${flags[@]}" -c -I"$root/lib" -I"$root/bench" -DCAUSALATTN_ARCH=xsimd::avx512bw -DCAUSALATTN_ISA_NAME='"avx512"' \
+g++ "${flags[@]}" -c -I"$root/lib" -I"$root/include" -I"$root/bench" -DCAUSALATTN_ARCH=xsimd::avx512bw -DCAUSALATTN_ISA_NAME='"avx512"' \
   -DCAUSALATTN_PEAK_LOOP=peak_loop__avx512 "$root/bench/peak_fma_of_isa.cpp" -o "$work/peak_fma_avx512.o"
-g++ -std=c++20 -O2 -I"$root/lib" -I"$root/bench" "$root/bench/kernel_ab/kernel_ab.cpp" "$work/peak_fma_avx512.o" \
+g++ -std=c++20 -O2 -I"$root/lib" -I"$root/include" -I"$root/bench" "$root/bench/kernel_ab/kernel_ab.cpp" "$work/peak_fma_avx512.o" \
   -o "$work/kernel_ab" -ldl
 "$work/kernel_ab" "$d" "$t" "$causal" "$trials" "${libraries[@]}"

@@ -86,12 +86,14 @@ int main(int argc, char** argv) {
     while (reinterpret_cast<uintptr_t>(workspace) % 64 != 0) ++workspace;
     for (int64_t b = 0; b < count; ++b) {
       RowBlockArgs a{};
-      a.q = &q[b * rows * D];
-      a.q_stride = D;
-      a.k = {k.data(), D, nullptr, 0, 0};
-      a.v = {v.data(), D, nullptr, 0, 0};
-      a.out = &out[b * rows * D];
-      a.out_stride = D;
+      // f32 rows, strides in bytes.
+      const int64_t row = D * static_cast<int64_t>(sizeof(float));
+      a.q = reinterpret_cast<const std::byte*>(&q[b * rows * D]);
+      a.q_stride = row;
+      a.k = {reinterpret_cast<const std::byte*>(k.data()), row, nullptr, 0, 0, causalattn::Dtype::kF32, 0};
+      a.v = {reinterpret_cast<const std::byte*>(v.data()), row, nullptr, 0, 0, causalattn::Dtype::kF32, 0};
+      a.out = reinterpret_cast<std::byte*>(&out[b * rows * D]);
+      a.out_stride = row;
       a.q_begin = b * rows;
       a.q_count = std::min<int64_t>(rows, T - b * rows);
       a.kv_len = T;

@@ -20,6 +20,8 @@ extern "C" __attribute__((visibility("default"))) size_t variant_workspace_float
 extern "C" __attribute__((visibility("default"))) void variant_run(const causalattn::kernels::RowBlockArgs* blocks,
                                                                     int64_t count) {
   for (int64_t b = 0; b < count; b += 8) {
-    causalattn::kernels::attention_row_blocks<Arch>(blocks + b, static_cast<int>(std::min<int64_t>(8, count - b)));
+    // f32 K and V: no group workspace is needed.
+    causalattn::kernels::attention_row_blocks<Arch>(blocks + b, static_cast<int>(std::min<int64_t>(8, count - b)),
+                                                    nullptr);
   }
 }

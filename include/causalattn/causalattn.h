@@ -175,17 +175,30 @@ typedef struct causalattn_dropout {
 CAUSALATTN_API int causalattn_dropout_keep(float p, uint64_t seed, int64_t sequence, int64_t head, int64_t query,
                                            int64_t key);
 
-/* Everything causalattn_attend_f32 takes. Zero-initialize, then set what you use; the fields
+/* Element types. Strides count elements of the tensor's dtype; for Q8_0 they count blocks of
+ * ggml's block_q8_0 layout (an f16 scale d, then 32 int8 q; value d·q; 34 bytes), so a head_dim
+ * row is head_dim / 32 blocks (head_dim a multiple of 32). F32, BF16 and F16 tensors must be
+ * aligned to their element size, Q8_0 to 2 bytes. Inputs are widened to f32 exactly;
+ * accumulation and softmax run in f32; f32 results are rounded to BF16 or F16 round-to-nearest-even
+ * (NaN stays NaN, overflow becomes infinity). */
+typedef enum causalattn_dtype {
+  CAUSALATTN_DTYPE_F32 = 0,
+  CAUSALATTN_DTYPE_BF16 = 1,
+  CAUSALATTN_DTYPE_F16 = 2,
+  CAUSALATTN_DTYPE_Q8_0 = 3 /* K and V only */
+} causalattn_dtype;
+
+/* Everything causalattn_attend takes. Zero-initialize, then set what you use; the fields
  * of causalattn_forward_f32 mean what they mean there. */
 typedef struct causalattn_attend_args {
   causalattn_shape shape;
-  const float* q;
+  const void* q;
   causalattn_layout q_layout;
-  const float* k;
+  const void* k;
   causalattn_layout k_layout;
-  const float* v;
+  const void* v;
   causalattn_layout v_layout;
-  float* out;
+  void* out;
   causalattn_layout out_layout;
   causalattn_options options;
   int64_t window;                   /* 0: none. > 0 (causal only): the query at aligned position
@@ -196,6 +209,9 @@ typedef struct causalattn_attend_args {
   size_t workspace_size;
   causalattn_dropout dropout;       /* p = 0: none. With dropout every sequence runs the row-block
                                        kernel (no decode split) */
+  /* The tensors' element types (0: F32). Q and out: F32, BF16 or F16; K and V: any, each its own
+   * (an F16 K with a Q8_0 V is a llama.cpp cache). options.lse stays f32. */
+  causalattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
 } causalattn_attend_args;
 
 /* Attention over a batch of sequences with their own lengths, packed or padded, with K and V
@@ -206,13 +222,39 @@ typedef struct causalattn_attend_args {
  * heads × positions) share each key read, and the keys are cut into 1024-key chunks computed in
  * parallel and merged exactly (flash-decoding). Every argument, including the lengths and the
  * block table entries a sequence uses, is checked before anything is written. */
+CAUSALATTN_API int causalattn_attend(const causalattn_attend_args* args);
+
+/* causalattn_attend for f32 tensors only: a dtype other than F32 is refused with
+ * CAUSALATTN_ERROR_UNSUPPORTED. */
 CAUSALATTN_API int causalattn_attend_f32(const causalattn_attend_args* args);
 
-/* The workspace bytes causalattn_attend_f32(args) needs with args->workspace set: per-thread
+/* The workspace bytes causalattn_attend(args) needs with args->workspace set: per-thread
  * kernel slots (as causalattn_workspace_size) plus room for the partial results of split decode
  * chunks. Reads the shape, options, window, lengths and pages of args; the tensors and their layouts
  * are not read. */
 CAUSALATTN_API int causalattn_attend_workspace_size(const causalattn_attend_args* args, size_t* bytes);
+
+/* causalattn_merge_f32 over partial outputs of any of F32, BF16, F16 (each its own, out_dtype
+ * for the result); LSE stays f32. The merge computes in f32 on the widened partials. */
+typedef struct causalattn_partial {
+  const void* out;
+  causalattn_layout out_layout;
+  const float* lse;
+  causalattn_dtype out_dtype;
+} causalattn_partial;
+
+CAUSALATTN_API int causalattn_merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count,
+                                    void* out, causalattn_layout out_layout, causalattn_dtype out_dtype,
+                                    float* lse /* NULL, or [batch][q_heads][q_len] */);
+
+/* Converts n contiguous elements from src (src_dtype) to dst (dst_dtype), as the kernels read and
+ * write them: to F32 exactly; F32 to BF16 or F16 round-to-nearest-even (NaN kept NaN); BF16 and F16
+ * to each other through F32; to Q8_0 as ggml's quantize_row_q8_0 does it (per block of 32:
+ * d = max|x| / 127 stored as f16, q = round(x / d) half away from zero). With Q8_0 on either side
+ * n is a multiple of 32 and dst holds n / 32 blocks of 34 bytes; non-finite values cannot be
+ * quantized (CAUSALATTN_ERROR_INVALID_SHAPE). src and dst must not overlap. */
+CAUSALATTN_API int causalattn_convert(const void* src, causalattn_dtype src_dtype, void* dst, causalattn_dtype dst_dtype,
+                                      int64_t n);
 
 /* A projection, as PyTorch's nn.Linear: y[i][f] = sum_j x[i][j] * weight[f][j] + bias[f] for
  * i < m, f < n, j < k. x is [m][k] with rows x_stride apart, weight is [n][k] (nn.Linear's

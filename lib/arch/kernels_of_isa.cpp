@@ -14,6 +14,7 @@ const KernelTable CAUSALATTN_KERNELS = {
     Blocking<CAUSALATTN_ARCH>::kRows,
     workspace_floats<CAUSALATTN_ARCH>,
     attention_row_blocks<CAUSALATTN_ARCH>,
+    group_workspace_floats<CAUSALATTN_ARCH>,
     decode_workspace_floats<CAUSALATTN_ARCH>,
     decode_chunk<CAUSALATTN_ARCH>,
     GemmBlocking<CAUSALATTN_ARCH>::kNr,

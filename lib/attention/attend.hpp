@@ -7,8 +7,10 @@
 
 namespace causalattn::attention {
 
-// causalattn_attend_f32 and causalattn_attend_workspace_size; statuses as the C API's.
+// causalattn_attend, causalattn_attend_f32 (f32 tensors only) and causalattn_attend_workspace_size;
+// statuses as the C API's.
 int attend(const causalattn_attend_args* args);
+int attend_f32(const causalattn_attend_args* args);
 int attend_workspace_size(const causalattn_attend_args* args, std::size_t* bytes);
 
 // causalattn_forward_f32's arguments as causalattn_attend_f32's (shape not NULL).
@@ -17,8 +19,10 @@ causalattn_attend_args forward_args(const causalattn_shape* shape, const float* 
                                     causalattn_layout v_layout, float* out, causalattn_layout out_layout,
                                     const causalattn_options* options);
 
-// causalattn_merge_f32.
-int merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count, float* out,
-          causalattn_layout out_layout, float* lse);
+// causalattn_merge (causalattn_merge_f32 is it with every dtype f32).
+int merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count, void* out,
+          causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse);
+int merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count, float* out,
+              causalattn_layout out_layout, float* lse);
 
 }  // namespace causalattn::attention

@@ -10,6 +10,7 @@
 
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
+#include "common/dtype.hpp"
 #include "kernels/kernel_table.hpp"
 
 namespace causalattn::attention {
@@ -27,6 +28,7 @@ struct Call {
   int64_t group;  // query heads per KV head
   uint32_t dropout_threshold;  // 0: no dropout; else p · 2^32
   float dropout_scale;         // 1 / (1 - p)
+  Dtype q_dtype, k_dtype, v_dtype, out_dtype;
 };
 
 // Where sequence s's tensors start, resolved from the packed or padded forms.
@@ -58,24 +60,33 @@ inline Sequence sequence(const Call& c, int64_t s) {
   return r;
 }
 
-inline const float* query_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
-  const causalattn_layout& l = c.args.q_layout;
-  return c.args.q + q.q_batch * l.batch + head * l.head + (q.q_token + t) * l.token;
+// Bytes from a tensor's start to row (batch, head, token), its strides counting units of t
+// (validation checked that this fits int64).
+inline int64_t row_offset(const causalattn_layout& l, Dtype t, int64_t batch, int64_t head, int64_t token) {
+  return (batch * l.batch + head * l.head + token * l.token) * unit_bytes(t);
 }
 
-inline float* out_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
-  const causalattn_layout& l = c.args.out_layout;
-  return c.args.out + q.q_batch * l.batch + head * l.head + (q.q_token + t) * l.token;
+inline const std::byte* query_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
+  return static_cast<const std::byte*>(c.args.q) + row_offset(c.args.q_layout, c.q_dtype, q.q_batch, head, q.q_token + t);
+}
+
+inline std::byte* out_row(const Call& c, const Sequence& q, int64_t head, int64_t t) {
+  return static_cast<std::byte*>(c.args.out) + row_offset(c.args.out_layout, c.out_dtype, q.q_batch, head, q.q_token + t);
 }
 
 inline float* lse_at(const Call& c, const Sequence& q, int64_t head, int64_t t) {
   return c.args.options.lse != nullptr ? c.args.options.lse + q.lse_offset + head * c.args.shape.q_len + t : nullptr;
 }
 
-inline kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head, const float* data,
-                        const causalattn_layout& l) {
-  if (q.pages != nullptr) return {data + kv_head * l.head, l.token, q.pages, c.args.pages->page_tokens, l.batch};
-  return {data + q.kv_batch * l.batch + kv_head * l.head + q.kv_token * l.token, l.token, nullptr, 0, 0};
+inline kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head, const void* data,
+                               const causalattn_layout& l, Dtype t) {
+  const auto* bytes = static_cast<const std::byte*>(data);
+  const int64_t unit = unit_bytes(t);
+  if (q.pages != nullptr) {
+    return {bytes + row_offset(l, t, 0, kv_head, 0), l.token * unit, q.pages, c.args.pages->page_tokens,
+            l.batch * unit, t, 0};
+  }
+  return {bytes + row_offset(l, t, q.kv_batch, kv_head, q.kv_token), l.token * unit, nullptr, 0, 0, t, 0};
 }
 
 // Decode (few queries per KV head): a unit is up to kDecodeRows rows, the queries of `heads`

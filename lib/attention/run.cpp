@@ -27,19 +27,18 @@ struct Workspace {
   }
 };
 
-std::size_t slot_floats(const kernels::KernelTable& kernel, int64_t head_dim) {
-  return std::max(kMaxGroup * kernel.workspace_floats(head_dim), kernel.decode_workspace_floats(head_dim));
+// K or V not in f32: row groups widen them a chunk at a time into a group workspace.
+bool widens(const Call& c) { return c.k_dtype != Dtype::kF32 || c.v_dtype != Dtype::kF32; }
+
+// A slot: the row blocks' workspaces (and the group's, when it widens) or a decode chunk's.
+std::size_t slot_floats(const Call& c) {
+  const kernels::KernelTable& kernel = *c.kernel;
+  const int64_t head_dim = c.args.shape.head_dim;
+  const std::size_t group = widens(c) ? kernel.group_workspace_floats(head_dim) : 0;
+  return std::max(kMaxGroup * kernel.workspace_floats(head_dim) + group, kernel.decode_workspace_floats(head_dim));
 }
 
-std::size_t slot_bytes(const kernels::KernelTable& kernel, int64_t head_dim) {
-  return (slot_floats(kernel, head_dim) * sizeof(float) + 63) / 64 * 64;
-}
-
-// The bytes a caller's workspace needs: a slot per thread, the decode partials, room to align.
-std::size_t workspace_bytes(const kernels::KernelTable& kernel, int64_t head_dim, int threads, int64_t scratch_floats) {
-  return static_cast<std::size_t>(threads) * slot_bytes(kernel, head_dim) +
-         static_cast<std::size_t>(scratch_floats) * sizeof(float) + 63;
-}
+std::size_t slot_bytes(const Call& c) { return (slot_floats(c) * sizeof(float) + 63) / 64 * 64; }
 
 void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Task& task,
                     float* workspace) {
@@ -47,14 +46,17 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   const Sequence q = sequence(c, task.seq);
   const int64_t head = task.head, kv_head = head / c.group;
   const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
+  float* const group_workspace = workspace + kMaxGroup * block_floats;
   const int64_t blocks = row_blocks(q, kernel.rows);
   const int64_t groups = row_groups(q, kernel.rows, plan.blocks_per_group);
 
   kernels::RowBlockArgs common{};
-  common.q_stride = c.args.q_layout.token;
-  common.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout);
-  common.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout);
-  common.out_stride = c.args.out_layout.token;
+  common.q_stride = c.args.q_layout.token * unit_bytes(c.q_dtype);
+  common.q_dtype = c.q_dtype;
+  common.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
+  common.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
+  common.out_stride = c.args.out_layout.token * unit_bytes(c.out_dtype);
+  common.out_dtype = c.out_dtype;
   common.kv_len = q.kv_len;
   common.causal_offset = q.kv_len - q.q_len;
   common.causal = c.causal;
@@ -83,7 +85,7 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
       a.workspace = workspace + count * block_floats;
       ++count;
     }
-    kernel.row_blocks(block_args, count);
+    kernel.row_blocks(block_args, count, group_workspace);
   }
 }
 
@@ -95,6 +97,7 @@ void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const T
   const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
   kernels::DecodeArgs a{};
   a.rows = static_cast<int>(rows);
+  a.q_dtype = c.q_dtype;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = r % q.q_len, position = t + q.kv_len - q.q_len;
     a.q[r] = query_row(c, q, task.head + r / q.q_len, t);
@@ -102,8 +105,8 @@ void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const T
     a.first_key[r] = q.window > 0 ? position - q.window + 1 : 0;
   }
   const int64_t kv_head = task.head / c.group;
-  a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout);
-  a.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout);
+  a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
+  a.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
   a.j_begin = std::max(span.first_key, (span.first_chunk + task.index) * kDecodeChunkKeys);
   a.j_end = std::min(q.kv_len, (span.first_chunk + task.index + 1) * kDecodeChunkKeys);
   a.head_dim = D;
@@ -120,18 +123,24 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
   const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
   const float* outs = scratch + task.scratch;
   const float* lses = outs + chunks * rows * D;
+  float merged[CAUSALATTN_MAX_HEAD_DIM];
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t head = task.head + r / q.q_len, t = r % q.q_len;
+    std::byte* out = out_row(c, q, head, t);
+    float* merged_out = c.out_dtype == Dtype::kF32 ? reinterpret_cast<float*>(out) : merged;
     detail::merge_row(
         chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * D; },
-        D, out_row(c, q, head, t), lse_at(c, q, head, t));
+        D, merged_out, lse_at(c, q, head, t));
+    if (merged_out == merged) {
+      for (int64_t d = 0; d < D; ++d) dtype::store_element<void>(out, c.out_dtype, d, merged[d]);
+    }
   }
 }
 
 // A phase-1 task: a row group or a decode chunk.
 void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
               const Task& task) {
-  float* const workspace = ws.slot(slot, slot_floats(kernel, c.args.shape.head_dim));
+  float* const workspace = ws.slot(slot, slot_floats(c));
   if (task.kind == Task::kRowGroups) return run_row_groups(kernel, c, plan, task, workspace);
   run_decode_chunk(kernel, c, task, workspace, ws.scratch);
 }
@@ -163,7 +172,7 @@ void run(const Call& c, const Plan& plan, void* user_workspace) {
   if (user_workspace != nullptr) {
     const auto address = reinterpret_cast<std::uintptr_t>(user_workspace);
     ws.base = static_cast<std::byte*>(user_workspace) + ((64 - address % 64) % 64);
-    ws.slot_bytes = slot_bytes(*c.kernel, c.args.shape.head_dim);
+    ws.slot_bytes = slot_bytes(c);
     ws.slots = c.threads;
     ws.scratch = reinterpret_cast<float*>(ws.base + c.threads * ws.slot_bytes);
   } else if (plan.scratch_floats > 0) {
@@ -174,7 +183,8 @@ void run(const Call& c, const Plan& plan, void* user_workspace) {
 
 
 std::size_t workspace_bytes(const Call& c, const Plan& plan) {
-  return workspace_bytes(*c.kernel, c.args.shape.head_dim, c.threads, plan.scratch_floats);
+  return static_cast<std::size_t>(c.threads) * slot_bytes(c) + static_cast<std::size_t>(plan.scratch_floats) * sizeof(float) +
+         63;
 }
 
 }  // namespace causalattn::attention

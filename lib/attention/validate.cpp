@@ -2,6 +2,7 @@
 // pointers, sizes, sequence lengths, block tables, strides, overflow, aliasing.
 #include "attention/validate.hpp"
 
+#include "common/dtype.hpp"
 #include "common/spans.hpp"
 
 #include <algorithm>
@@ -18,9 +19,11 @@ namespace {
 
 Problem fail(causalattn_status status, std::string message) { return {status, std::move(message)}; }
 
-// Elements a [batch][heads][tokens][head_dim] tensor spans through its layout, or -1.
-int64_t span_elements(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, causalattn_layout layout) {
-  return detail::span_elements({{batch, layout.batch}, {heads, layout.head}, {tokens, layout.token}}, head_dim);
+// Units a [batch][heads][tokens][row_units] tensor spans through its layout, or -1.
+int64_t span_elements(int64_t batch, int64_t heads, int64_t tokens, int64_t row_units, causalattn_layout layout,
+                      int64_t unit_bytes) {
+  return detail::span_elements({{batch, layout.batch}, {heads, layout.head}, {tokens, layout.token}}, row_units,
+                               unit_bytes);
 }
 
 // True when distinct (batch, head, token) rows of head_dim elements never share an element.
@@ -39,17 +42,49 @@ bool rows_disjoint(int64_t batch, int64_t heads, int64_t tokens, int64_t head_di
   return true;
 }
 
-Problem check_layout(const char* name, int64_t batch, int64_t heads, int64_t tokens,
-                     int64_t head_dim, causalattn_layout layout, int64_t* span) {
+// A tensor's layout, in units of its dtype (row_units per head_dim row); *span gets its units.
+Problem check_layout(const std::string& name, int64_t batch, int64_t heads, int64_t tokens, int64_t row_units,
+                     causalattn_layout layout, int64_t* span, Dtype dtype = Dtype::kF32) {
   if (layout.batch < 0 || layout.head < 0 || layout.token < 0) {
     return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
-                std::string(name) + "_layout has a negative stride (batch " + std::to_string(layout.batch) +
+                name + "_layout has a negative stride (batch " + std::to_string(layout.batch) +
                     ", head " + std::to_string(layout.head) + ", token " + std::to_string(layout.token) + ")");
   }
-  *span = span_elements(batch, heads, tokens, head_dim, layout);
+  for (const int64_t stride : {layout.batch, layout.head, layout.token}) {
+    if (stride > INT64_MAX / unit_bytes(dtype)) {
+      return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, name + "_layout: a stride of " + std::to_string(stride) +
+                                                       " overflows int64 in bytes");
+    }
+  }
+  *span = span_elements(batch, heads, tokens, row_units, layout, unit_bytes(dtype));
   if (*span < 0) {
-    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
-                std::string(name) + "_layout: the offset of the last element overflows int64");
+    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, name + "_layout: the offset of the last element overflows int64");
+  }
+  return {};
+}
+
+// The dtype of one tensor: in the enum, allowed for it, its head_dim whole blocks (q8_0).
+Problem check_dtype(const char* name, causalattn_dtype dtype, bool quantized_allowed, int64_t head_dim) {
+  if (dtype < CAUSALATTN_DTYPE_F32 || dtype > CAUSALATTN_DTYPE_Q8_0) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION,
+                std::string(name) + " = " + std::to_string(static_cast<int>(dtype)) + " is not a causalattn_dtype");
+  }
+  if (dtype == CAUSALATTN_DTYPE_Q8_0 && !quantized_allowed) {
+    return fail(CAUSALATTN_ERROR_UNSUPPORTED, std::string(name) + " is Q8_0, which only K and V take");
+  }
+  if (dtype == CAUSALATTN_DTYPE_Q8_0 && head_dim % kQ8Block != 0) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, std::string(name) + " is Q8_0, which needs head_dim a multiple of 32, got " +
+                                                    std::to_string(head_dim));
+  }
+  return {};
+}
+
+// A tensor's address aligned for its dtype.
+Problem check_alignment(const char* name, const void* data, Dtype dtype) {
+  if (reinterpret_cast<uintptr_t>(data) % static_cast<uintptr_t>(dtype_alignment(dtype)) != 0) {
+    return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, std::string(name) + " is not aligned to " +
+                                                     std::to_string(dtype_alignment(dtype)) + " bytes, as " +
+                                                     dtype::name(dtype) + " needs");
   }
   return {};
 }
@@ -176,6 +211,12 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
                                                     ") is not a multiple of shape.kv_heads (" +
                                                     std::to_string(s.kv_heads) + ")");
   }
+  if (Problem p = check_dtype("q_dtype", a.q_dtype, false, s.head_dim)) return p;
+  if (Problem p = check_dtype("k_dtype", a.k_dtype, true, s.head_dim)) return p;
+  if (Problem p = check_dtype("v_dtype", a.v_dtype, true, s.head_dim)) return p;
+  if (Problem p = check_dtype("out_dtype", a.out_dtype, false, s.head_dim)) return p;
+  const Dtype q_dtype = static_cast<Dtype>(a.q_dtype), k_dtype = static_cast<Dtype>(a.k_dtype);
+  const Dtype v_dtype = static_cast<Dtype>(a.v_dtype), out_dtype = static_cast<Dtype>(a.out_dtype);
 
   // The extents of the tensors as [batches][heads][tokens][head_dim]: packed sequences live in
   // batch 0, pages are batches of page_tokens tokens.
@@ -252,11 +293,26 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
 
   if (!with_tensors) return {};  // the layouts describe the tensors
 
+  if (Problem p = check_alignment("q", a.q, q_dtype)) return p;
+  if (Problem p = check_alignment("k", a.k, k_dtype)) return p;
+  if (Problem p = check_alignment("v", a.v, v_dtype)) return p;
+  if (Problem p = check_alignment("out", a.out, out_dtype)) return p;
+  // Strides and rows in units of each tensor's dtype: elements, or q8_0 blocks.
+  auto row_units = [&](Dtype t) { return s.head_dim / unit_elements(t); };
   int64_t q_span = 0, k_span = 0, v_span = 0, out_span = 0;
-  if (Problem p = check_layout("q", q_batches, s.q_heads, s.q_len, s.head_dim, a.q_layout, &q_span)) return p;
-  if (Problem p = check_layout("k", kv_batches, s.kv_heads, kv_tokens, s.head_dim, a.k_layout, &k_span)) return p;
-  if (Problem p = check_layout("v", kv_batches, s.kv_heads, kv_tokens, s.head_dim, a.v_layout, &v_span)) return p;
-  if (Problem p = check_layout("out", q_batches, s.q_heads, s.q_len, s.head_dim, a.out_layout, &out_span)) return p;
+  if (Problem p = check_layout("q", q_batches, s.q_heads, s.q_len, row_units(q_dtype), a.q_layout, &q_span, q_dtype)) {
+    return p;
+  }
+  if (Problem p = check_layout("k", kv_batches, s.kv_heads, kv_tokens, row_units(k_dtype), a.k_layout, &k_span, k_dtype)) {
+    return p;
+  }
+  if (Problem p = check_layout("v", kv_batches, s.kv_heads, kv_tokens, row_units(v_dtype), a.v_layout, &v_span, v_dtype)) {
+    return p;
+  }
+  if (Problem p = check_layout("out", q_batches, s.q_heads, s.q_len, row_units(out_dtype), a.out_layout, &out_span,
+                               out_dtype)) {
+    return p;
+  }
   if (!rows_disjoint(q_batches, s.q_heads, s.q_len, s.head_dim, a.out_layout)) {
     const causalattn_layout& l = a.out_layout;
     return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
@@ -264,15 +320,19 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
                     std::to_string(l.head) + ", token " + std::to_string(l.token) + " with head_dim " +
                     std::to_string(s.head_dim) + ")");
   }
-  const Range out_range = range_of(a.out, out_span);
-  const std::array<std::pair<const char*, Range>, 3> inputs = {{{"q", range_of(a.q, q_span)},
-      {"k", range_of(a.k, k_span)}, {"v", range_of(a.v, v_span)}}};
+  auto range = [](const void* data, int64_t span, Dtype t) {
+    return range_of(data, span, static_cast<std::size_t>(unit_bytes(t)));
+  };
+  const Range out_range = range(a.out, out_span, out_dtype);
+  const std::array<std::pair<const char*, Range>, 3> inputs = {{{"q", range(a.q, q_span, q_dtype)},
+      {"k", range(a.k, k_span, k_dtype)}, {"v", range(a.v, v_span, v_dtype)}}};
   for (const auto& [name, range] : inputs) {
     if (overlap(out_range, range)) {
       return fail(CAUSALATTN_ERROR_ALIASING, std::string("out overlaps ") + name + " (outputs must not alias inputs)");
     }
   }
-  const Range lse_range = options.lse != nullptr ? range_of(options.lse, q_batches * s.q_heads * s.q_len) : Range{};
+  const Range lse_range =
+      options.lse != nullptr ? range_of(options.lse, q_batches * s.q_heads * s.q_len, sizeof(float)) : Range{};
   if (options.lse != nullptr) {
     if (overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "options.lse overlaps out");
     for (const auto& [name, range] : inputs) {
@@ -290,10 +350,9 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   return {};
 }
 
-Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
-                       const float* out, causalattn_layout out_layout, const float* lse) {
+Problem validate_merge(const causalattn_shape* shape, const PartOf& part_of, int32_t count, const void* out,
+                       causalattn_layout out_layout, causalattn_dtype out_dtype, const float* lse) {
   if (shape == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "shape is NULL");
-  if (parts == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "parts is NULL");
   if (out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "out is NULL");
   if (count <= 0) return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "count must be positive, got " + std::to_string(count));
   const causalattn_shape& s = *shape;
@@ -305,31 +364,46 @@ Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f
                   std::string("shape.") + name + " must be positive, got " + std::to_string(size));
     }
   }
+  if (s.head_dim > CAUSALATTN_MAX_HEAD_DIM) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "shape.head_dim " + std::to_string(s.head_dim) +
+                                                    " exceeds CAUSALATTN_MAX_HEAD_DIM (" +
+                                                    std::to_string(CAUSALATTN_MAX_HEAD_DIM) + ")");
+  }
   int64_t rows = 0;
   if (__builtin_mul_overflow(s.batch, s.q_heads, &rows) || __builtin_mul_overflow(rows, s.q_len, &rows) ||
       rows > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
     return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "the row count batch · q_heads · q_len overflows int64");
   }
+  if (Problem p = check_dtype("out_dtype", out_dtype, false, s.head_dim)) return p;
+  const Dtype out_type = static_cast<Dtype>(out_dtype);
+  if (Problem p = check_alignment("out", out, out_type)) return p;
   int64_t out_span = 0;
-  if (Problem p = check_layout("out", s.batch, s.q_heads, s.q_len, s.head_dim, out_layout, &out_span)) return p;
+  if (Problem p = check_layout("out", s.batch, s.q_heads, s.q_len, s.head_dim, out_layout, &out_span, out_type)) return p;
   if (!rows_disjoint(s.batch, s.q_heads, s.q_len, s.head_dim, out_layout)) {
     return fail(CAUSALATTN_ERROR_INVALID_LAYOUT, "out_layout: output rows overlap");
   }
-  const Range out_range = range_of(out, out_span);
-  const Range lse_range = lse != nullptr ? range_of(lse, rows) : Range{};
+  const Range out_range = range_of(out, out_span, static_cast<std::size_t>(unit_bytes(out_type)));
+  const Range lse_range = lse != nullptr ? range_of(lse, rows, sizeof(float)) : Range{};
   if (lse != nullptr && overlap(lse_range, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps out");
   for (int32_t p = 0; p < count; ++p) {
     const std::string name = "parts[" + std::to_string(p) + "]";
-    if (parts[p].out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".out is NULL");
-    if (parts[p].lse == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".lse is NULL");
-    int64_t span = 0;
-    if (Problem problem = check_layout((name + ".out").c_str(), s.batch, s.q_heads, s.q_len, s.head_dim,
-                                       parts[p].out_layout, &span)) {
+    const causalattn_partial part = part_of(p);
+    if (part.out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".out is NULL");
+    if (part.lse == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".lse is NULL");
+    if (Problem problem = check_dtype((name + ".out_dtype").c_str(), part.out_dtype, false, s.head_dim)) {
       return problem;
     }
-    for (const Range part : {range_of(parts[p].out, span), range_of(parts[p].lse, rows)}) {
-      if (overlap(part, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "out overlaps " + name);
-      if (lse != nullptr && overlap(part, lse_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps " + name);
+    const Dtype part_type = static_cast<Dtype>(part.out_dtype);
+    if (Problem problem = check_alignment((name + ".out").c_str(), part.out, part_type)) return problem;
+    int64_t span = 0;
+    if (Problem problem =
+            check_layout(name + ".out", s.batch, s.q_heads, s.q_len, s.head_dim, part.out_layout, &span, part_type)) {
+      return problem;
+    }
+    for (const Range read : {range_of(part.out, span, static_cast<std::size_t>(unit_bytes(part_type))),
+                             range_of(part.lse, rows, sizeof(float))}) {
+      if (overlap(read, out_range)) return fail(CAUSALATTN_ERROR_ALIASING, "out overlaps " + name);
+      if (lse != nullptr && overlap(read, lse_range)) return fail(CAUSALATTN_ERROR_ALIASING, "lse overlaps " + name);
     }
   }
   return {};

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,10 @@ struct SequenceLengths {
 Problem validate_attend(const causalattn_attend_args& args, bool with_tensors, SequenceLengths* lengths);
 
 // Checks every argument of causalattn_merge_f32 before anything is written.
-Problem validate_merge(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
-                       const float* out, causalattn_layout out_layout, const float* lse);
+// part_of(p): part p, for p < count.
+using PartOf = std::function<causalattn_partial(int32_t)>;
+Problem validate_merge(const causalattn_shape* shape, const PartOf& part_of, int32_t count, const void* out,
+                       causalattn_layout out_layout, causalattn_dtype out_dtype, const float* lse);
 
 // Dropout with probability p (validated: in [0, 1)) as the kernels apply it: a weight is kept
 // iff its 32-bit Philox word is >= threshold = floor(p · 2^32), and then scaled by 1 / (1 - p).

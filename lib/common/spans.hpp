@@ -9,16 +9,17 @@
 
 namespace causalattn::detail {
 
-// Elements from a tensor's first element to one past its last: `dims` are (size, stride) pairs,
-// all sizes >= 1 and strides >= 0, around a contiguous innermost run of `contiguous` elements.
-// -1 when that overflows int64 or its byte offsets would not fit (more than INT64_MAX / 4).
-inline int64_t span_elements(std::initializer_list<std::pair<int64_t, int64_t>> dims, int64_t contiguous) {
+// Elements (units of unit_bytes bytes) from a tensor's first to one past its last: `dims` are
+// (size, stride) pairs, all sizes >= 1 and strides >= 0, around a contiguous innermost run of
+// `contiguous` units. -1 when that overflows int64 or its byte offsets would not fit.
+inline int64_t span_elements(std::initializer_list<std::pair<int64_t, int64_t>> dims, int64_t contiguous,
+                             int64_t unit_bytes = sizeof(float)) {
   int64_t span = contiguous;
   for (const auto& [size, stride] : dims) {
     int64_t reach = 0;
     if (__builtin_mul_overflow(size - 1, stride, &reach) || __builtin_add_overflow(span, reach, &span)) return -1;
   }
-  return span <= INT64_MAX / static_cast<int64_t>(sizeof(float)) ? span : -1;
+  return span <= INT64_MAX / unit_bytes ? span : -1;
 }
 
 // [begin, end) in addresses; saturates at the top of the address space.

@@ -92,7 +92,7 @@ struct KeyPrefetch {
         rows_begin = next;
         rows.fill(a->k, a->v, next, std::min(end - next, kBatch));
       }
-      rows.prefetch(next - rows_begin, a->head_dim);
+      rows.prefetch(next - rows_begin, a->head_dim * 4, a->head_dim * 4);  // f32 rows
     }
   }
   void step() { keys(per_step); }

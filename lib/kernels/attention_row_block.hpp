@@ -9,6 +9,7 @@
 
 #include "kernels/attention_microkernels.hpp"
 #include "kernels/philox.hpp"
+#include "kernels/widen.hpp"
 
 namespace causalattn::kernels {
 
@@ -82,7 +83,7 @@ void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
 }
 
 // Packs Q transposed and multiplied by the scale (lanes below first_lane zero), and clears the
-// running state.
+// running state. Q of any type is widened on the way.
 template <class Arch>
 void begin_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
@@ -90,10 +91,9 @@ void begin_block(const RowBlockArgs& a) {
   constexpr int R = Blocking<Arch>::kRows;
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
-  const float* q = a.q;
-  const int64_t q_stride = a.q_stride;
   const int first = first_lane<Arch>(a);
   const float scale = a.scale;
+  auto q_row = [&](int64_t row) { return a.q + row * a.q_stride; };
   // The block's first tile writes Ot; a block with no tile (no keys) leaves it zero.
   if (block_kv_end<Arch>(a) <= block_first_tile<Arch>(a)) {
     for (int64_t d = 0; d < D * R; d += W) V(0.0f).store_aligned(b.ot + d);
@@ -106,14 +106,16 @@ void begin_block(const RowBlockArgs& a) {
       V block[W];
       for (int r = 0; r < W; ++r) {
         const int64_t row = i0 + r - first;
-        block[r] = row >= 0 ? V::load_unaligned(q + row * q_stride + d) * V(scale) : V(0.0f);
+        block[r] = row >= 0 ? load_any<Arch>(q_row(row), a.q_dtype, d) * V(scale) : V(0.0f);
       }
       transpose_square<Arch>(block);
       for (int t = 0; t < W; ++t) block[t].store_aligned(b.qt + (d + t) * R + i0);
     }
   }
   for (int64_t d = d_vec_end; d < D; ++d) {
-    for (int64_t i = 0; i < R; ++i) b.qt[d * R + i] = i >= first ? q[(i - first) * q_stride + d] * scale : 0.0f;
+    for (int64_t i = 0; i < R; ++i) {
+      b.qt[d * R + i] = i >= first ? dtype::element<Arch>(q_row(i - first), a.q_dtype, d) * scale : 0.0f;
+    }
   }
   // Scores of the skipped vectors are never computed; the softmax still reads them (it runs on
   // every vector), so they hold zeros rather than whatever the workspace held.
@@ -361,7 +363,8 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   prefetch.rest();
 }
 
-// Normalizes and transposes back: each W x W block of Ot becomes W dims of W output rows.
+// Normalizes and transposes back: each W x W block of Ot becomes W dims of W output rows,
+// rounded to the output's type.
 template <class Arch>
 void finish_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
@@ -370,6 +373,7 @@ void finish_block(const RowBlockArgs& a) {
   const BlockState<Arch> b(a.workspace, a.head_dim);
   const int64_t D = a.head_dim;
   const int first = first_lane<Arch>(a);  // lane i holds query i - first
+  auto out_row = [&](int64_t row) { return a.out + row * a.out_stride; };
   float inv_l[R];
   for (int i = first; i < R; ++i) inv_l[i] = 1.0f / b.l[i];
   // W dims by W queries at a time, as begin_block packs them.
@@ -380,13 +384,12 @@ void finish_block(const RowBlockArgs& a) {
       for (int t = 0; t < W; ++t) block[t] = V::load_aligned(b.ot + (d + t) * R + i0);
       transpose_square<Arch>(block);
       for (int r = std::max(0, first - i0); r < W; ++r) {
-        (block[r] * V(inv_l[i0 + r])).store_unaligned(a.out + (i0 + r - first) * a.out_stride + d);
+        store_any<Arch>(block[r] * V(inv_l[i0 + r]), out_row(i0 + r - first), a.out_dtype, d);
       }
     }
   }
   for (int i = first; i < R; ++i) {
-    float* o = a.out + (i - first) * a.out_stride;
-    for (int64_t d = d_vec_end; d < D; ++d) o[d] = b.ot[d * R + i] * inv_l[i];
+    for (int64_t d = d_vec_end; d < D; ++d) dtype::store_element<Arch>(out_row(i - first), a.out_dtype, d, b.ot[d * R + i] * inv_l[i]);
     if (a.lse != nullptr) a.lse[i - first] = b.m[i] + __builtin_logf(b.l[i]);
   }
 }

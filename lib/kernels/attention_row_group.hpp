@@ -1,43 +1,90 @@
 // A group of row blocks of one (sequence, head) walked together over the keys in chunks, so each
 // chunk's K and V come from L2 once per group, with the next chunk's prefetch shared among the
-// blocks: attention_row_blocks, the row-block entry of the kernel table.
+// blocks: attention_row_blocks, the row-block entry of the kernel table. K and V stored in 16 or
+// 8 bits are widened to f32 a chunk at a time into the group's workspace, once for all its blocks.
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/attention_row_block.hpp"
+#include "kernels/widen.hpp"
 
 namespace causalattn::kernels {
 
-// A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
-// chunks of kChunkTiles tiles, each chunk applied to every block before the next: the chunk's K
-// and V then come from L2 once per group instead of from memory once per block. Every block
-// still sees its tiles in the same order, so the bits do not depend on the grouping.
+// 4 tiles of 96 keys: 384 KiB of K and V at D=128; with the next chunk on its way 768 KiB,
+// which beside the working block's Qt and Ot (68 KiB) fit a 1-2 MiB L2.
 template <class Arch>
-void attention_row_blocks(const RowBlockArgs* blocks, int count) {
-  // 4 tiles of 96 keys: 384 KiB of K and V at D=128; with the next chunk on its way 768 KiB,
-  // which beside the working block's Qt and Ot (68 KiB) fit a 1-2 MiB L2.
-  constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
+constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
+
+// The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] each.
+template <class Arch>
+constexpr std::size_t group_workspace_floats(int64_t head_dim) {
+  return static_cast<std::size_t>(2 * kChunkKeys<Arch> * head_dim);
+}
+
+// Keys [begin, end) of `rows` widened into out ([end - begin][head_dim] f32), as contiguous f32
+// rows from key `begin`. Each row's source is prefetched a few rows ahead: paged caches jump
+// between pages where the hardware's prefetch starts over.
+template <class Arch>
+KvRows widen_chunk(const KvRows& rows, int64_t begin, int64_t end, int64_t head_dim, float* out) {
+  constexpr int64_t kBatch = 64, kAhead = 4;
+  const int64_t bytes = row_bytes<Arch>(rows.dtype, head_dim);
+  const std::byte* sources[kBatch];
+  for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
+    const int64_t n = std::min(kBatch, end - j0);
+    fill_rows<Arch>(rows, j0, n, sources);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch_row<Arch>(sources[i + kAhead], bytes);
+      widen_row<Arch>(sources[i], rows.dtype, head_dim, out + (j0 - begin + i) * head_dim);
+    }
+  }
+  return {reinterpret_cast<const std::byte*>(out), head_dim * static_cast<int64_t>(sizeof(float)), nullptr, 0, 0,
+          Dtype::kF32, begin};
+}
+
+// A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
+// chunks of kChunkKeys keys, each chunk applied to every block before the next: the chunk's K
+// and V then come from L2 once per group instead of from memory once per block. Every block
+// still sees its tiles in the same order, so the bits do not depend on the grouping, and K and V
+// widened exactly give the bits of the same values stored in f32.
+template <class Arch>
+void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_workspace) {
   int64_t kv_begin = INT64_MAX, kv_end = 0;
   for (int i = 0; i < count; ++i) {
     begin_block<Arch>(blocks[i]);
     kv_begin = std::min(kv_begin, block_first_tile<Arch>(blocks[i]));
     kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
   }
-  for (int64_t j = kv_begin; j < kv_end; j += kChunkKeys) {
-    // The blocks that compute tiles of this chunk share the prefetch of the next one.
-    auto computes = [&](const RowBlockArgs& a) { return block_keys_in<Arch>(a, j, j + kChunkKeys) > 0; };
+  const KvRows& k = blocks[0].k;
+  const KvRows& v = blocks[0].v;
+  const bool widen = k.dtype != Dtype::kF32 || v.dtype != Dtype::kF32;
+  const int64_t D = blocks[0].head_dim;
+  constexpr int64_t C = kChunkKeys<Arch>;
+  for (int64_t j = kv_begin; j < kv_end; j += C) {
+    // The blocks that compute tiles of this chunk share the prefetch of the next one (f32 rows
+    // read in place; widened chunks prefetch their sources as they widen).
+    auto computes = [&](const RowBlockArgs& a) { return block_keys_in<Arch>(a, j, j + C) > 0; };
     int active = 0;
     for (int i = 0; i < count; ++i) active += computes(blocks[i]);
-    const int64_t next_begin = j + kChunkKeys;
-    const int64_t next_end = std::max(next_begin, std::min(kv_end, next_begin + kChunkKeys));
+    const int64_t next_begin = j + C;
+    const int64_t next_end = widen ? next_begin : std::max(next_begin, std::min(kv_end, next_begin + C));
     const int64_t share = (next_end - next_begin + active - 1) / std::max(active, 1);
+    KvRows chunk_k = k, chunk_v = v;
+    if (widen) {
+      const int64_t end = std::min(kv_end, j + C);
+      chunk_k = widen_chunk<Arch>(k, j, end, D, group_workspace);
+      chunk_v = widen_chunk<Arch>(v, j, end, D, group_workspace + C * D);
+    }
     int64_t prefetch_begin = next_begin;
     for (int i = 0; i < count; ++i) {
       if (!computes(blocks[i])) continue;
+      RowBlockArgs block = blocks[i];
+      block.k = chunk_k;
+      block.v = chunk_v;
       const int64_t prefetch_end = std::min(next_end, prefetch_begin + share);
-      block_tiles<Arch>(blocks[i], j, j + kChunkKeys, prefetch_begin, prefetch_end);
+      block_tiles<Arch>(block, j, j + C, prefetch_begin, prefetch_end);
       prefetch_begin = prefetch_end;
     }
   }

@@ -2,7 +2,8 @@
 // of its keys, head_dim in vector lanes. Each key row is loaded once for all the rows; scores are
 // dot products reduced across lanes, the online softmax is per row, and the output accumulates
 // head_dim-wide vectors. Decode is bound by reading K and V, so this favours one pass over
-// memory over FMA density.
+// memory over FMA density. K and V are read in their stored type (f32, bf16, f16, q8_0: template
+// parameters KT and VT), widened in registers as they load.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "kernels/kv_rows.hpp"
 #include "kernels/kernel_table.hpp"
 #include "kernels/simd.hpp"
+#include "kernels/widen.hpp"
 
 namespace causalattn::kernels {
 
@@ -35,7 +37,7 @@ constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
 
 // The K and V row addresses of one tile of a chunk's keys (n = 0 past the chunk's end).
 template <class Arch>
-using DecodeTile = TileRows<Arch, kDecodeTileKeys>;
+using DecodeTile = TileRows<Arch, kDecodeTileKeys, std::byte>;
 
 template <class Arch>
 inline void fill_tile(const DecodeArgs& a, int64_t j0, DecodeTile<Arch>& tile) {
@@ -47,35 +49,35 @@ inline void fill_tile(const DecodeArgs& a, int64_t j0, DecodeTile<Arch>& tile) {
 // runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
 // the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
 // waits on memory latency instead of bandwidth.
-template <class Arch, int NR>
+template <class Arch, int NR, Dtype KT>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
-                          const DecodeTile<Arch>& next) {
+                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   const int64_t d_vec = head_dim / W * W;
   for (int64_t j = 0; j < tile.n; ++j) {
-    if (j < next.n) next.prefetch(j, head_dim);
-    const float* kr = tile.k[j];
+    if (j < next.n) next.prefetch(j, k_bytes, v_bytes);
+    const std::byte* kr = tile.k[j];
     V acc[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
     for (int64_t d = 0; d < d_vec; d += W) {
-      const V kv = V::load_unaligned(kr + d);
+      const V kv = load_as<Arch, KT>(kr, d);
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d), kv, acc[r]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       float sum = xsimd::hadd(acc[r]);
-      for (int64_t d = d_vec; d < head_dim; ++d) sum += qp[r * dp + d] * kr[d];
+      for (int64_t d = d_vec; d < head_dim; ++d) sum += qp[r * dp + d] * dtype::element<Arch>(kr, KT, d);
       s[r * kDecodeTileKeys + j] = sum;
     }
   }
 }
 
 // o[d0 .. d0 + NV·W) = alpha · o + Σ_{j in [lo, hi)} p[j] · V[j][d0 ..].
-template <class Arch, int NV>
-inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const float* const* vrows, int64_t d0,
+template <class Arch, int NV, Dtype VT>
+inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t d0,
                                 Vec<Arch> alpha, float* o) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
@@ -84,9 +86,9 @@ inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const fl
   for (int v = 0; v < NV; ++v) acc[v] = V::load_aligned(o + d0 + v * W) * alpha;
   for (int64_t j = lo; j < hi; ++j) {
     const V pj(p[j]);
-    const float* vr = vrows[j] + d0;
+    const std::byte* vr = vrows[j];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[v] = fmadd<Arch>(pj, V::load_unaligned(vr + v * W), acc[v]);
+    for (int v = 0; v < NV; ++v) acc[v] = fmadd<Arch>(pj, load_as<Arch, VT>(vr, d0 + v * W), acc[v]);
   }
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) acc[v].store_aligned(o + d0 + v * W);
@@ -94,21 +96,23 @@ inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const fl
 
 // One row's output update over its visible keys [lo, hi) of the tile; the dims past the last
 // full vector are done one by one.
-template <class Arch>
-inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const float* const* vrows,
+template <class Arch, Dtype VT>
+inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows,
                               int64_t head_dim, float alpha, float* o) {
   using V = Vec<Arch>;
   constexpr int kBlock = 8;  // vectors of accumulators held in registers
   constexpr int64_t W = V::size;
   const int64_t vectors = head_dim / W;
   int64_t v = 0;
-  for (; v + kBlock <= vectors; v += kBlock) decode_output_block<Arch, kBlock>(p, lo, hi, vrows, v * W, V(alpha), o);
+  for (; v + kBlock <= vectors; v += kBlock) {
+    decode_output_block<Arch, kBlock, VT>(p, lo, hi, vrows, v * W, V(alpha), o);
+  }
   with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
-    decode_output_block<Arch, rest()>(p, lo, hi, vrows, v * W, V(alpha), o);
+    decode_output_block<Arch, rest(), VT>(p, lo, hi, vrows, v * W, V(alpha), o);
   });
   for (int64_t d = vectors * W; d < head_dim; ++d) {
     float acc = o[d] * alpha;
-    for (int64_t j = lo; j < hi; ++j) acc += p[j] * vrows[j][d];
+    for (int64_t j = lo; j < hi; ++j) acc += p[j] * dtype::element<Arch>(vrows[j], VT, d);
     o[d] = acc;
   }
 }
@@ -119,7 +123,7 @@ inline float max_or_nan(float a, float b) {
   return (a != a || b != b) ? std::numeric_limits<float>::quiet_NaN() : std::max(a, b);
 }
 
-template <class Arch, int NR>
+template <class Arch, int NR, Dtype KT, Dtype VT>
 void decode_chunk_rows(const DecodeArgs& a) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
@@ -132,20 +136,22 @@ void decode_chunk_rows(const DecodeArgs& a) {
   float* const m = s + NR * T;
   float* const l = m + NR;
   for (int r = 0; r < NR; ++r) {
+    widen_row<Arch>(a.q[r], a.q_dtype, D, qp + r * dp);
     for (int64_t d = 0; d < dp; ++d) {
-      qp[r * dp + d] = d < D ? a.q[r][d] * a.scale : 0.0f;
+      qp[r * dp + d] = d < D ? qp[r * dp + d] * a.scale : 0.0f;
       op[r * dp + d] = 0.0f;
     }
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
+  const int64_t k_bytes = row_bytes<Arch>(KT, D), v_bytes = row_bytes<Arch>(VT, D);
   // This tile's rows and the next one's, which take turns as the walk advances.
   DecodeTile<Arch> tiles[2];
   fill_tile<Arch>(a, a.j_begin, tiles[0]);
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
     const DecodeTile<Arch>& tile = tiles[cur];
     fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
-    decode_scores<Arch, NR>(qp, dp, D, tile, s, tiles[cur ^ 1]);
+    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes);
     const int64_t n = tile.n;
     for (int r = 0; r < NR; ++r) {
       // The row's visible keys in this tile; the others get -inf (and are never multiplied
@@ -168,7 +174,7 @@ void decode_chunk_rows(const DecodeArgs& a) {
       const float alpha = exp_nonpositive<Arch>(V(m[r]) - V(m_ref)).get(0);
       l[r] = l[r] * alpha + xsimd::hadd(sum);
       m[r] = m_new;
-      decode_output_row<Arch>(sr, lo, hi, tile.v, D, alpha, op + r * dp);
+      decode_output_row<Arch, VT>(sr, lo, hi, tile.v, D, alpha, op + r * dp);
     }
   }
   for (int r = 0; r < NR; ++r) {
@@ -178,9 +184,24 @@ void decode_chunk_rows(const DecodeArgs& a) {
   }
 }
 
+// Calls fn(std::integral_constant<Dtype, t>) for the run-time type t.
+template <class Fn>
+inline void with_dtype(Dtype t, Fn&& fn) {
+  switch (t) {
+    case Dtype::kF32: return fn(std::integral_constant<Dtype, Dtype::kF32>{});
+    case Dtype::kBf16: return fn(std::integral_constant<Dtype, Dtype::kBf16>{});
+    case Dtype::kF16: return fn(std::integral_constant<Dtype, Dtype::kF16>{});
+    case Dtype::kQ8_0: return fn(std::integral_constant<Dtype, Dtype::kQ8_0>{});
+  }
+}
+
 template <class Arch>
 void decode_chunk(const DecodeArgs& a) {
-  with_block_size<kDecodeRows>(a.rows, [&](auto rows) { decode_chunk_rows<Arch, rows()>(a); });
+  with_dtype(a.k.dtype, [&](auto kt) {
+    with_dtype(a.v.dtype, [&](auto vt) {
+      with_block_size<kDecodeRows>(a.rows, [&](auto rows) { decode_chunk_rows<Arch, rows(), kt(), vt()>(a); });
+    });
+  });
 }
 
 }  // namespace causalattn::kernels

@@ -5,25 +5,31 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/dtype.hpp"
+
 namespace causalattn::kernels {
 
 // Where the rows of K (or V) of one (sequence, KV head) live: contiguous at a token stride, or
-// in pages through the sequence's block table row.
+// in pages through the sequence's block table row; strides in bytes.
 struct KvRows {
-  const float* base;      // key 0 (contiguous), or page 0 slot 0 of this KV head (paged)
+  const std::byte* base;  // key first_key (contiguous), or page 0 slot 0 of this KV head (paged)
   int64_t token_stride;
   const int32_t* pages;   // nullptr: contiguous; else the sequence's block table row
   int64_t page_tokens;
   int64_t page_stride;
+  Dtype dtype;
+  int64_t first_key;      // contiguous only: the key at base (a widened chunk starts past 0)
 };
 
 // One block of consecutive queries of one (sequence, query head), against its KV head.
 struct RowBlockArgs {
-  const float* q;         // query row q_begin
-  int64_t q_stride;
+  const std::byte* q;     // query row q_begin
+  int64_t q_stride;       // bytes
+  Dtype q_dtype;          // f32, bf16 or f16
   KvRows k, v;
-  float* out;             // output row q_begin
-  int64_t out_stride;
+  std::byte* out;         // output row q_begin
+  int64_t out_stride;     // bytes
+  Dtype out_dtype;        // f32, bf16 or f16
   float* lse;             // lse of row q_begin, or nullptr
   int64_t q_begin;        // position of the block's first query
   int64_t q_count;        // valid queries in the block, 1 ... rows of the kernel
@@ -46,7 +52,8 @@ struct RowBlockArgs {
 constexpr int kDecodeRows = 8;
 
 struct DecodeArgs {
-  const float* q[kDecodeRows];   // row r's query vector
+  const std::byte* q[kDecodeRows];  // row r's query vector
+  Dtype q_dtype;
   int64_t first_key[kDecodeRows];  // row r sees keys first_key[r] <= j <= last_key[r]
   int64_t last_key[kDecodeRows];
   int rows;                      // 1 ... kDecodeRows
@@ -81,8 +88,11 @@ struct KernelTable {
   const char* isa;                                  // the ISA's public name
   int rows;                                         // queries per row block
   std::size_t (*workspace_floats)(int64_t head_dim);
-  // Computes `count` row blocks of one (sequence, query head); each has its own workspace.
-  void (*row_blocks)(const RowBlockArgs* blocks, int count);
+  // Computes `count` row blocks of one (sequence, query head); each has its own workspace, and
+  // the group has group_workspace (KernelTable::group_workspace_floats(head_dim), 64-byte
+  // aligned) for K and V widened to f32.
+  void (*row_blocks)(const RowBlockArgs* blocks, int count, float* group_workspace);
+  std::size_t (*group_workspace_floats)(int64_t head_dim);
   std::size_t (*decode_workspace_floats)(int64_t head_dim);
   void (*decode_chunk)(const DecodeArgs& args);
   int gemm_features;                                // features of W per packed panel

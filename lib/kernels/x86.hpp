@@ -1,16 +1,21 @@
 // The x86 rows of the ISA table as IsaTraits (lib/kernels/simd.hpp): AVX-512 (F/CD/DQ/BW/VL +
-// FMA), AVX2 + FMA, SSE2. Every x86 intrinsic of the kernels lives here. Each specialization is
+// FMA + F16C), AVX2 + FMA + F16C, SSE2. Every x86 intrinsic of the kernels lives here. Each specialization is
 // defined only where its ISA's flags are on: a kernel object is compiled with one ISA's flags
 // and instantiates only that ISA's traits.
 #pragma once
 
 #include <immintrin.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include <xsimd/xsimd.hpp>
+
+#include "common/dtype.hpp"
 
 namespace causalattn::kernels {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__)
 template <>
 struct IsaTraits<xsimd::avx512bw> {
   using V = Vec<xsimd::avx512bw>;
@@ -47,10 +52,30 @@ struct IsaTraits<xsimd::avx512bw> {
     }
   }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
+  static V load_bf16(const void* p) noexcept {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  static V load_f16(const void* p) noexcept { return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p))); }
+  static V load_i8(const void* p) noexcept {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))));
+  }
+  static float f16_scalar(uint16_t h) noexcept { return _cvtsh_ss(h); }
+  // Round to nearest even on the bits (vcvtneps2bf16 would flush subnormals); NaN made quiet.
+  static void store_bf16(V x, void* p) noexcept {
+    const __m512i u = _mm512_castps_si512(x), high = _mm512_srli_epi32(u, 16);
+    const __m512i bias = _mm512_add_epi32(_mm512_and_si512(high, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), high, _mm512_set1_epi32(0x40));
+    _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+  }
+  static void store_f16(V x, void* p) noexcept {
+    _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
 };
 #endif
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 template <>
 struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
   using A = xsimd::fma3<xsimd::avx2>;
@@ -80,6 +105,28 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
     }
   }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
+  static V load_bf16(const void* p) noexcept {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static V load_f16(const void* p) noexcept { return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
+  static V load_i8(const void* p) noexcept {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
+  }
+  static float f16_scalar(uint16_t h) noexcept { return _cvtsh_ss(h); }
+  static void store_bf16(V x, void* p) noexcept {
+    const __m256i u = _mm256_castps_si256(x), high = _mm256_srli_epi32(u, 16);
+    const __m256i bias = _mm256_add_epi32(_mm256_and_si256(high, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+    const __m256i quiet = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+    const __m256i r = _mm256_blendv_epi8(rounded, quiet, _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+    // Lanes hold 16-bit values: pack within each 128-bit half, then gather the two halves' low words.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128(static_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+  }
+  static void store_f16(V x, void* p) noexcept {
+    _mm_storeu_si128(static_cast<__m128i*>(p), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
 };
 #endif
 
@@ -99,6 +146,31 @@ struct IsaTraits<xsimd::sse2> {
     rows[0] = r0, rows[1] = r1, rows[2] = r2, rows[3] = r3;
   }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
+  // The baseline has no F16C or widening loads: the conversions go element by element through
+  // the library's scalar ones (common/dtype.cpp), a fallback for CPUs older than any that an
+  // engine would run 16-bit caches on.
+  static V load_bf16(const void* p) noexcept { return convert_from(p, Dtype::kBf16); }
+  static V load_f16(const void* p) noexcept { return convert_from(p, Dtype::kF16); }
+  static V load_i8(const void* p) noexcept {
+    alignas(16) float t[4];
+    for (int i = 0; i < 4; ++i) t[i] = static_cast<float>(static_cast<const int8_t*>(p)[i]);
+    return V::load_aligned(t);
+  }
+  static float f16_scalar(uint16_t h) noexcept { return dtype::f16_to_f32<xsimd::sse2>(h); }
+  static void store_bf16(V x, void* p) noexcept { convert_to(x, p, Dtype::kBf16); }
+  static void store_f16(V x, void* p) noexcept { convert_to(x, p, Dtype::kF16); }
+
+ private:
+  static V convert_from(const void* p, Dtype t) noexcept {
+    alignas(16) float out[4];
+    for (int i = 0; i < 4; ++i) out[i] = dtype::element<xsimd::sse2>(p, t, i);
+    return V::load_aligned(out);
+  }
+  static void convert_to(V x, void* p, Dtype t) noexcept {
+    alignas(16) float in[4];
+    x.store_aligned(in);
+    for (int i = 0; i < 4; ++i) dtype::store_element<xsimd::sse2>(p, t, i, in[i]);
+  }
 };
 
 }  // namespace causalattn::kernels

@@ -1,0 +1,65 @@
+// Rows of any element type read as f32 vectors and f32 vectors written as any output type,
+// through the ISA's conversions (IsaTraits: load_bf16, load_f16, load_i8, store_bf16, store_f16).
+// Widening is exact, so the kernels compute on the same f32 values whatever the storage was.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "common/dtype.hpp"
+#include "kernels/simd.hpp"
+
+namespace causalattn::kernels {
+
+// The W elements d, d + 1, ... of a row stored as T (for q8_0 the row's first block; W divides
+// the block's 32, so a vector never spans two blocks).
+template <class Arch, Dtype T>
+inline Vec<Arch> load_as(const std::byte* row, int64_t d) noexcept {
+  using Traits = IsaTraits<Arch>;
+  if constexpr (T == Dtype::kF32) {
+    return Vec<Arch>::load_unaligned(reinterpret_cast<const float*>(row) + d);
+  } else if constexpr (T == Dtype::kBf16) {
+    return Traits::load_bf16(row + 2 * d);
+  } else if constexpr (T == Dtype::kF16) {
+    return Traits::load_f16(row + 2 * d);
+  } else {
+    const std::byte* block = row + d / kQ8Block * kQ8BlockBytes;
+    uint16_t scale;
+    std::memcpy(&scale, block, sizeof scale);
+    return Traits::load_i8(block + 2 + d % kQ8Block) * Vec<Arch>(Traits::f16_scalar(scale));
+  }
+}
+
+// load_as with the type chosen at run time.
+template <class Arch>
+inline Vec<Arch> load_any(const std::byte* row, Dtype t, int64_t d) noexcept {
+  switch (t) {
+    case Dtype::kBf16: return load_as<Arch, Dtype::kBf16>(row, d);
+    case Dtype::kF16: return load_as<Arch, Dtype::kF16>(row, d);
+    case Dtype::kQ8_0: return load_as<Arch, Dtype::kQ8_0>(row, d);
+    case Dtype::kF32: break;
+  }
+  return load_as<Arch, Dtype::kF32>(row, d);
+}
+
+// Stores x as elements d, d + 1, ... of a row of f32, bf16 or f16.
+template <class Arch>
+inline void store_any(Vec<Arch> x, std::byte* row, Dtype t, int64_t d) noexcept {
+  switch (t) {
+    case Dtype::kBf16: return IsaTraits<Arch>::store_bf16(x, row + 2 * d);
+    case Dtype::kF16: return IsaTraits<Arch>::store_f16(x, row + 2 * d);
+    default: return x.store_unaligned(reinterpret_cast<float*>(row) + d);
+  }
+}
+
+// out[0 .. head_dim) = row as f32 (out 64-byte aligned when head_dim is a multiple of W).
+template <class Arch>
+inline void widen_row(const std::byte* row, Dtype t, int64_t head_dim, float* out) noexcept {
+  constexpr int64_t W = Vec<Arch>::size;
+  int64_t d = 0;
+  for (; d + W <= head_dim; d += W) load_any<Arch>(row, t, d).store_unaligned(out + d);
+  for (; d < head_dim; ++d) out[d] = dtype::element<Arch>(row, t, d);
+}
+
+}  // namespace causalattn::kernels
