@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <thread>
@@ -216,14 +218,35 @@ void BM_Gpt2Layer(benchmark::State& state) {
 
 constexpr int64_t kDecodeQHeads = 32, kDecodeKvHeads = 8, kDecodeHeadDim = 128, kPageTokens = 16;
 const std::vector<int64_t> kDecodeKvLens = {512, 2048, 8192, 32768, 131072};
+// (q_dtype, kv_dtype) pairs of BM_PrefillDtypes: f32 queries with 16- and 8-bit caches, all bf16.
+const std::vector<std::vector<int64_t>> kPrefillDtypes = {
+    {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_F32}, {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16},
+    {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_F16}, {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_Q8_0},
+    {CAUSALATTN_DTYPE_BF16, CAUSALATTN_DTYPE_BF16}};
 
+
+// Bytes of n elements stored as t (q8_0: blocks of 32 in 34 bytes).
+int64_t stored_bytes(causalattn_dtype t, int64_t n) {
+  return t == CAUSALATTN_DTYPE_F32 ? 4 * n : t == CAUSALATTN_DTYPE_Q8_0 ? n / 32 * 34 : 2 * n;
+}
+
+// f32 values stored as t, through the library's own conversion.
+std::vector<uint64_t> stored(const std::vector<float>& x, causalattn_dtype t) {
+  std::vector<uint64_t> out(static_cast<size_t>((stored_bytes(t, static_cast<int64_t>(x.size())) + 7) / 8));
+  if (causalattn_convert(x.data(), CAUSALATTN_DTYPE_F32, out.data(), t, static_cast<int64_t>(x.size())) != CAUSALATTN_OK) {
+    std::fprintf(stderr, "causalattn_convert: %s\n", causalattn_last_error());
+    std::abort();
+  }
+  return out;
+}
 
 // Decode: one new token per sequence against a paged KV cache of Tk keys per sequence, pages of
 // 16 tokens laid out [page][kv head][slot][D] (a head's tokens of a page are contiguous), Hq=32,
-// Hkv=8, D=128. Memory-bound: the rate reported is the bytes of K and V read per second.
-// args: Tk, batch, threads (0 = all)
+// Hkv=8, D=128, K and V stored as kv_dtype (a causalattn_dtype). Memory-bound: the rate reported
+// is the bytes of K and V read per second, as stored. args: Tk, batch, threads (0 = all), kv_dtype
 void BM_Decode(benchmark::State& state) {
   const int64_t kv_len = state.range(0), batch = state.range(1), D = kDecodeHeadDim;
+  const auto kv_dtype = static_cast<causalattn_dtype>(state.range(3));
   const int64_t pages_per_seq = kv_len / kPageTokens, num_pages = batch * pages_per_seq;
   const int64_t row = kDecodeKvHeads * D;
   std::vector<float> k(num_pages * kPageTokens * row), v(k.size()), q(batch * kDecodeQHeads * D),
@@ -231,35 +254,75 @@ void BM_Decode(benchmark::State& state) {
   fill_pattern(k, 1);
   fill_pattern(v, 2);
   fill_pattern(q, 3);
+  const std::vector<uint64_t> k_stored = stored(k, kv_dtype), v_stored = stored(v, kv_dtype);
+  k = {};
+  v = {};
   std::vector<int32_t> block_table(num_pages);
   for (int64_t i = 0; i < num_pages; ++i) block_table[i] = static_cast<int32_t>(i);
   std::vector<int64_t> kv_lens(batch, kv_len);
   const causalattn_seq_lens lens{nullptr, nullptr, nullptr, kv_lens.data()};
   const causalattn_kv_pages pages{block_table.data(), pages_per_seq, kPageTokens, num_pages};
+  const int64_t units = kv_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D;  // strides count blocks in q8_0
   causalattn_attend_args a{};
   a.shape = {batch, kDecodeQHeads, kDecodeKvHeads, 1, kv_len, D};
   a.q = q.data();
   a.q_layout = {kDecodeQHeads * D, D, kDecodeQHeads * D};
-  a.k = k.data();
-  a.k_layout = {kPageTokens * row, kPageTokens * D, D};
-  a.v = v.data();
+  a.k = k_stored.data();
+  a.k_layout = {kPageTokens * kDecodeKvHeads * units, kPageTokens * units, units};
+  a.v = v_stored.data();
   a.v_layout = a.k_layout;
   a.out = out.data();
   a.out_layout = a.q_layout;
   a.options.num_threads = static_cast<int32_t>(state.range(2));
   a.seq_lens = &lens;
   a.pages = &pages;
-  if (causalattn_attend_f32(&a) != CAUSALATTN_OK) {
+  a.k_dtype = a.v_dtype = kv_dtype;
+  if (causalattn_attend(&a) != CAUSALATTN_OK) {
     state.SkipWithError(causalattn_last_error());
     return;
   }
   for (auto _ : state) {
-    causalattn_attend_f32(&a);
+    causalattn_attend(&a);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(state.iterations() * batch * kDecodeKvHeads * kv_len * D * 2 * int64_t{sizeof(float)});
+  state.SetBytesProcessed(state.iterations() * batch * kDecodeKvHeads * kv_len * 2 * stored_bytes(kv_dtype, D));
   state.SetLabel(causalattn_isa());
+}
+
+// Causal prefill, B=1, H=8, with Q and out in q_dtype and K and V in kv_dtype (causalattn_dtypes):
+// 16-bit caches with f32 queries, against BM_Attention's f32 in the same run.
+// args: T, D, q_dtype, kv_dtype, threads (0 = all)
+void BM_PrefillDtypes(benchmark::State& state) {
+  const int64_t t = state.range(0), d = state.range(1);
+  const auto q_dtype = static_cast<causalattn_dtype>(state.range(2)), kv_dtype = static_cast<causalattn_dtype>(state.range(3));
+  Inputs in(kBatch * kHeads * t * d);
+  const std::vector<uint64_t> q = stored(in.q, q_dtype), k = stored(in.k, kv_dtype), v = stored(in.v, kv_dtype);
+  std::vector<uint64_t> out(q.size());
+  const int64_t units = kv_dtype == CAUSALATTN_DTYPE_Q8_0 ? d / 32 : d;
+  causalattn_attend_args a{};
+  a.shape = {kBatch, kHeads, kHeads, t, t, d};
+  a.q = q.data();
+  a.q_layout = a.out_layout = {kHeads * t * d, t * d, d};
+  a.k = k.data();
+  a.k_layout = a.v_layout = {kHeads * t * units, t * units, units};
+  a.v = v.data();
+  a.out = out.data();
+  a.options.num_threads = static_cast<int32_t>(state.range(4));
+  a.q_dtype = a.out_dtype = q_dtype;
+  a.k_dtype = a.v_dtype = kv_dtype;
+  if (causalattn_attend(&a) != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  const double peak = a.options.num_threads == 1 ? peak_here() : 0.0;
+  for (auto _ : state) {
+    causalattn_attend(&a);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, causal_flops(kHeads, t, d));
+  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
 }
 
 // Chunked prefill: a T-token prompt in chunks of C tokens, each chunk attending to the cache so
@@ -448,13 +511,25 @@ void register_benchmarks() {
   for (int64_t threads : {1, 0}) {
     for (int64_t batch : {1, 8}) {
       for (int64_t kv_len : kDecodeKvLens) {
-        benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
-            ->Args({kv_len, batch, threads})
-            ->ArgNames({"Tk", "batch", "threads"})
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->Repetitions(kv_len * batch >= 262144 ? 2 : 3);
+        for (int64_t kv_dtype = CAUSALATTN_DTYPE_F32; kv_dtype <= CAUSALATTN_DTYPE_Q8_0; ++kv_dtype) {
+          // The 16- and 8-bit caches at the lengths the targets name, beside f32 at every one.
+          if (kv_dtype != CAUSALATTN_DTYPE_F32 && kv_len < 2048) continue;
+          benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
+              ->Args({kv_len, batch, threads, kv_dtype})
+              ->ArgNames({"Tk", "batch", "threads", "kv_dtype"})
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime()
+              ->Repetitions(kv_len * batch >= 262144 ? 2 : 3);
+        }
       }
+    }
+    for (const std::vector<int64_t>& dtypes : kPrefillDtypes) {
+      benchmark::RegisterBenchmark("BM_PrefillDtypes", BM_PrefillDtypes)
+          ->Args({4096, 128, dtypes[0], dtypes[1], threads})
+          ->ArgNames({"T", "D", "q_dtype", "kv_dtype", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
     }
     benchmark::RegisterBenchmark("BM_ChunkedPrefill", BM_ChunkedPrefill)
         ->Args({4096, 512, 128, threads})

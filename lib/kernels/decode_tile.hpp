@@ -31,8 +31,10 @@ constexpr int64_t padded_dim(int64_t head_dim) {
 
 template <class Arch>
 constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
-  // Queries and output accumulators [rows][padded D], scores [rows][tile], max and sum [rows].
-  return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + 2));
+  // Queries and output accumulators [rows][padded D], scores [rows][tile], the score partials
+  // [rows][W][W], max and sum [rows].
+  constexpr int64_t W = Vec<Arch>::size;
+  return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + W * W + 2));
 }
 
 // The K and V row addresses of one tile of a chunk's keys (n = 0 past the chunk's end).
@@ -45,32 +47,58 @@ inline void fill_tile(const DecodeArgs& a, int64_t j0, DecodeTile<Arch>& tile) {
 }
 
 // Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
+// Each key row is loaded (and widened) once for all the rows; its NR lane-wise partial sums go to
+// `partials`, and every W keys a row's W vectors are summed across lanes together (sum_lanes),
+// far cheaper than one horizontal sum per score.
 // Each key also prefetches the next tile's key of the same index: a head's rows come in short
 // runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
 // the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
 // waits on memory latency instead of bandwidth.
 template <class Arch, int NR, Dtype KT>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
-                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes) {
+                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes, float* partials) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   const int64_t d_vec = head_dim / W * W;
-  for (int64_t j = 0; j < tile.n; ++j) {
-    if (j < next.n) next.prefetch(j, k_bytes, v_bytes);
-    const std::byte* kr = tile.k[j];
-    V acc[NR];
+  for (int64_t j0 = 0; j0 < tile.n; j0 += W) {
+    const int64_t keys = std::min<int64_t>(W, tile.n - j0);
+    for (int64_t i = 0; i < W; ++i) {
+      const int64_t j = j0 + i;
+      V acc[NR];
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
-    for (int64_t d = 0; d < d_vec; d += W) {
-      const V kv = load_as<Arch, KT>(kr, d);
+      for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
+      if (i < keys) {
+        if (j < next.n) next.prefetch(j, k_bytes, v_bytes);
+        const std::byte* kr = tile.k[j];
+        // A q8_0 block's vectors at a time (one scale each), else one vector.
+        constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
+        for (int64_t d = 0; d < d_vec; d += kStep * W) {
+          V kv[kStep];
+          load_vectors<Arch, KT, kStep>(kr, d, kv);
 #pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d), kv, acc[r]);
+          for (int u = 0; u < kStep; ++u)
+#pragma GCC unroll 8
+            for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d + u * W), kv[u], acc[r]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[r].store_aligned(partials + (r * W + i) * W);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
-      float sum = xsimd::hadd(acc[r]);
-      for (int64_t d = d_vec; d < head_dim; ++d) sum += qp[r * dp + d] * dtype::element<Arch>(kr, KT, d);
-      s[r * kDecodeTileKeys + j] = sum;
+      V rows[W];
+      for (int64_t i = 0; i < W; ++i) rows[i] = V::load_aligned(partials + (r * W + i) * W);
+      V sums = IsaTraits<Arch>::sum_lanes(rows);
+      sums.store_aligned(s + r * kDecodeTileKeys + j0);
+    }
+    // The dims past the last full vector, one by one.
+    for (int64_t i = 0; i < keys && d_vec < head_dim; ++i) {
+      const std::byte* kr = tile.k[j0 + i];
+      for (int r = 0; r < NR; ++r) {
+        float tail = 0.0f;
+        for (int64_t d = d_vec; d < head_dim; ++d) tail += qp[r * dp + d] * dtype::element<Arch>(kr, KT, d);
+        s[r * kDecodeTileKeys + j0 + i] += tail;
+      }
     }
   }
 }
@@ -117,6 +145,62 @@ inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const std:
   }
 }
 
+// The output update of all NR rows at once, for rows that see the same keys [lo, hi) of the tile
+// (every row of a one-token decode): each V vector is loaded (and widened) once for all the rows
+// instead of once per row. Row r's accumulators get the same operations in the same order as
+// decode_output_row's, so the bits are the same. p holds row r's weights at p + r · kDecodeTileKeys.
+template <class Arch, int NR, int NV, Dtype VT>
+inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t d0,
+                                     const float* alpha, float* o, int64_t dp) {
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  V acc[NR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::load_aligned(o + r * dp + d0 + v * W) * V(alpha[r]);
+  for (int64_t j = lo; j < hi; ++j) {
+    V vv[NV];
+    load_vectors<Arch, VT, NV>(vrows[j], d0, vv);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const V pj(p[r * kDecodeTileKeys + j]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = fmadd<Arch>(pj, vv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(o + r * dp + d0 + v * W);
+}
+
+template <class Arch, int NR, Dtype VT>
+inline void decode_output_rows(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t head_dim,
+                               const float* alpha, float* o, int64_t dp) {
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  // Half the registers hold accumulators. (kBlock · W divides 32 or is a multiple of it, as
+  // load_vectors needs for q8_0: it is 1, 2 or 4 vectors of 4, 8 or 16 lanes.)
+  constexpr int kBlock = std::clamp(IsaTraits<Arch>::kRegisters / 2 / NR, 1, 4) == 3 ? 2
+                         : std::clamp(IsaTraits<Arch>::kRegisters / 2 / NR, 1, 4);
+  const int64_t vectors = head_dim / W;
+  int64_t v = 0;
+  for (; v + kBlock <= vectors; v += kBlock) {
+    decode_output_rows_block<Arch, NR, kBlock, VT>(p, lo, hi, vrows, v * W, alpha, o, dp);
+  }
+  with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
+    decode_output_rows_block<Arch, NR, rest(), VT>(p, lo, hi, vrows, v * W, alpha, o, dp);
+  });
+  for (int r = 0; r < NR; ++r) {
+    for (int64_t d = vectors * W; d < head_dim; ++d) {
+      float acc = o[r * dp + d] * alpha[r];
+      for (int64_t j = lo; j < hi; ++j) acc += p[r * kDecodeTileKeys + j] * dtype::element<Arch>(vrows[j], VT, d);
+      o[r * dp + d] = acc;
+    }
+  }
+}
+
 // max that propagates a NaN from either side (a NaN score makes its row's softmax NaN).
 template <class Arch>
 inline float max_or_nan(float a, float b) {
@@ -133,7 +217,8 @@ void decode_chunk_rows(const DecodeArgs& a) {
   float* const qp = a.workspace;
   float* const op = qp + NR * dp;
   float* const s = op + NR * dp;
-  float* const m = s + NR * T;
+  float* const partials = s + NR * T;
+  float* const m = partials + NR * W * W;
   float* const l = m + NR;
   for (int r = 0; r < NR; ++r) {
     widen_row<Arch>(a.q[r], a.q_dtype, D, qp + r * dp);
@@ -151,30 +236,53 @@ void decode_chunk_rows(const DecodeArgs& a) {
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
     const DecodeTile<Arch>& tile = tiles[cur];
     fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
-    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes);
+    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes, partials);
     const int64_t n = tile.n;
+    int64_t lo[NR], hi[NR];
+    float alpha[NR];
+    bool same_keys = true;
     for (int r = 0; r < NR; ++r) {
       // The row's visible keys in this tile; the others get -inf (and are never multiplied
       // into V, so a NaN in V where the row must not look cannot reach it).
-      const int64_t lo = std::clamp<int64_t>(a.first_key[r] - j0, 0, n);
-      const int64_t hi = std::clamp<int64_t>(a.last_key[r] + 1 - j0, lo, n);
-      if (lo == hi) continue;
+      lo[r] = std::clamp<int64_t>(a.first_key[r] - j0, 0, n);
+      hi[r] = std::clamp<int64_t>(a.last_key[r] + 1 - j0, lo[r], n);
+      same_keys = same_keys && lo[r] == lo[0] && hi[r] == hi[0];
+      alpha[r] = 1.0f;
+      if (lo[r] == hi[r]) continue;
       float* sr = s + r * T;
+      for (int64_t j = 0; j < lo[r]; ++j) sr[j] = kNegInf;
+      for (int64_t j = hi[r]; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
+      // The maximum over the visible keys, NaN if any is NaN (vectors of whole lanes: the
+      // others hold -inf now).
+      V m_vec(kNegInf);
+      auto nan = m_vec != m_vec;  // all false (xsimd 8.1's batch_bool(false) is not on every ISA)
+      for (int64_t j = lo[r] / W * W; j < hi[r]; j += W) {
+        const V x = V::load_aligned(sr + j);
+        m_vec = xsimd::max(m_vec, x);
+        nan = nan | (x != x);
+      }
+      alignas(64) float lanes[W];
+      m_vec.store_aligned(lanes);
       float m_new = m[r];
-      for (int64_t j = lo; j < hi; ++j) m_new = max_or_nan<Arch>(m_new, sr[j]);
-      for (int64_t j = 0; j < lo; ++j) sr[j] = kNegInf;
-      for (int64_t j = hi; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
+      for (int64_t i = 0; i < W; ++i) m_new = max_or_nan<Arch>(m_new, lanes[i]);
+      if (xsimd::any(nan)) m_new = std::numeric_limits<float>::quiet_NaN();
       const float m_ref = m_new == kNegInf ? 0.0f : m_new;  // all -inf so far: keep exp at 0
       V sum(0.0f);
-      for (int64_t j = lo / W * W; j < hi; j += W) {
+      for (int64_t j = lo[r] / W * W; j < hi[r]; j += W) {
         const V p = exp_nonpositive<Arch>(V::load_aligned(sr + j) - V(m_ref));
         p.store_aligned(sr + j);
         sum += p;
       }
-      const float alpha = exp_nonpositive<Arch>(V(m[r]) - V(m_ref)).get(0);
-      l[r] = l[r] * alpha + xsimd::hadd(sum);
+      alpha[r] = exp_nonpositive<Arch>(V(m[r]) - V(m_ref)).get(0);
+      l[r] = l[r] * alpha[r] + xsimd::hadd(sum);
       m[r] = m_new;
-      decode_output_row<Arch, VT>(sr, lo, hi, tile.v, D, alpha, op + r * dp);
+    }
+    if (same_keys) {
+      if (lo[0] < hi[0]) decode_output_rows<Arch, NR, VT>(s, lo[0], hi[0], tile.v, D, alpha, op, dp);
+    } else {
+      for (int r = 0; r < NR; ++r) {
+        if (lo[r] < hi[r]) decode_output_row<Arch, VT>(s + r * T, lo[r], hi[r], tile.v, D, alpha[r], op + r * dp);
+      }
     }
   }
   for (int r = 0; r < NR; ++r) {

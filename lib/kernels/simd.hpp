@@ -43,6 +43,7 @@ inline void for_each_index(Fn&& fn) {
 //   fmadd_where(mask, a, b, c)   mask ? a * b + c : c, lane by lane
 //   transpose_square(rows)       the W x W block in W vectors (row r in rows[r]) transposed in place
 //   prefetch_l2(address)         the cache line brought into L2
+//   sum_lanes(rows)              for W vectors, lane k = the sum of rows[k]'s lanes
 //   load_bf16(p), load_f16(p)    W 16-bit values from p, widened exactly
 //   load_i8(p)                   W int8 values from p, as floats
 //   f16_scalar(h)                one f16 widened

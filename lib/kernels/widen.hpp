@@ -31,6 +31,31 @@ inline Vec<Arch> load_as(const std::byte* row, int64_t d) noexcept {
   }
 }
 
+// NV consecutive vectors from element d0 of a row stored as T: out[v] = load_as<T>(row, d0 + v·W).
+// For q8_0 each block's scale is read and widened once for the vectors in it; d0 must then be a
+// multiple of 32, or the NV vectors lie in one block.
+template <class Arch, Dtype T, int NV>
+inline void load_vectors(const std::byte* row, int64_t d0, Vec<Arch>* out) noexcept {
+  constexpr int64_t W = Vec<Arch>::size;
+  if constexpr (T == Dtype::kQ8_0) {
+    const std::byte* first = row + d0 / kQ8Block * kQ8BlockBytes;
+    const int64_t offset = d0 % kQ8Block;
+    Vec<Arch> scale;
+    for_each_index<NV>([&](auto v) {
+      constexpr int64_t block = v() * W / kQ8Block, within = v() * W % kQ8Block;
+      const std::byte* b = first + block * kQ8BlockBytes;
+      if constexpr (within == 0 || v() == 0) {
+        uint16_t bits;
+        std::memcpy(&bits, b, sizeof bits);
+        scale = Vec<Arch>(IsaTraits<Arch>::f16_scalar(bits));
+      }
+      out[v()] = IsaTraits<Arch>::load_i8(b + 2 + offset + within) * scale;
+    });
+  } else {
+    for (int v = 0; v < NV; ++v) out[v] = load_as<Arch, T>(row, d0 + v * W);
+  }
+}
+
 // load_as with the type chosen at run time.
 template <class Arch>
 inline Vec<Arch> load_any(const std::byte* row, Dtype t, int64_t d) noexcept {

@@ -51,6 +51,27 @@ struct IsaTraits<xsimd::avx512bw> {
       rows[12 + c] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xDD);
     }
   }
+  // Lane k = the sum of rows[k]'s 16 lanes, for 16 rows: a tree of 15 shuffle-and-add steps, each
+  // halving the lanes every row spans, then one permute into key order (31 shuffles, against
+  // about 3 per row for one horizontal sum at a time).
+  static V sum_lanes(const V* rows) noexcept {
+    __m512 c[8], e[4], f[2];
+    for (int i = 0; i < 8; ++i) {  // row pairs: 8 partial sums of each in lanes 0-7 / 8-15
+      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(rows[2 * i], rows[2 * i + 1], 0x44),
+                           _mm512_shuffle_f32x4(rows[2 * i], rows[2 * i + 1], 0xEE));
+    }
+    for (int i = 0; i < 4; ++i) {  // 128-bit group g of e[i]: 4 partial sums of row 4i + g
+      e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xDD));
+    }
+    for (int i = 0; i < 2; ++i) {  // group g: 2 partial sums of row 8i + g in lanes 0-1, of 8i + 4 + g in 2-3
+      f[i] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0x44), _mm512_shuffle_ps(e[2 * i], e[2 * i + 1], 0xEE));
+    }
+    // Lane 4g + t: the sum of row g + 4t.
+    const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(f[0], f[1], 0x88), _mm512_shuffle_ps(f[0], f[1], 0xDD));
+    const __m512i key_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(key_order, sums);
+  }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
   static V load_bf16(const void* p) noexcept {
     const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
@@ -104,6 +125,15 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
       rows[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
     }
   }
+  // Lane k = the sum of rows[k]'s lanes: the square transposed, then its rows added.
+  static V sum_lanes(const V* rows) noexcept {
+    V t[V::size];
+    for (int i = 0; i < static_cast<int>(V::size); ++i) t[i] = rows[i];
+    transpose_square(t);
+    V sum = t[0];
+    for (int i = 1; i < static_cast<int>(V::size); ++i) sum += t[i];
+    return sum;
+  }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
   static V load_bf16(const void* p) noexcept {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
@@ -144,6 +174,15 @@ struct IsaTraits<xsimd::sse2> {
     __m128 r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
     _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
     rows[0] = r0, rows[1] = r1, rows[2] = r2, rows[3] = r3;
+  }
+  // Lane k = the sum of rows[k]'s lanes: the square transposed, then its rows added.
+  static V sum_lanes(const V* rows) noexcept {
+    V t[V::size];
+    for (int i = 0; i < static_cast<int>(V::size); ++i) t[i] = rows[i];
+    transpose_square(t);
+    V sum = t[0];
+    for (int i = 1; i < static_cast<int>(V::size); ++i) sum += t[i];
+    return sum;
   }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
   // The baseline has no F16C or widening loads: the conversions go element by element through
