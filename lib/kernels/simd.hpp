@@ -77,6 +77,19 @@ inline void prefetch_l2(const void* address) noexcept {
 template <class Arch>
 constexpr bool kManyRegisters = IsaTraits<Arch>::kRegisters >= 32;
 
+// Lane k = the sum of rows[k]'s lanes: the square transposed, then its rows added (sum_lanes of
+// ISAs without a cheaper tree).
+template <class Arch>
+inline Vec<Arch> sum_lanes_by_transpose(const Vec<Arch>* rows) noexcept {
+  constexpr int W = static_cast<int>(Vec<Arch>::size);
+  Vec<Arch> t[W];
+  for (int i = 0; i < W; ++i) t[i] = rows[i];
+  IsaTraits<Arch>::transpose_square(t);
+  Vec<Arch> sum = t[0];
+  for (int i = 1; i < W; ++i) sum += t[i];
+  return sum;
+}
+
 }  // namespace causalattn::kernels
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -125,15 +125,7 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
       rows[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
     }
   }
-  // Lane k = the sum of rows[k]'s lanes: the square transposed, then its rows added.
-  static V sum_lanes(const V* rows) noexcept {
-    V t[V::size];
-    for (int i = 0; i < static_cast<int>(V::size); ++i) t[i] = rows[i];
-    transpose_square(t);
-    V sum = t[0];
-    for (int i = 1; i < static_cast<int>(V::size); ++i) sum += t[i];
-    return sum;
-  }
+  static V sum_lanes(const V* rows) noexcept { return sum_lanes_by_transpose<A>(rows); }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
   static V load_bf16(const void* p) noexcept {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
@@ -175,15 +167,7 @@ struct IsaTraits<xsimd::sse2> {
     _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
     rows[0] = r0, rows[1] = r1, rows[2] = r2, rows[3] = r3;
   }
-  // Lane k = the sum of rows[k]'s lanes: the square transposed, then its rows added.
-  static V sum_lanes(const V* rows) noexcept {
-    V t[V::size];
-    for (int i = 0; i < static_cast<int>(V::size); ++i) t[i] = rows[i];
-    transpose_square(t);
-    V sum = t[0];
-    for (int i = 1; i < static_cast<int>(V::size); ++i) sum += t[i];
-    return sum;
-  }
+  static V sum_lanes(const V* rows) noexcept { return sum_lanes_by_transpose<xsimd::sse2>(rows); }
   static void prefetch_l2(const void* address) noexcept { _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1); }
   // The baseline has no F16C or widening loads: the conversions go element by element through
   // the library's scalar ones (common/dtype.cpp), a fallback for CPUs older than any that an
