@@ -431,12 +431,39 @@ void BM_PeakFma(benchmark::State& state) {
   set_common_counters(state, static_cast<double>(threads * kIterations * loop.flops_per_iteration));
 }
 
+// The BF16 dot product's peak on one core (vdpbf16ps, independent chains), for the first ISA of
+// the table that has it and this CPU runs, beside BM_PeakFma: what a bf16 kernel on it can reach.
+void BM_PeakDotBf16(benchmark::State& state) {
+  const causalattn::bench::PeakLoop* loop = nullptr;
+  for (int i = 0; causalattn::bench::kPeakLoops[i] != nullptr; ++i) {
+    const causalattn::bench::PeakLoop* l = causalattn::bench::kPeakLoops[i];
+    if (l->run_dot_bf16 != nullptr && causalattn_set_isa(l->isa) == CAUSALATTN_OK) {
+      loop = l;
+      break;
+    }
+  }
+  causalattn_set_isa(nullptr);
+  if (loop == nullptr) {
+    state.SkipWithError("no ISA of this build with the BF16 dot product runs on this CPU");
+    return;
+  }
+  constexpr int64_t kIterations = 1 << 20;
+  for (auto _ : state) benchmark::DoNotOptimize(loop->run_dot_bf16(kIterations));
+  state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(kIterations * loop->dot_bf16_flops_per_iteration),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(loop->isa);
+}
+
 void register_benchmarks() {
   // The peak is the best of several runs: a neighbour on a shared machine only ever lowers it.
   benchmark::RegisterBenchmark("BM_PeakFma", BM_PeakFma)
       ->Arg(1)
       ->Arg(0)
       ->ArgName("threads")
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->Repetitions(6);
+  benchmark::RegisterBenchmark("BM_PeakDotBf16", BM_PeakDotBf16)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
       ->Repetitions(6);

@@ -11,6 +11,9 @@ struct PeakLoop {
   const char* isa;
   float (*run)(int64_t iterations);  // returns a value so the loop cannot be optimized away
   int64_t flops_per_iteration;
+  // The BF16 dot product's loop (vdpbf16ps, 2 multiply-adds per lane), nullptr on ISAs without it.
+  float (*run_dot_bf16)(int64_t iterations);
+  int64_t dot_bf16_flops_per_iteration;
 };
 
 // The loop for an ISA name as causalattn_isa() reports it (the last row's for an unknown name).

@@ -31,8 +31,35 @@ float fma_loop(int64_t iterations) {
   return lanes[0];
 }
 
+// Chains of the BF16 dot product, where the ISA has one: 4 flops per lane. 30 of them, as many as
+// the registers hold beside the operands (16 and 30 chains ran at the same rate on Sapphire
+// Rapids: its limit is throughput).
+constexpr int kDotChains = 30;
+
+template <class A>
+float dot_bf16_loop(int64_t iterations) {
+  if constexpr (causalattn::kernels::IsaTraits<A>::kDotBf16) {
+    using T = causalattn::kernels::IsaTraits<A>;
+    V acc[kDotChains];
+    for (int i = 0; i < kDotChains; ++i) acc[i] = V(0.001f * i);
+    const typename T::Pairs a = T::broadcast_pair(0x3f7f3f7fu), b = T::broadcast_pair(0x38d138d1u);
+    for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 30
+      for (int i = 0; i < kDotChains; ++i) acc[i] = T::dot_bf16(acc[i], a, b);
+    }
+    V sum = acc[0];
+    for (int i = 1; i < kDotChains; ++i) sum = sum + acc[i];
+    alignas(64) float lanes[V::size];
+    sum.store_aligned(lanes);
+    return lanes[0];
+  } else {
+    return static_cast<float>(iterations);
+  }
+}
+
 }  // namespace
 
 extern const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP;
-const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP = {CAUSALATTN_ISA_NAME, fma_loop,
-                                                          kChains * static_cast<int64_t>(V::size) * 2};
+const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP = {
+    CAUSALATTN_ISA_NAME, fma_loop, kChains * static_cast<int64_t>(V::size) * 2,
+    causalattn::kernels::IsaTraits<Arch>::kDotBf16 ? dot_bf16_loop<Arch> : nullptr, kDotChains * static_cast<int64_t>(V::size) * 4};

@@ -269,8 +269,10 @@ CAUSALATTN_API int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const 
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 
-/* The name of ISA `index` (0, 1, ...) this build has kernels for, best first ("avx512", "avx2",
- * "sse2" on x86-64), whether or not this CPU runs it; NULL past the last. */
+/* The name of ISA `index` (0, 1, ...) this build has kernels for, in the order the dispatcher
+ * prefers them ("avx512", "avx512bf16", "avx2", "sse2" on x86-64; avx512bf16, whose BF16
+ * dot-product kernel runs all-bf16 prefill, only when selected), whether or not this CPU runs it;
+ * NULL past the last. */
 CAUSALATTN_API const char* causalattn_known_isa(int32_t index);
 
 /* The kernel ISA in use, one of causalattn_known_isa's names. Chosen once from the CPU's

@@ -177,15 +177,14 @@ struct TileMaxima {
 };
 
 // Step 1: the scores of the keys each vector sees, and the running maximum taken over them as
-// they leave the registers.
-template <class Arch>
-[[gnu::always_inline]] inline void score_tile(const RowBlockArgs& a, const BlockWalk<Arch>& w,
-                                              const TileRows<Arch, Blocking<Arch>::kTileKeys>& tile,
-                                              KeyPrefetch<Arch>& prefetch, TileStep<Arch>& t, TileMaxima<Arch>& mx) {
+// they leave the registers. score_keys(qv0, from, count, m_new) scores keys [from, from + count)
+// of the tile for query vectors qv0 and up (qv0 a compile-time constant), into st and m_new.
+template <class Arch, class ScoreKeys>
+[[gnu::always_inline]] inline void score_tile(const RowBlockArgs& a, const BlockWalk<Arch>& w, ScoreKeys&& score_keys,
+                                              TileStep<Arch>& t, TileMaxima<Arch>& mx) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int W = B::kLanes;
-  constexpr int R = B::kRows;
   for (int qv = 0; qv < B::kQueryVectors; ++qv) mx.m_old[qv] = mx.m_new[qv] = V::load_aligned(w.b.m + qv * W);
   const int64_t shift = t.j0 - (a.q_begin - w.first) - a.causal_offset;  // key j is on lane j + shift's diagonal
   for (int qv = 0; qv < B::kQueryVectors; ++qv) {
@@ -193,10 +192,7 @@ template <class Arch>
   }
   for_each_index<B::kQueryVectors>([&](auto qv0) {
     const int64_t from = qv0() == 0 ? 0 : t.vector_end[qv0() - 1];
-    if (from < t.vector_end[qv0()]) {
-      score_keys<Arch, B::kKeyBlock, qv0()>(w.b.qt, w.head_dim, tile.k + from, t.vector_end[qv0()] - from,
-                                            w.b.st + from * R, prefetch, mx.m_new);
-    }
+    if (from < t.vector_end[qv0()]) score_keys(qv0, from, t.vector_end[qv0()] - from, mx.m_new);
   });
   t.n_low = std::clamp<int64_t>(w.unmasked_begin - t.j0, 0, t.n);
   t.n_high = std::clamp<int64_t>(w.unmasked_end - t.j0, t.n_low, t.n);
@@ -278,11 +274,13 @@ template <class Arch>
 // Step 4: Ot += P · V in runs: the masked lower edge, the unmasked middle, the diagonal's end.
 // The rescale by alpha rides along with the first run (the unmasked one when there is no lower
 // edge, as on every tile without a window), which on the block's first tile writes Ot afresh;
-// the others are added at scale 1.
-template <class Arch>
+// the others are added at scale 1. unmasked(qv0, from, to, scale) adds keys [from, to) of the
+// tile for query vectors qv0 and up (the f32 kernels: output_dims without masking).
+template <class Arch, class UnmaskedRun>
 [[gnu::always_inline]] inline void accumulate_tile(const RowBlockArgs& a, const BlockWalk<Arch>& w,
                                                    const TileRows<Arch, Blocking<Arch>::kTileKeys>& tile,
-                                                   const TileStep<Arch>& t, const TileMaxima<Arch>& mx) {
+                                                   UnmaskedRun&& unmasked, const TileStep<Arch>& t,
+                                                   const TileMaxima<Arch>& mx) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int R = B::kRows;
@@ -303,10 +301,7 @@ template <class Arch>
     if (low_first) {
       output_dims<Arch, B::kDimBlock, Masking::kEveryVector, qv0()>(st, t.n_low, tile.v, D, first_scale, t.mask, w.b.ot);
     }
-    if (t.n_high > t.n_low || !low_first) {
-      output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(st + t.n_low * R, t.n_high - t.n_low, tile.v + t.n_low, D,
-                                                             low_first ? ones : first_scale, t.mask, w.b.ot);
-    }
+    if (t.n_high > t.n_low || !low_first) unmasked(qv0, t.n_low, t.n_high, low_first ? ones : first_scale);
   });
   auto diagonal_run = [&](auto masking, auto qv0, int64_t from, int64_t to) {
     if (from >= to) return;
@@ -354,11 +349,19 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     t.j0 = j0;
     t.n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
     tile.fill(a.k, a.v, j0, t.n);
-    score_tile<Arch>(a, w, tile, prefetch, t, mx);
+    auto score_keys_f32 = [&](auto qv0, int64_t from, int64_t count, Vec<Arch>* m_new) {
+      score_keys<Arch, B::kKeyBlock, qv0()>(w.b.qt, w.head_dim, tile.k + from, count, w.b.st + from * B::kRows, prefetch,
+                                            m_new);
+    };
+    auto unmasked_f32 = [&](auto qv0, int64_t from, int64_t to, const Vec<Arch>* scale) {
+      output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st + from * B::kRows, to - from, tile.v + from,
+                                                             w.head_dim, scale, t.mask, w.b.ot);
+    };
+    score_tile<Arch>(a, w, score_keys_f32, t, mx);
     mask_tile<Arch>(w, t, mx);
     softmax_tile<Arch>(w, t, mx);
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, t.n, w.b.st);
-    accumulate_tile<Arch>(a, w, tile, t, mx);
+    accumulate_tile<Arch>(a, w, tile, unmasked_f32, t, mx);
   }
   prefetch.rest();
 }
@@ -397,8 +400,10 @@ void finish_block(const RowBlockArgs& a) {
 template <class Arch>
 constexpr std::size_t workspace_floats(int64_t head_dim) {
   using B = Blocking<Arch>;
-  // Qt and Ot: [head_dim][rows]; scores: [tile keys][rows]; running max, sum, rescale factor.
-  return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3) * B::kRows;
+  // Qt and Ot: [head_dim][rows]; scores: [tile keys][rows]; running max, sum, lane indices; with
+  // the BF16 dot product the weights as key pairs, [tile keys / 2][rows] (attention_bf16.hpp).
+  const int64_t pairs = IsaTraits<Arch>::kDotBf16 ? B::kTileKeys / 2 : 0;
+  return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3 + pairs) * B::kRows;
 }
 
 }  // namespace causalattn::kernels

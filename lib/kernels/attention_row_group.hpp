@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/attention_bf16.hpp"
 #include "kernels/attention_row_block.hpp"
 #include "kernels/widen.hpp"
 
@@ -18,30 +19,11 @@ namespace causalattn::kernels {
 template <class Arch>
 constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
 
-// The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] each.
+// The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] each (the bf16
+// kernel keeps V's key pairs and f32 rows there).
 template <class Arch>
 constexpr std::size_t group_workspace_floats(int64_t head_dim) {
   return static_cast<std::size_t>(2 * kChunkKeys<Arch> * head_dim);
-}
-
-// Keys [begin, end) of `rows` widened into out ([end - begin][head_dim] f32), as contiguous f32
-// rows from key `begin`. Each row's source is prefetched a few rows ahead: paged caches jump
-// between pages where the hardware's prefetch starts over.
-template <class Arch>
-KvRows widen_chunk(const KvRows& rows, int64_t begin, int64_t end, int64_t head_dim, float* out) {
-  constexpr int64_t kBatch = 64, kAhead = 4;
-  const int64_t bytes = row_bytes<Arch>(rows.dtype, head_dim);
-  const std::byte* sources[kBatch];
-  for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
-    const int64_t n = std::min(kBatch, end - j0);
-    fill_rows<Arch>(rows, j0, n, sources);
-    for (int64_t i = 0; i < n; ++i) {
-      if (i + kAhead < n) prefetch_row<Arch>(sources[i + kAhead], bytes);
-      widen_row<Arch>(sources[i], rows.dtype, head_dim, out + (j0 - begin + i) * head_dim);
-    }
-  }
-  return {reinterpret_cast<const std::byte*>(out), head_dim * static_cast<int64_t>(sizeof(float)), nullptr, 0, 0,
-          Dtype::kF32, begin};
 }
 
 // A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
@@ -51,6 +33,12 @@ KvRows widen_chunk(const KvRows& rows, int64_t begin, int64_t end, int64_t head_
 // widened exactly give the bits of the same values stored in f32.
 template <class Arch>
 void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_workspace) {
+  if constexpr (IsaTraits<Arch>::kDotBf16) {
+    const RowBlockArgs& a = blocks[0];
+    if (a.q_dtype == Dtype::kBf16 && a.k.dtype == Dtype::kBf16 && a.v.dtype == Dtype::kBf16) {
+      return attention_row_blocks_bf16<Arch>(blocks, count, group_workspace, kChunkKeys<Arch>);
+    }
+  }
   int64_t kv_begin = INT64_MAX, kv_end = 0;
   for (int i = 0; i < count; ++i) {
     begin_block<Arch>(blocks[i]);

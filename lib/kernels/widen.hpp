@@ -3,11 +3,13 @@
 // Widening is exact, so the kernels compute on the same f32 values whatever the storage was.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "common/dtype.hpp"
+#include "kernels/kv_rows.hpp"
 #include "kernels/simd.hpp"
 
 namespace causalattn::kernels {
@@ -85,6 +87,26 @@ inline void widen_row(const std::byte* row, Dtype t, int64_t head_dim, float* ou
   int64_t d = 0;
   for (; d + W <= head_dim; d += W) load_any<Arch>(row, t, d).store_unaligned(out + d);
   for (; d < head_dim; ++d) out[d] = dtype::element<Arch>(row, t, d);
+}
+
+// Keys [begin, end) of `rows` widened into out ([end - begin][head_dim] f32), as contiguous f32
+// rows from key `begin`. Each row's source is prefetched a few rows ahead: paged caches jump
+// between pages where the hardware's prefetch starts over.
+template <class Arch>
+KvRows widen_chunk(const KvRows& rows, int64_t begin, int64_t end, int64_t head_dim, float* out) {
+  constexpr int64_t kBatch = 64, kAhead = 4;
+  const int64_t bytes = row_bytes<Arch>(rows.dtype, head_dim);
+  const std::byte* sources[kBatch];
+  for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
+    const int64_t n = std::min(kBatch, end - j0);
+    fill_rows<Arch>(rows, j0, n, sources);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch_row<Arch>(sources[i + kAhead], bytes);
+      widen_row<Arch>(sources[i], rows.dtype, head_dim, out + (j0 - begin + i) * head_dim);
+    }
+  }
+  return {reinterpret_cast<const std::byte*>(out), head_dim * static_cast<int64_t>(sizeof(float)), nullptr, 0, 0,
+          Dtype::kF32, begin};
 }
 
 }  // namespace causalattn::kernels

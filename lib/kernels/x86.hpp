@@ -1,5 +1,5 @@
-// The x86 rows of the ISA table as IsaTraits (lib/kernels/simd.hpp): AVX-512 (F/CD/DQ/BW/VL +
-// FMA + F16C), AVX2 + FMA + F16C, SSE2. Every x86 intrinsic of the kernels lives here. Each specialization is
+// The x86 rows of the ISA table as IsaTraits (lib/kernels/simd.hpp): AVX-512 with BF16, AVX-512
+// (F/CD/DQ/BW/VL + FMA + F16C), AVX2 + FMA + F16C, SSE2. Every x86 intrinsic of the kernels lives here. Each specialization is
 // defined only where its ISA's flags are on: a kernel object is compiled with one ISA's flags
 // and instantiates only that ISA's traits.
 #pragma once
@@ -13,17 +13,42 @@
 
 #include "common/dtype.hpp"
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512BF16__)
+namespace causalattn::kernels {
+// AVX-512 with the BF16 dot product (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4): xsimd's
+// AVX-512 registers under an architecture type of its own, so its kernels share no symbol with
+// the avx512 row's.
+struct avx512bf16 : xsimd::avx512bw {
+  static constexpr bool supported() noexcept { return true; }
+  static constexpr bool available() noexcept { return true; }
+  static constexpr unsigned version() noexcept { return xsimd::generic::version(3, 4, 1); }
+  static constexpr char const* name() noexcept { return "avx512bf16"; }
+};
+
+}  // namespace causalattn::kernels
+
+namespace xsimd::types {
+template <class T>
+struct get_bool_simd_register<T, causalattn::kernels::avx512bf16> {
+  using type = simd_avx512_bool_register<T>;
+};
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(causalattn::kernels::avx512bf16, avx512bw);
+}  // namespace xsimd::types
+#endif
+
 namespace causalattn::kernels {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__)
-template <>
-struct IsaTraits<xsimd::avx512bw> {
-  using V = Vec<xsimd::avx512bw>;
+// The AVX-512 rows (avx512, and avx512bf16 below): everything but the BF16 dot product.
+template <class A>
+struct Avx512Traits {
+  using V = Vec<A>;
   static constexpr int kRegisters = 32;
   static constexpr bool kFusedMultiplyAdd = true;
+  static constexpr bool kDotBf16 = false;
   static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
   // One masked FMA.
-  static V fmadd_where(xsimd::batch_bool<float, xsimd::avx512bw> mask, V a, V b, V c) noexcept {
+  static V fmadd_where(xsimd::batch_bool<float, A> mask, V a, V b, V c) noexcept {
     return _mm512_mask3_fmadd_ps(a, b, c, static_cast<__mmask16>(mask));
   }
   // 16 x 16: shuffles within 128-bit lanes make each lane a 4 x 4 transpose, then whole 128-bit
@@ -94,6 +119,45 @@ struct IsaTraits<xsimd::avx512bw> {
     _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 };
+
+template <>
+struct IsaTraits<xsimd::avx512bw> : Avx512Traits<xsimd::avx512bw> {};
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512BF16__)
+template <>
+struct IsaTraits<avx512bf16> : Avx512Traits<avx512bf16> {
+  static constexpr bool kDotBf16 = true;
+  // acc + a[2i]·b[2i] + a[2i+1]·b[2i+1] in each lane, a and b pairs of bf16 (vdpbf16ps: products
+  // exact, subnormal inputs and results flushed to zero).
+  static V dot_bf16(V acc, __m512i a, __m512i b) noexcept {
+    return _mm512_dpbf16_ps(static_cast<__m512>(acc), reinterpret_cast<__m512bh>(a), reinterpret_cast<__m512bh>(b));
+  }
+  // Lane l of the result: the bf16 pair (p0[l], p1[l]) rounded to nearest even (subnormals flushed).
+  static __m512i pair_bf16(V p0, V p1) noexcept {
+    const __m512i halves = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(static_cast<__m512>(p1), static_cast<__m512>(p0)));  // p0 below, p1 above
+    const __m512i interleave = _mm512_setr_epi32(0x00100000, 0x00110001, 0x00120002, 0x00130003, 0x00140004,
+                                                 0x00150005, 0x00160006, 0x00170007, 0x00180008, 0x00190009,
+                                                 0x001a000a, 0x001b000b, 0x001c000c, 0x001d000d, 0x001e000e,
+                                                 0x001f000f);
+    return _mm512_permutexvar_epi16(interleave, halves);
+  }
+  // 16 lanes of bf16 pairs.
+  using Pairs = __m512i;
+  static Pairs load_pairs(const uint32_t* p) noexcept { return _mm512_load_si512(p); }
+  static void store_pairs(Pairs x, uint32_t* p) noexcept { _mm512_store_si512(p, x); }
+  static Pairs broadcast_pair(uint32_t pair) noexcept { return _mm512_set1_epi32(static_cast<int>(pair)); }
+  // out[d] = r0[d] | r1[d] << 16 for 32 bf16 elements d of rows r0 and r1.
+  static void interleave_bf16(const void* r0, const void* r1, uint32_t* out) noexcept {
+    const __m512i a = _mm512_loadu_si512(r0), b = _mm512_loadu_si512(r1);
+    const __m512i low = _mm512_setr_epi32(0x00200000, 0x00210001, 0x00220002, 0x00230003, 0x00240004, 0x00250005,
+                                          0x00260006, 0x00270007, 0x00280008, 0x00290009, 0x002a000a, 0x002b000b,
+                                          0x002c000c, 0x002d000d, 0x002e000e, 0x002f000f);
+    const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(a, low, b));
+    _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi16(a, high, b));
+  }
+};
 #endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -103,6 +167,7 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
   using V = Vec<A>;
   static constexpr int kRegisters = 16;
   static constexpr bool kFusedMultiplyAdd = true;
+  static constexpr bool kDotBf16 = false;
   static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
   static V fmadd_where(xsimd::batch_bool<float, A> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
@@ -158,6 +223,7 @@ struct IsaTraits<xsimd::sse2> {
   using V = Vec<xsimd::sse2>;
   static constexpr int kRegisters = 16;
   static constexpr bool kFusedMultiplyAdd = false;
+  static constexpr bool kDotBf16 = false;
   static V fmadd(V a, V b, V c) noexcept { return a * b + c; }
   static V fmadd_where(xsimd::batch_bool<float, xsimd::sse2> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
@@ -197,3 +263,4 @@ struct IsaTraits<xsimd::sse2> {
 };
 
 }  // namespace causalattn::kernels
+
