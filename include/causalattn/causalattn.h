@@ -76,8 +76,11 @@ CAUSALATTN_API int causalattn_forward_f32(const causalattn_shape* shape,
 
 /* Caller-owned workspace, for engines whose hot path must not allocate.
  * causalattn_forward_f32 keeps its kernel workspace per thread: a bounded buffer
- * (8 · (2·head_dim + 99) · 48 floats with AVX-512, 533 KiB at head_dim 128) allocated at a
- * thread's first call, grown only for a larger head_dim, freed when the thread exits. Decode-shaped
+ * (8 · (2·head_dim + 99) · 48 floats with AVX-512, 533 KiB at head_dim 128, and 2 · 384 · head_dim
+ * floats more, 384 KiB, where a row group copies K and V: 16- or 8-bit K or V, or f32 rows a
+ * multiple of 2 KiB apart) allocated at a thread's first call, grown only for a larger head_dim,
+ * freed when the thread exits. A caller's workspace is sized without the layouts, so it has room
+ * for the copy whenever the call has a sequence of more than 8 queries. Decode-shaped
  * calls (q_len <= 8, see causalattn_attend_f32) also keep the partial results
  * of their key chunks in a buffer of the calling thread, (head_dim + 1) floats per query row per
  * 1024 keys, grown as needed. causalattn_forward_f32_with_workspace takes both from the caller

@@ -27,18 +27,37 @@ struct Workspace {
   }
 };
 
-// K or V not in f32: row groups widen them a chunk at a time into a group workspace.
-bool widens(const Call& c) { return c.k_dtype != Dtype::kF32 || c.v_dtype != Dtype::kF32; }
+// Rows of a contiguous f32 K or V whose token stride is a multiple of 2 KiB (and not the row
+// itself): a score block's 8 rows then fall into the same few L1 sets ([B, T, H, D] at H·D = 512
+// or 1024 floats), and a contiguous copy of each chunk is faster (docs/performance.md).
+bool aliases_in_l1(const causalattn_layout& l, int64_t head_dim, bool paged) {
+  const int64_t stride = l.token * static_cast<int64_t>(sizeof(float));
+  return !paged && stride % 2048 == 0 && stride != head_dim * static_cast<int64_t>(sizeof(float));
+}
 
-// A slot: the row blocks' workspaces (and the group's, when it widens) or a decode chunk's.
-std::size_t slot_floats(const Call& c) {
+// Row groups copy K and V a chunk at a time into a group workspace: widened when not f32, or
+// f32 rows that alias in L1.
+bool copies_kv(const Call& c) {
+  if (c.k_dtype != Dtype::kF32 || c.v_dtype != Dtype::kF32) return true;
+  const bool paged = c.args.pages != nullptr;
+  const int64_t D = c.args.shape.head_dim;
+  return aliases_in_l1(c.args.k_layout, D, paged) || aliases_in_l1(c.args.v_layout, D, paged);
+}
+
+// A slot: the row blocks' workspaces (and the group's, with_group) or a decode chunk's.
+std::size_t slot_floats(const Call& c, bool with_group) {
   const kernels::KernelTable& kernel = *c.kernel;
   const int64_t head_dim = c.args.shape.head_dim;
-  const std::size_t group = widens(c) ? kernel.group_workspace_floats(head_dim) : 0;
+  const std::size_t group = with_group ? kernel.group_workspace_floats(head_dim) : 0;
   return std::max(kMaxGroup * kernel.workspace_floats(head_dim) + group, kernel.decode_workspace_floats(head_dim));
 }
 
-std::size_t slot_bytes(const Call& c) { return (slot_floats(c) * sizeof(float) + 63) / 64 * 64; }
+// A caller's workspace is sized without the layouts (causalattn_attend_workspace_size does not
+// read them), so its slots hold a group workspace whenever the call has row groups; a thread's
+// own buffer only when the group copies K and V.
+bool caller_slots_have_group(const Plan& plan) { return plan.row_tasks > 0; }
+
+std::size_t slot_bytes(const Call& c, bool with_group) { return (slot_floats(c, with_group) * sizeof(float) + 63) / 64 * 64; }
 
 void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Task& task,
                     float* workspace) {
@@ -63,6 +82,7 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   common.window = q.window;
   common.head_dim = s.head_dim;
   common.scale = c.scale;
+  common.copy_kv = copies_kv(c);
   common.dropout_threshold = c.dropout_threshold;
   common.dropout_scale = c.dropout_scale;
   common.dropout_seed = c.args.dropout.seed;
@@ -140,7 +160,7 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
 // A phase-1 task: a row group or a decode chunk.
 void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Workspace& ws, int slot,
               const Task& task) {
-  float* const workspace = ws.slot(slot, slot_floats(c));
+  float* const workspace = ws.slot(slot, slot_floats(c, plan.row_tasks > 0 && copies_kv(c)));
   if (task.kind == Task::kRowGroups) return run_row_groups(kernel, c, plan, task, workspace);
   run_decode_chunk(kernel, c, task, workspace, ws.scratch);
 }
@@ -172,7 +192,7 @@ void run(const Call& c, const Plan& plan, void* user_workspace) {
   if (user_workspace != nullptr) {
     const auto address = reinterpret_cast<std::uintptr_t>(user_workspace);
     ws.base = static_cast<std::byte*>(user_workspace) + ((64 - address % 64) % 64);
-    ws.slot_bytes = slot_bytes(c);
+    ws.slot_bytes = slot_bytes(c, caller_slots_have_group(plan));
     ws.slots = c.threads;
     ws.scratch = reinterpret_cast<float*>(ws.base + c.threads * ws.slot_bytes);
   } else if (plan.scratch_floats > 0) {
@@ -183,8 +203,8 @@ void run(const Call& c, const Plan& plan, void* user_workspace) {
 
 
 std::size_t workspace_bytes(const Call& c, const Plan& plan) {
-  return static_cast<std::size_t>(c.threads) * slot_bytes(c) + static_cast<std::size_t>(plan.scratch_floats) * sizeof(float) +
-         63;
+  return static_cast<std::size_t>(c.threads) * slot_bytes(c, caller_slots_have_group(plan)) +
+         static_cast<std::size_t>(plan.scratch_floats) * sizeof(float) + 63;
 }
 
 }  // namespace causalattn::attention

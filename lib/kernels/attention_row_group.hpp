@@ -1,7 +1,8 @@
 // A group of row blocks of one (sequence, head) walked together over the keys in chunks, so each
 // chunk's K and V come from L2 once per group, with the next chunk's prefetch shared among the
 // blocks: attention_row_blocks, the row-block entry of the kernel table. K and V stored in 16 or
-// 8 bits are widened to f32 a chunk at a time into the group's workspace, once for all its blocks.
+// 8 bits are widened to f32 a chunk at a time into the group's workspace, once for all its blocks;
+// so are f32 rows whose stride would make them share L1 sets (RowBlockArgs::copy_kv).
 #pragma once
 
 #include <algorithm>
@@ -47,7 +48,7 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_wo
   }
   const KvRows& k = blocks[0].k;
   const KvRows& v = blocks[0].v;
-  const bool widen = k.dtype != Dtype::kF32 || v.dtype != Dtype::kF32;
+  const bool widen = blocks[0].copy_kv;
   const int64_t D = blocks[0].head_dim;
   constexpr int64_t C = kChunkKeys<Arch>;
   for (int64_t j = kv_begin; j < kv_end; j += C) {

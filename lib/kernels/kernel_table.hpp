@@ -40,6 +40,8 @@ struct RowBlockArgs {
   int64_t head_dim;
   float scale;            // multiplies q·k
   float* workspace;       // 64-byte aligned, KernelTable::workspace_floats(head_dim) floats
+  bool copy_kv;           // the group copies K and V a chunk at a time into its workspace, as f32
+                          // rows head_dim apart (true whenever K or V is not f32)
   // Dropout (see philox.hpp): off when threshold is 0.
   uint32_t dropout_threshold;  // p · 2^32
   float dropout_scale;         // 1 / (1 - p)
