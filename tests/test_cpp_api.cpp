@@ -132,3 +132,39 @@ TEST(CppApi, ReportsTheIsaAndVersion) {
 }
 
 }  // namespace
+
+// Typed views: bf16 Q, q8_0 K, f16 V, a bf16 or f32 out. Widening is exact, so the result is the
+// f32 call's on the widened values bit for bit (decode and prefill shapes; the default ISA, whose
+// f32 kernels also run 16-bit data), and a bf16 out is that result rounded.
+TEST(CppApi, TypedViewsGiveTheBitsOfF32OnTheWidenedValues) {
+  for (const int64_t tq : {3, 70}) {
+    const int64_t B = 2, Hq = 4, Hkv = 2, Tk = 90, D = 64;
+    std::vector<float> q(B * Hq * tq * D), k(B * Hkv * Tk * D), v(k.size());
+    for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.37f * i);
+    for (size_t i = 0; i < k.size(); ++i) k[i] = std::cos(0.21f * i), v[i] = std::sin(0.11f * i + 1.0f);
+    std::vector<causalattn::bf16> q16(q.size());
+    std::vector<causalattn::q8_0> k8(k.size() / 32);
+    std::vector<causalattn::f16> v16(v.size());
+    ASSERT_EQ(causalattn_convert(q.data(), CAUSALATTN_DTYPE_F32, q16.data(), CAUSALATTN_DTYPE_BF16, q.size()), 0);
+    ASSERT_EQ(causalattn_convert(k.data(), CAUSALATTN_DTYPE_F32, k8.data(), CAUSALATTN_DTYPE_Q8_0, k.size()), 0);
+    ASSERT_EQ(causalattn_convert(v.data(), CAUSALATTN_DTYPE_F32, v16.data(), CAUSALATTN_DTYPE_F16, v.size()), 0);
+    // The values the library sees, as f32.
+    ASSERT_EQ(causalattn_convert(q16.data(), CAUSALATTN_DTYPE_BF16, q.data(), CAUSALATTN_DTYPE_F32, q.size()), 0);
+    ASSERT_EQ(causalattn_convert(k8.data(), CAUSALATTN_DTYPE_Q8_0, k.data(), CAUSALATTN_DTYPE_F32, k.size()), 0);
+    ASSERT_EQ(causalattn_convert(v16.data(), CAUSALATTN_DTYPE_F16, v.data(), CAUSALATTN_DTYPE_F32, v.size()), 0);
+    using causalattn::TensorView;
+    std::vector<float> expected(q.size()), got(q.size());
+    causalattn::forward(causalattn::ConstTensor::bthd(q.data(), B, tq, Hq, D), causalattn::ConstTensor::bthd(k.data(), B, Tk, Hkv, D),
+                        causalattn::ConstTensor::bthd(v.data(), B, Tk, Hkv, D), causalattn::Tensor::bthd(expected.data(), B, tq, Hq, D));
+    const auto qv = TensorView<const causalattn::bf16>::bthd(q16.data(), B, tq, Hq, D);
+    const auto kv = TensorView<const causalattn::q8_0>::bthd(k8.data(), B, Tk, Hkv, D);
+    const auto vv = TensorView<const causalattn::f16>::bthd(v16.data(), B, Tk, Hkv, D);
+    causalattn::forward(qv, kv, vv, TensorView<float>::bthd(got.data(), B, tq, Hq, D));
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "tq " << tq << " element " << i;
+    std::vector<causalattn::bf16> out16(q.size()), rounded(q.size());
+    causalattn::forward(qv, kv, vv, TensorView<causalattn::bf16>::bthd(out16.data(), B, tq, Hq, D));
+    ASSERT_EQ(causalattn_convert(expected.data(), CAUSALATTN_DTYPE_F32, rounded.data(), CAUSALATTN_DTYPE_BF16, q.size()), 0);
+    for (size_t i = 0; i < out16.size(); ++i) ASSERT_EQ(out16[i].bits, rounded[i].bits) << "tq " << tq << " element " << i;
+  }
+  static_assert(causalattn::dtype_of<const causalattn::q8_0> == CAUSALATTN_DTYPE_Q8_0);
+}

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "causalattn/causalattn.h"
@@ -22,8 +23,25 @@ class CAUSALATTN_API Error : public std::runtime_error {
   int status_;
 };
 
-// A [batch][heads][tokens][head_dim] view of fp32 data; head_dim is contiguous, the other three
-// dimensions have element strides (any order, padding allowed).
+// Element types of 16- and 8-bit views, as stored (fill them with causalattn_convert). A view of
+// q8_0 blocks counts head_dim in elements (a multiple of 32) and its strides in blocks.
+struct bf16 {
+  uint16_t bits;
+};
+struct f16 {
+  uint16_t bits;
+};
+#pragma pack(push, 1)
+struct q8_0 {  // ggml's block_q8_0: value i is d · q[i]
+  uint16_t d;  // f16 bits
+  int8_t q[32];
+};
+#pragma pack(pop)
+static_assert(sizeof(q8_0) == 34, "block_q8_0 is 34 bytes");
+
+// A [batch][heads][tokens][head_dim] view of elements T (float, bf16, f16, q8_0); head_dim
+// is contiguous, the other three dimensions have element strides (any order, padding allowed;
+// for q8_0 they count blocks).
 template <class T>
 struct TensorView {
   T* data = nullptr;
@@ -32,16 +50,47 @@ struct TensorView {
 
   // Dense [B, H, T, D], the layout of PyTorch's attention inputs.
   static TensorView bhtd(T* data, int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim) {
-    return {data, batch, heads, tokens, head_dim, {heads * tokens * head_dim, tokens * head_dim, head_dim}};
+    const int64_t row = row_units(head_dim);
+    return {data, batch, heads, tokens, head_dim, {heads * tokens * row, tokens * row, row}};
   }
   // Dense [B, T, H, D], the layout a QKV projection produces; no transpose copy needed.
   static TensorView bthd(T* data, int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) {
-    return {data, batch, heads, tokens, head_dim, {tokens * heads * head_dim, head_dim, heads * head_dim}};
+    const int64_t row = row_units(head_dim);
+    return {data, batch, heads, tokens, head_dim, {tokens * heads * row, row, heads * row}};
+  }
+  // Units of T in a row of head_dim elements (q8_0: blocks of 32).
+  static int64_t row_units(int64_t head_dim) {
+    return std::is_same_v<std::remove_const_t<T>, q8_0> ? head_dim / 32 : head_dim;
   }
 };
 
 using ConstTensor = TensorView<const float>;
 using Tensor = TensorView<float>;
+
+namespace detail {
+template <class T>
+struct DtypeOf;
+template <>
+struct DtypeOf<float> {
+  static constexpr causalattn_dtype value = CAUSALATTN_DTYPE_F32;
+};
+template <>
+struct DtypeOf<bf16> {
+  static constexpr causalattn_dtype value = CAUSALATTN_DTYPE_BF16;
+};
+template <>
+struct DtypeOf<f16> {
+  static constexpr causalattn_dtype value = CAUSALATTN_DTYPE_F16;
+};
+template <>
+struct DtypeOf<q8_0> {
+  static constexpr causalattn_dtype value = CAUSALATTN_DTYPE_Q8_0;
+};
+}  // namespace detail
+
+// The causalattn_dtype of a view's element type (float, bf16, f16, q8_0; const or not).
+template <class T>
+constexpr causalattn_dtype dtype_of = detail::DtypeOf<std::remove_const_t<T>>::value;
 
 struct Options {
   bool causal = true;      // false: every query sees every key
@@ -58,8 +107,9 @@ struct CCall {
   causalattn_options options;
 };
 
-inline CCall c_call(const ConstTensor& q, const ConstTensor& k, const ConstTensor& v, const Tensor& out,
-                    const Options& options) {
+template <class Q, class K, class V, class O>
+CCall c_call(const TensorView<Q>& q, const TensorView<K>& k, const TensorView<V>& v, const TensorView<O>& out,
+             const Options& options) {
   auto same = [](const auto& a, const auto& b) {
     return a.batch == b.batch && a.heads == b.heads && a.tokens == b.tokens && a.head_dim == b.head_dim;
   };
@@ -89,6 +139,31 @@ inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, con
   const detail::CCall c = detail::c_call(q, k, v, out, options);
   detail::check(causalattn_forward_f32(&c.shape, q.data, q.strides, k.data, k.strides, v.data, v.strides, out.data,
                                        out.strides, &c.options));
+}
+
+// forward on views of any element types the library takes: Q and out float, bf16 or f16; K and V
+// also q8_0, each its own (causalattn_attend). Inputs are widened to f32 exactly; a 16-bit out is
+// the f32 result rounded to nearest even.
+template <class Q, class K, class V, class O>
+void forward(TensorView<const Q> q, TensorView<const K> k, TensorView<const V> v, TensorView<O> out,
+             const Options& options = {}) {
+  const detail::CCall c = detail::c_call(q, k, v, out, options);
+  causalattn_attend_args a{};
+  a.shape = c.shape;
+  a.options = c.options;
+  a.q = q.data;
+  a.q_layout = q.strides;
+  a.k = k.data;
+  a.k_layout = k.strides;
+  a.v = v.data;
+  a.v_layout = v.strides;
+  a.out = out.data;
+  a.out_layout = out.strides;
+  a.q_dtype = dtype_of<Q>;
+  a.k_dtype = dtype_of<K>;
+  a.v_dtype = dtype_of<V>;
+  a.out_dtype = dtype_of<O>;
+  detail::check(causalattn_attend(&a));
 }
 
 // The bytes of workspace forward(q, k, v, out, options, workspace, ...) needs: it depends on
