@@ -431,6 +431,42 @@ void BM_PeakFma(benchmark::State& state) {
   set_common_counters(state, static_cast<double>(threads * kIterations * loop.flops_per_iteration));
 }
 
+// Short sequences: a packed batch of `sequences` causal sequences of T tokens each in one call
+// (cu_seqlens, [tokens][H][D]), H=8, D=128, all tensors in `dtype` (f32 or bf16). args: T,
+// sequences, dtype, threads (0 = all)
+void BM_PackedBatch(benchmark::State& state) {
+  const int64_t t = state.range(0), n = state.range(1), d = 128;
+  const auto dtype = static_cast<causalattn_dtype>(state.range(2));
+  Inputs in(n * t * kHeads * d);
+  const std::vector<uint64_t> q = stored(in.q, dtype), k = stored(in.k, dtype), v = stored(in.v, dtype);
+  std::vector<uint64_t> out(q.size());
+  std::vector<int64_t> cu(n + 1);
+  for (int64_t s = 0; s <= n; ++s) cu[s] = s * t;
+  const causalattn_seq_lens lens{cu.data(), nullptr, cu.data(), nullptr};
+  causalattn_attend_args a{};
+  a.shape = {n, kHeads, kHeads, n * t, n * t, d};
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.out = out.data();
+  a.q_layout = a.k_layout = a.v_layout = a.out_layout = {0, d, kHeads * d};
+  a.seq_lens = &lens;
+  a.options.num_threads = static_cast<int32_t>(state.range(3));
+  a.q_dtype = a.k_dtype = a.v_dtype = a.out_dtype = dtype;
+  if (causalattn_attend(&a) != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  const double peak = a.options.num_threads == 1 ? peak_here() : 0.0;
+  for (auto _ : state) {
+    causalattn_attend(&a);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, n * causal_flops(kHeads, t, d));
+  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
+}
+
 // The BF16 dot product's peak on one core (vdpbf16ps, independent chains), for the first ISA of
 // the table that has it and this CPU runs, beside BM_PeakFma: what a bf16 kernel on it can reach.
 void BM_PeakDotBf16(benchmark::State& state) {
@@ -554,6 +590,14 @@ void register_benchmarks() {
       benchmark::RegisterBenchmark("BM_PrefillDtypes", BM_PrefillDtypes)
           ->Args({4096, 128, dtypes[0], dtypes[1], threads})
           ->ArgNames({"T", "D", "q_dtype", "kv_dtype", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
+    }
+    for (int64_t dtype : {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16}) {
+      benchmark::RegisterBenchmark("BM_PackedBatch", BM_PackedBatch)
+          ->Args({256, 32, dtype, threads})
+          ->ArgNames({"T", "sequences", "dtype", "threads"})
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
           ->Repetitions(3);

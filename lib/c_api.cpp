@@ -7,6 +7,7 @@
 #include "attention/attend.hpp"
 #include "attention/validate.hpp"
 #include "causalattn/causalattn.h"
+#include "common/dtype.hpp"
 #include "common/errors.hpp"
 #include "dispatch/kernels.hpp"
 #include "kernels/philox.hpp"
@@ -97,7 +98,7 @@ const char* causalattn_version(void) { return CAUSALATTN_VERSION_STRING; }
 
 int causalattn_merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count, void* out,
                      causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse) {
-  return causalattn::attention::merge(shape, parts, count, out, out_layout, out_dtype, lse);
+  return causalattn::attention::merge(shape, parts, count, out, out_layout, causalattn::raw_dtype(out_dtype), lse);
 }
 
 int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count,
@@ -106,7 +107,7 @@ int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial
 }
 
 int causalattn_convert(const void* src, causalattn_dtype src_dtype, void* dst, causalattn_dtype dst_dtype, int64_t n) {
-  return causalattn::convert(src, src_dtype, dst, dst_dtype, n);
+  return causalattn::convert(src, causalattn::raw_dtype(src_dtype), dst, causalattn::raw_dtype(dst_dtype), n);
 }
 
 int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,

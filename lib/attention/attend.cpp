@@ -32,8 +32,9 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
   const int num_threads = args.options.num_threads > 0 ? call_threads(args.options.num_threads) : 0;
   *call = Call{&dispatch::kernel_table(), num_threads, call_threads(num_threads), args, &lengths,
                (args.options.flags & CAUSALATTN_NON_CAUSAL) == 0, scale, args.shape.q_heads / args.shape.kv_heads,
-               dropout.threshold, dropout.scale, static_cast<Dtype>(args.q_dtype), static_cast<Dtype>(args.k_dtype),
-               static_cast<Dtype>(args.v_dtype), static_cast<Dtype>(args.out_dtype)};
+               dropout.threshold, dropout.scale, static_cast<Dtype>(raw_dtype(args.q_dtype)),
+               static_cast<Dtype>(raw_dtype(args.k_dtype)), static_cast<Dtype>(raw_dtype(args.v_dtype)),
+               static_cast<Dtype>(raw_dtype(args.out_dtype))};
   if (detail::Problem problem = make_plan(*call, with_tensors, plan)) {
     return report(problem.status, std::move(problem.message));
   }
@@ -63,13 +64,14 @@ int attend(const causalattn_attend_args* args) {
 
 int attend_f32(const causalattn_attend_args* args) {
   if (args == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "args is NULL");
-  const std::pair<const char*, causalattn_dtype> dtypes[] = {
-      {"q_dtype", args->q_dtype}, {"k_dtype", args->k_dtype}, {"v_dtype", args->v_dtype}, {"out_dtype", args->out_dtype}};
+  const std::pair<const char*, int32_t> dtypes[] = {{"q_dtype", raw_dtype(args->q_dtype)},
+                                                     {"k_dtype", raw_dtype(args->k_dtype)},
+                                                     {"v_dtype", raw_dtype(args->v_dtype)},
+                                                     {"out_dtype", raw_dtype(args->out_dtype)}};
   for (const auto& [name, dtype] : dtypes) {
     if (dtype != CAUSALATTN_DTYPE_F32) {
       return report(CAUSALATTN_ERROR_UNSUPPORTED, std::string("causalattn_attend_f32 takes f32 tensors only, ") + name +
-                                                      " is " + std::to_string(static_cast<int>(dtype)) +
-                                                      ": call causalattn_attend");
+                                                      " is " + std::to_string(dtype) + ": call causalattn_attend");
     }
   }
   return attend(args);

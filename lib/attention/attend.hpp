@@ -21,7 +21,7 @@ causalattn_attend_args forward_args(const causalattn_shape* shape, const float* 
 
 // causalattn_merge (causalattn_merge_f32 is it with every dtype f32).
 int merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count, void* out,
-          causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse);
+          causalattn_layout out_layout, int32_t out_dtype /* raw_dtype */, float* lse);
 int merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts, int32_t count, float* out,
               causalattn_layout out_layout, float* lse);
 

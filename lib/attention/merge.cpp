@@ -17,7 +17,7 @@ namespace causalattn::attention {
 namespace {
 
 int merge_parts(const causalattn_shape* shape, const detail::PartOf& part_of, int32_t count, void* out,
-                causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse) {
+                causalattn_layout out_layout, int32_t out_dtype, float* lse) {
   return detail::guarded([&] {
     if (detail::Problem problem = detail::validate_merge(shape, part_of, count, out, out_layout, out_dtype, lse)) {
       return detail::report(problem.status, std::move(problem.message));
@@ -38,7 +38,7 @@ int merge_parts(const causalattn_shape* shape, const detail::PartOf& part_of, in
               count, [&](int64_t p) { return part_of(static_cast<int32_t>(p)).lse[row]; },
               [&](int64_t p) -> const float* {
                 const causalattn_partial part = part_of(static_cast<int32_t>(p));
-                const auto part_type = static_cast<Dtype>(part.out_dtype);
+                const auto part_type = static_cast<Dtype>(raw_dtype(part.out_dtype));
                 const std::byte* data = row_of(part.out, part.out_layout, part_type, b, h, i);
                 if (part_type == Dtype::kF32) return reinterpret_cast<const float*>(data);
                 for (int64_t d = 0; d < s.head_dim; ++d) widened[d] = dtype::element<void>(data, part_type, d);
@@ -57,7 +57,7 @@ int merge_parts(const causalattn_shape* shape, const detail::PartOf& part_of, in
 }  // namespace
 
 int merge(const causalattn_shape* shape, const causalattn_partial* parts, int32_t count, void* out,
-          causalattn_layout out_layout, causalattn_dtype out_dtype, float* lse) {
+          causalattn_layout out_layout, int32_t out_dtype, float* lse) {
   if (parts == nullptr) return detail::report(CAUSALATTN_ERROR_NULL_POINTER, "parts is NULL");
   return merge_parts(shape, [parts](int32_t p) { return parts[p]; }, count, out, out_layout, out_dtype, lse);
 }

@@ -64,10 +64,10 @@ Problem check_layout(const std::string& name, int64_t batch, int64_t heads, int6
 }
 
 // The dtype of one tensor: in the enum, allowed for it, its head_dim whole blocks (q8_0).
-Problem check_dtype(const char* name, causalattn_dtype dtype, bool quantized_allowed, int64_t head_dim) {
+Problem check_dtype(const char* name, int32_t dtype /* raw_dtype */, bool quantized_allowed, int64_t head_dim) {
   if (dtype < CAUSALATTN_DTYPE_F32 || dtype > CAUSALATTN_DTYPE_Q8_0) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION,
-                std::string(name) + " = " + std::to_string(static_cast<int>(dtype)) + " is not a causalattn_dtype");
+                std::string(name) + " = " + std::to_string(dtype) + " is not a causalattn_dtype");
   }
   if (dtype == CAUSALATTN_DTYPE_Q8_0 && !quantized_allowed) {
     return fail(CAUSALATTN_ERROR_UNSUPPORTED, std::string(name) + " is Q8_0, which only K and V take");
@@ -211,12 +211,12 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
                                                     ") is not a multiple of shape.kv_heads (" +
                                                     std::to_string(s.kv_heads) + ")");
   }
-  if (Problem p = check_dtype("q_dtype", a.q_dtype, false, s.head_dim)) return p;
-  if (Problem p = check_dtype("k_dtype", a.k_dtype, true, s.head_dim)) return p;
-  if (Problem p = check_dtype("v_dtype", a.v_dtype, true, s.head_dim)) return p;
-  if (Problem p = check_dtype("out_dtype", a.out_dtype, false, s.head_dim)) return p;
-  const Dtype q_dtype = static_cast<Dtype>(a.q_dtype), k_dtype = static_cast<Dtype>(a.k_dtype);
-  const Dtype v_dtype = static_cast<Dtype>(a.v_dtype), out_dtype = static_cast<Dtype>(a.out_dtype);
+  if (Problem p = check_dtype("q_dtype", raw_dtype(a.q_dtype), false, s.head_dim)) return p;
+  if (Problem p = check_dtype("k_dtype", raw_dtype(a.k_dtype), true, s.head_dim)) return p;
+  if (Problem p = check_dtype("v_dtype", raw_dtype(a.v_dtype), true, s.head_dim)) return p;
+  if (Problem p = check_dtype("out_dtype", raw_dtype(a.out_dtype), false, s.head_dim)) return p;
+  const Dtype q_dtype = static_cast<Dtype>(raw_dtype(a.q_dtype)), k_dtype = static_cast<Dtype>(raw_dtype(a.k_dtype));
+  const Dtype v_dtype = static_cast<Dtype>(raw_dtype(a.v_dtype)), out_dtype = static_cast<Dtype>(raw_dtype(a.out_dtype));
 
   // The extents of the tensors as [batches][heads][tokens][head_dim]: packed sequences live in
   // batch 0, pages are batches of page_tokens tokens.
@@ -351,7 +351,7 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
 }
 
 Problem validate_merge(const causalattn_shape* shape, const PartOf& part_of, int32_t count, const void* out,
-                       causalattn_layout out_layout, causalattn_dtype out_dtype, const float* lse) {
+                       causalattn_layout out_layout, int32_t out_dtype, const float* lse) {
   if (shape == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "shape is NULL");
   if (out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, "out is NULL");
   if (count <= 0) return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "count must be positive, got " + std::to_string(count));
@@ -390,10 +390,10 @@ Problem validate_merge(const causalattn_shape* shape, const PartOf& part_of, int
     const causalattn_partial part = part_of(p);
     if (part.out == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".out is NULL");
     if (part.lse == nullptr) return fail(CAUSALATTN_ERROR_NULL_POINTER, name + ".lse is NULL");
-    if (Problem problem = check_dtype((name + ".out_dtype").c_str(), part.out_dtype, false, s.head_dim)) {
+    if (Problem problem = check_dtype((name + ".out_dtype").c_str(), raw_dtype(part.out_dtype), false, s.head_dim)) {
       return problem;
     }
-    const Dtype part_type = static_cast<Dtype>(part.out_dtype);
+    const Dtype part_type = static_cast<Dtype>(raw_dtype(part.out_dtype));
     if (Problem problem = check_alignment((name + ".out").c_str(), part.out, part_type)) return problem;
     int64_t span = 0;
     if (Problem problem =

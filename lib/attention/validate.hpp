@@ -38,7 +38,7 @@ Problem validate_attend(const causalattn_attend_args& args, bool with_tensors, S
 // part_of(p): part p, for p < count.
 using PartOf = std::function<causalattn_partial(int32_t)>;
 Problem validate_merge(const causalattn_shape* shape, const PartOf& part_of, int32_t count, const void* out,
-                       causalattn_layout out_layout, causalattn_dtype out_dtype, const float* lse);
+                       causalattn_layout out_layout, int32_t out_dtype /* raw_dtype */, const float* lse);
 
 // Dropout with probability p (validated: in [0, 1)) as the kernels apply it: a weight is kept
 // iff its 32-bit Philox word is >= threshold = floor(p · 2^32), and then scaled by 1 / (1 - p).

@@ -24,14 +24,14 @@ const char* name(Dtype t) {
 
 namespace causalattn {
 
-int convert(const void* src, causalattn_dtype src_dtype, void* dst, causalattn_dtype dst_dtype, int64_t n) {
+int convert(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, int64_t n) {
   using detail::report;
   if (src == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "src is NULL");
   if (dst == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "dst is NULL");
   for (const auto& [name, t] : {std::pair{"src_dtype", src_dtype}, std::pair{"dst_dtype", dst_dtype}}) {
     if (t < CAUSALATTN_DTYPE_F32 || t > CAUSALATTN_DTYPE_Q8_0) {
-      return report(CAUSALATTN_ERROR_INVALID_OPTION,
-                    std::string(name) + " = " + std::to_string(static_cast<int>(t)) + " is not a causalattn_dtype");
+      return report(CAUSALATTN_ERROR_INVALID_OPTION, std::string(name) + " = " + std::to_string(t) +
+                                                         " is not a causalattn_dtype");
     }
   }
   const auto from = static_cast<Dtype>(src_dtype), to = static_cast<Dtype>(dst_dtype);

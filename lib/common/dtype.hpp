@@ -30,8 +30,18 @@ constexpr int64_t unit_elements(Dtype t) { return t == Dtype::kQ8_0 ? kQ8Block :
 // The alignment a tensor's address needs.
 constexpr int64_t dtype_alignment(Dtype t) { return t == Dtype::kF32 ? 4 : 2; }
 
-// causalattn_convert.
-int convert(const void* src, causalattn_dtype src_dtype, void* dst, causalattn_dtype dst_dtype, int64_t n);
+// A causalattn_dtype as the int its caller stored. C lets an enum object hold any int; C++ reads
+// one outside the enumerators' range as undefined behaviour, so the library reads the bits of
+// every dtype a caller gives it (an argument once, at the C entry point) and validates the int.
+inline int32_t raw_dtype(const causalattn_dtype& t) {
+  static_assert(sizeof(causalattn_dtype) == sizeof(int32_t), "causalattn_dtype is an int");
+  int32_t value;
+  std::memcpy(&value, &t, sizeof value);
+  return value;
+}
+
+// causalattn_convert, its dtypes as raw_dtype read them.
+int convert(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, int64_t n);
 
 namespace dtype {
 
