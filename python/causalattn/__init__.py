@@ -1,8 +1,10 @@
 """causalattn: SIMD CPU attention kernels with flash-attn 2's calling conventions.
 
 Arrays are numpy arrays or PyTorch CPU tensors (anything with DLPack or the buffer protocol),
-float32, read in place through their strides (head_dim must be contiguous); ``out=`` writes into
-the caller's array. Every call releases the GIL. Bad shapes and layouts raise ``ValueError``,
+float32, float16 or bfloat16, each its own (the attention calls; merges and modules take float32),
+read in place through their strides (head_dim must be contiguous); ``out=`` writes into the
+caller's array, by default of q's dtype. Inputs are widened to float32 exactly and a 16-bit out is
+the float32 result rounded to nearest even; the LSE is float32. Every call releases the GIL. Bad shapes and layouts raise ``ValueError``,
 runtime failures ``RuntimeError``, with the library's message; nothing is written then.
 Arguments of flash-attn that this CPU library cannot honour yet raise ``NotImplementedError``.
 """
@@ -40,11 +42,13 @@ def dropout_keep(p, seed, sequence, head, query, key):
     return _causalattn.dropout_keep(p, seed, sequence, head, query, key)
 
 
-def _empty(like, shape):
-    """An uninitialized float32 array of `shape` of the same kind as `like` (torch or numpy)."""
+def _empty(like, shape, float32=False):
+    """An uninitialized array of `shape` of the same kind as `like` (torch or numpy), of like's
+    dtype, or float32 (the LSE, which is always float32)."""
     if hasattr(like, "new_empty"):  # a PyTorch tensor
-        return like.new_empty(shape)
-    return np.empty(shape, dtype=np.float32)
+        import torch
+        return like.new_empty(shape, dtype=torch.float32) if float32 else like.new_empty(shape)
+    return np.empty(shape, dtype=np.float32 if float32 else like.dtype)
 
 
 def _window(window_size, causal):
@@ -88,7 +92,7 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
     del deterministic  # always deterministic
     if out is None:
         out = _empty(q, tuple(q.shape))
-    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1])) if return_attn_probs else None
+    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1]), float32=True) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
                        _window(window_size, causal), None, None, float(dropout_p), int(seed), None, None)
     return (out, lse) if return_attn_probs else out
@@ -107,7 +111,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     cu_k = np.ascontiguousarray(np.asarray(cu_seqlens_k), dtype=np.int64)
     if out is None:
         out = _empty(q, tuple(q.shape))
-    lse = _empty(q, (q.shape[1], q.shape[0])) if return_attn_probs else None
+    lse = _empty(q, (q.shape[1], q.shape[0]), float32=True) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
                        _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed), None, None)
     return (out, lse) if return_attn_probs else out
@@ -179,7 +183,7 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
         seqlens = seqlens + new
     if out is None:
         out = _empty(q, tuple(q.shape))
-    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1])) if return_softmax_lse else None
+    lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1]), float32=True) if return_softmax_lse else None
     _causalattn.attend(q, k_cache, v_cache, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
                        _window(window_size, causal), None, None, 0.0, 0, seqlens, table)
     return (out, lse) if return_softmax_lse else out
@@ -192,8 +196,8 @@ def merge_states(vs, ss):
     vs, ss = list(vs), list(ss)
     if not vs:
         raise ValueError("merge_states needs at least one state")
-    v = _empty(vs[0], tuple(vs[0].shape))
-    s = _empty(vs[0], tuple(ss[0].shape))
+    v = _empty(vs[0], tuple(vs[0].shape), float32=True)
+    s = _empty(vs[0], tuple(ss[0].shape), float32=True)
     _causalattn.merge(vs, ss, v, s)
     return v, s
 

@@ -25,6 +25,9 @@ namespace {
 
 using In = nb::ndarray<const float, nb::device::cpu>;
 using Out = nb::ndarray<float, nb::device::cpu>;
+// Attention's tensors: float32, float16 or bfloat16, told apart at run time.
+using AnyIn = nb::ndarray<nb::ro, nb::device::cpu>;
+using AnyOut = nb::ndarray<nb::device::cpu>;
 using Lengths = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using BlockTable = nb::ndarray<const int32_t, nb::ndim<2>, nb::device::cpu>;
 
@@ -56,11 +59,25 @@ causalattn_layout layout_of(const char* name, const Array& a, size_t ndim) {
   return layout_of(name, a.ndim(), a.stride_ptr(), ndim);
 }
 
+// The causalattn_dtype of an array: float32, float16 or bfloat16.
+template <class Array>
+causalattn_dtype dtype_of(const char* name, const Array& a) {
+  const nb::dlpack::dtype t = a.dtype();
+  if (t == nb::dtype<float>()) return CAUSALATTN_DTYPE_F32;
+  if (t.lanes == 1 && t.bits == 16 && t.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Float)) {
+    return CAUSALATTN_DTYPE_F16;
+  }
+  if (t.lanes == 1 && t.bits == 16 && t.code == static_cast<uint8_t>(nb::dlpack::dtype_code::Bfloat)) {
+    return CAUSALATTN_DTYPE_BF16;
+  }
+  throw nb::type_error((std::string(name) + " must be float32, float16 or bfloat16").c_str());
+}
+
 // One attend call. q, out: [B, Tq, Hq, D] (or [total_q, Hq, D] with cu_q); k, v: [B, Tk, Hkv, D]
 // (or [total_k, Hkv, D] with cu_k; or pages [num_pages, page_tokens, Hkv, D] with block_table
 // [B, pages per sequence]). kv_lens: None, or each sequence's keys (padded K and V, or paged).
 // lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
-void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, float scale, int num_threads,
+void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool causal, float scale, int num_threads,
             int64_t window, std::optional<Lengths> cu_q, std::optional<Lengths> cu_k, float dropout_p,
             uint64_t seed, std::optional<Lengths> kv_lens, std::optional<BlockTable> block_table) {
   const bool packed = cu_q.has_value();
@@ -102,6 +119,10 @@ void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, floa
   a.k = k.data();
   a.v = v.data();
   a.out = out.data();
+  a.q_dtype = dtype_of("q", q);
+  a.k_dtype = dtype_of("k", k);
+  a.v_dtype = dtype_of("v", v);
+  a.out_dtype = dtype_of("out", out);
   a.options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
   a.options.scale = scale;
   a.options.num_threads = num_threads;
@@ -141,7 +162,7 @@ void attend(In q, In k, In v, Out out, std::optional<Out> lse, bool causal, floa
   int status = 0;
   {
     nb::gil_scoped_release release;
-    status = causalattn_attend_f32(&a);
+    status = causalattn_attend(&a);
   }
   check(status);
 }

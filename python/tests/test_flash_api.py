@@ -247,3 +247,39 @@ def test_multi_head_attention_is_the_books():
     np.testing.assert_array_equal(m.forward(x), y)  # unchanged by the failed load
     with pytest.raises(ValueError, match="num_tokens"):
         m.forward(rand(1, 11, 16))
+
+
+@pytest.mark.parametrize("tq,tk", [(3, 300), (70, 130)])
+def test_float16_arrays_are_widened_and_the_output_rounded(tq, tk):
+    # float16 Q and K, float32 V: the reference on the widened values; a float16 out is the
+    # float32 out rounded to nearest even (numpy's float16 cast rounds so too).
+    q = rand(2, tq, 4, 64, seed=4).astype(np.float16)
+    k = rand(2, tk, 2, 64, seed=5).astype(np.float16)
+    v = rand(2, tk, 2, 64, seed=6)
+    out = causalattn.flash_attn_func(q, k, v, causal=True)
+    assert out.dtype == np.float16
+    out32, lse = causalattn.flash_attn_func(q, k, v, causal=True, out=np.empty(q.shape, np.float32),
+                                            return_attn_probs=True)
+    assert lse.dtype == np.float32
+    ref, ref_lse = reference(q.astype(np.float32), k.astype(np.float32), v, True)
+    np.testing.assert_allclose(out32, ref, rtol=0, atol=tolerance(v))
+    np.testing.assert_allclose(lse, ref_lse, rtol=2.0 ** -16, atol=2.0 ** -16)
+    np.testing.assert_array_equal(out.view(np.uint16), out32.astype(np.float16).view(np.uint16))
+
+
+def test_bfloat16_tensors_through_dlpack():
+    torch = pytest.importorskip("torch")
+    q = torch.from_numpy(rand(1, 40, 4, 32, seed=7)).to(torch.bfloat16)
+    k = torch.from_numpy(rand(1, 90, 4, 32, seed=8)).to(torch.bfloat16)
+    v = torch.from_numpy(rand(1, 90, 4, 32, seed=9)).to(torch.bfloat16)
+    out = causalattn.flash_attn_func(q, k, v, causal=True)
+    assert out.dtype == torch.bfloat16
+    ref, _ = reference(q.float().numpy(), k.float().numpy(), v.float().numpy(), True)
+    # bf16 rounding of the output: half an ulp of 8 significant bits, relative.
+    np.testing.assert_allclose(out.float().numpy(), ref, rtol=2.0 ** -8, atol=tolerance(v.float().numpy()))
+
+
+def test_other_dtypes_are_refused():
+    q = rand(1, 4, 2, 16).astype(np.float64)
+    with pytest.raises(TypeError, match="q must be float32, float16 or bfloat16"):
+        causalattn.flash_attn_func(q, q, q, out=np.empty(q.shape, np.float32))
