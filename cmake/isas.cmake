@@ -25,7 +25,8 @@ endmacro()
 
 causalattn_isa(avx512 ARCH "xsimd::avx512bw"
   FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && __builtin_cpu_supports(\"f16c\")")
+  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
+  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
 # avx512bf16: avx512 plus the BF16 dot-product prefill kernel (vdpbf16ps) for all-bf16 Q, K and V.
 # Listed after avx512, so it runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa): on the
 # Sapphire Rapids measured, vdpbf16ps peaks at half the FMA's flops (BM_PeakDotBf16: 106 against
@@ -33,10 +34,12 @@ causalattn_isa(avx512 ARCH "xsimd::avx512bw"
 # measured on Zen 4.
 causalattn_isa(avx512bf16 ARCH "causalattn::kernels::avx512bf16"
   FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && __builtin_cpu_supports(\"f16c\") && __builtin_cpu_supports(\"avx512bf16\")")
+  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16()"
+  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
 causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
   FLAGS -mavx2 -mfma -mf16c
-  CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\") && __builtin_cpu_supports(\"f16c\")")
+  CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
+  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
 causalattn_isa(sse2 ARCH "xsimd::sse2"
   FLAGS
   CPU_CHECK "true")  # the x86-64 baseline: the last row must run on every CPU of the target

@@ -1,6 +1,7 @@
-// libFuzzer target for the serving entry points: causalattn_attend_f32 (packed, padded and
-// uniform queries and keys, paged caches with fuzzed block tables and page sizes, windows,
-// dropout, decode shapes, caller workspaces), causalattn_merge_f32 and causalattn_linear_f32.
+// libFuzzer target for the serving entry points: causalattn_attend (packed, padded and uniform
+// queries and keys, paged caches with fuzzed block tables and page sizes, windows, dropout,
+// decode shapes, caller workspaces, bf16 / f16 / q8_0 tensors), causalattn_merge_f32 and
+// causalattn_linear_f32.
 // The first byte picks the entry point. A valid call must succeed and match the double
 // reference; an invalid one must fail with a message and leave every output untouched. Built with
 // ASan + UBSan by tools/fuzz.sh; tests/fuzz/attend.dict names the bytes that pick the paths.
@@ -56,6 +57,23 @@ bool all_finite(const std::vector<float>& t) {
   return std::all_of(t.begin(), t.end(), [](float x) { return std::isfinite(x) && std::fabs(x) < 1e6f; });
 }
 
+// x stored as t, through the library's conversion (the call then reads the result), and x
+// replaced by the values the call reads, widened back: the reference's inputs. Q8_0 needs finite
+// values; false (x unchanged) when it cannot hold them.
+bool store_as(std::vector<float>* x, causalattn_dtype t, std::vector<uint64_t>* stored) {
+  const auto n = static_cast<int64_t>(x->size());
+  const int64_t bytes = t == CAUSALATTN_DTYPE_Q8_0 ? n / 32 * 34 : 2 * n;
+  stored->assign(static_cast<size_t>((bytes + 7) / 8), 0);
+  if (causalattn_convert(x->data(), CAUSALATTN_DTYPE_F32, stored->data(), t, n) != CAUSALATTN_OK) {
+    stored->clear();  // the call reads x as f32 then
+    return false;
+  }
+  if (causalattn_convert(stored->data(), t, x->data(), CAUSALATTN_DTYPE_F32, n) != CAUSALATTN_OK) {
+    fail("widening a stored tensor failed");
+  }
+  return true;
+}
+
 double max_abs(const std::vector<float>& t) {
   double m = 0;
   for (float x : t) m = std::max(m, std::fabs(static_cast<double>(x)));
@@ -104,6 +122,15 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const bool with_workspace = in.ConsumeBool();
   const int64_t page_tokens = in.ConsumeIntegralInRange<int64_t>(1, 17);
   const auto breakage = static_cast<AttendBreak>(in.ConsumeIntegralInRange<uint8_t>(0, 2 * static_cast<uint8_t>(AttendBreak::kCount)));
+  // Element types: Q f32, bf16 or f16; K and V each any (q8_0 where D is whole blocks).
+  const causalattn_dtype q_dtypes[] = {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16, CAUSALATTN_DTYPE_F16};
+  const causalattn_dtype kv_dtypes[] = {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16, CAUSALATTN_DTYPE_F16,
+                                        CAUSALATTN_DTYPE_Q8_0};
+  const bool typed = in.ConsumeBool();
+  causalattn_dtype q_dtype = q_dtypes[in.ConsumeIntegralInRange<int>(0, 2)];
+  causalattn_dtype k_dtype = kv_dtypes[in.ConsumeIntegralInRange<int>(0, D % 32 == 0 ? 3 : 2)];
+  causalattn_dtype v_dtype = kv_dtypes[in.ConsumeIntegralInRange<int>(0, D % 32 == 0 ? 3 : 2)];
+  if (!typed) q_dtype = k_dtype = v_dtype = CAUSALATTN_DTYPE_F32;
 
   // Capacities of the tensors.
   int64_t q_cap = 0, kv_cap = 0;
@@ -148,6 +175,14 @@ void fuzz_attend(FuzzedDataProvider& in) {
   fill(in, &q);
   fill(in, &k);
   fill(in, &v);
+  // The typed tensors, their strides in their units (q8_0: blocks of 32).
+  std::vector<uint64_t> q_stored, k_stored, v_stored;
+  if (q_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&q, q_dtype, &q_stored)) q_dtype = CAUSALATTN_DTYPE_F32;
+  if (k_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&k, k_dtype, &k_stored)) k_dtype = CAUSALATTN_DTYPE_F32;
+  if (v_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&v, v_dtype, &v_stored)) v_dtype = CAUSALATTN_DTYPE_F32;
+  const int64_t k_units = k_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D, v_units = v_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D;
+  a.k_layout = {kv_heads * kv_tokens * k_units, kv_tokens * k_units, k_units};
+  a.v_layout = {kv_heads * kv_tokens * v_units, kv_tokens * v_units, v_units};
 
   causalattn_seq_lens lens{};
   std::vector<int64_t> q_lens = q_len, kv_lens = kv_len;
@@ -157,9 +192,12 @@ void fuzz_attend(FuzzedDataProvider& in) {
   if (kv_form == Form::kPacked) lens.cu_kv_lens = cu_kv.data();
   a.seq_lens = q_form == Form::kUniform && kv_form == Form::kUniform ? nullptr : &lens;
   a.pages = kv_form == Form::kPaged ? &pages : nullptr;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
+  a.q = q_stored.empty() ? static_cast<const void*>(q.data()) : q_stored.data();
+  a.k = k_stored.empty() ? static_cast<const void*>(k.data()) : k_stored.data();
+  a.v = v_stored.empty() ? static_cast<const void*>(v.data()) : v_stored.data();
+  a.q_dtype = q_dtype;
+  a.k_dtype = k_dtype;
+  a.v_dtype = v_dtype;
   a.out = out.data();
   a.options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
   a.options.scale = scale;
@@ -233,14 +271,16 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const bool valid = breakage == AttendBreak::kNone || breakage >= AttendBreak::kCount;
   std::snprintf(g_call, sizeof g_call,
                 "attend B=%lld Hq=%lld Hkv=%lld D=%lld q_form=%d kv_form=%d causal=%d window=%lld p=%g "
-                "threads=%d lse=%d workspace=%d page_tokens=%lld break=%d",
+                "threads=%d lse=%d workspace=%d page_tokens=%lld break=%d dtypes q=%d k=%d v=%d",
                 (long long)batch, (long long)q_heads, (long long)kv_heads, (long long)D, (int)q_form, (int)kv_form,
                 causal, (long long)window, p_drop, threads, with_lse, with_workspace, (long long)page_tokens,
-                (int)breakage);
+                (int)breakage, (int)q_dtype, (int)k_dtype, (int)v_dtype);
   const std::vector<float> q_before = q, k_before = k;
-  const int status = causalattn_attend_f32(&a);
+  const std::vector<uint64_t> q_stored_before = q_stored, k_stored_before = k_stored;
+  const int status = causalattn_attend(&a);
   if (std::memcmp(q.data(), q_before.data(), q.size() * sizeof(float)) != 0 ||
-      std::memcmp(k.data(), k_before.data(), k.size() * sizeof(float)) != 0) {
+      std::memcmp(k.data(), k_before.data(), k.size() * sizeof(float)) != 0 || q_stored != q_stored_before ||
+      k_stored != k_stored_before) {
     fail("a call wrote an input");
   }
   if (!valid) {
