@@ -80,6 +80,26 @@ TEST_P(Numerics, NegativeInfinityKeys) {
   EXPECT_TRUE(std::isfinite(p.out_at(0, 0, 3, 0)));
 }
 
+// One NaN score among keys whose scores are all -inf, anywhere in the row (the fuzzer found the
+// decode kernel's vector maximum losing it on AVX, whose x != x is an ordered compare): the row's
+// output and LSE are NaN, on the decode kernel (1 query) and the row-block kernel (50 queries).
+TEST_P(Numerics, NanScoreAmongNegativeInfinities) {
+  for (const int64_t q_len : {1, 50}) {
+    for (const int64_t nan_key : {0, 5, 17, 40, 99}) {
+      const causalattn_shape shape{1, 1, 1, q_len, 100, 8};
+      Problem p(shape, Layout::kBHTD, 15);
+      for (float& x : p.q) x = 1.0f;
+      for (float& x : p.k) x = -kInf;  // q·k = -inf for every key but one
+      p.k[nan_key * shape.head_dim + 3] = kNaN;
+      ASSERT_EQ(p.run(CAUSALATTN_NON_CAUSAL, 0.0f, 0, true), CAUSALATTN_OK);
+      for (int64_t i = 0; i < q_len; ++i) {
+        EXPECT_TRUE(std::isnan(p.lse[i])) << "q_len " << q_len << " NaN at key " << nan_key << ": lse " << p.lse[i];
+        EXPECT_TRUE(std::isnan(p.out_at(0, 0, i, 0))) << "q_len " << q_len << " NaN at key " << nan_key;
+      }
+    }
+  }
+}
+
 // A query that sees a single key returns that key's value row exactly.
 TEST_P(Numerics, SingleVisibleKey) {
   for (const causalattn_shape shape : {causalattn_shape{1, 1, 1, 40, 40, 19}, causalattn_shape{2, 3, 1, 1, 1, 64}}) {

@@ -254,18 +254,20 @@ void decode_chunk_rows(const DecodeArgs& a) {
       for (int64_t j = hi[r]; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
       // The maximum over the visible keys, NaN if any is NaN (vectors of whole lanes: the
       // others hold -inf now).
+      // (x == x is false exactly for NaN; xsimd 8.1's x != x is an ordered compare on AVX, false
+      // for NaN too.)
       V m_vec(kNegInf);
-      auto nan = m_vec != m_vec;  // all false (xsimd 8.1's batch_bool(false) is not on every ISA)
+      auto ordered = m_vec == m_vec;  // all true
       for (int64_t j = lo[r] / W * W; j < hi[r]; j += W) {
         const V x = V::load_aligned(sr + j);
         m_vec = xsimd::max(m_vec, x);
-        nan = nan | (x != x);
+        ordered = ordered & (x == x);
       }
       alignas(64) float lanes[W];
       m_vec.store_aligned(lanes);
       float m_new = m[r];
       for (int64_t i = 0; i < W; ++i) m_new = max_or_nan<Arch>(m_new, lanes[i]);
-      if (xsimd::any(nan)) m_new = std::numeric_limits<float>::quiet_NaN();
+      if (!xsimd::all(ordered)) m_new = std::numeric_limits<float>::quiet_NaN();
       const float m_ref = m_new == kNegInf ? 0.0f : m_new;  // all -inf so far: keep exp at 0
       V sum(0.0f);
       for (int64_t j = lo[r] / W * W; j < hi[r]; j += W) {
