@@ -59,7 +59,7 @@ def parse_bench(paths):
             if old is None or b["FLOPS"] / 1e9 > old[0]:
                 modules[key] = (b["FLOPS"] / 1e9, ms)
         elif name.startswith(("BM_Decode", "BM_ChunkedPrefill", "BM_SlidingWindow", "BM_PrefillDtypes",
-                               "BM_PackedBatch")):
+                               "BM_PackedBatch", "BM_PeakDotBf16")):
             value = b["bytes_per_second"] if name.startswith("BM_Decode") else b["FLOPS"]
             kind = name.split("/")[0][3:]
             key = (kind, tuple(sorted((k, int(v)) for k, v in args.items() if k != "repeats")))
@@ -373,7 +373,7 @@ def serving_of(serving, kind):
                   key=lambda r: tuple(sorted((k, v) for k, v in r.items() if isinstance(v, (int, str)))))
 
 
-def serving_headline(serving, rows, bandwidth, cores):
+def serving_headline(serving, rows, bandwidth, cores, peak):
     """Headline rows for the serving shapes: decode against the read bandwidth, chunked prefill
     against one-shot prefill, the sliding window against causal prefill."""
     out = []
@@ -395,6 +395,10 @@ def serving_headline(serving, rows, bandwidth, cores):
                     out.append((f"decode, {DTYPES[dtype]} cache, batch {batch}, {threads_label(threads, cores)}: "
                                 "time against an f32 cache, worst Tk ≥ 8192", f"{max(ratios):.2f}×",
                                 f"≤ {DECODE_TIME_TARGET[dtype]:.2f}×", max(ratios) <= DECODE_TIME_TARGET[dtype]))
+    for r in serving_of(serving, "PeakDotBf16"):
+        out.append(("BF16 dot-product peak (vdpbf16ps), one core, against the FMA peak",
+                    f"{r['rate']:.0f} GFLOP/s" + (f", {r['rate'] / peak:.2f}×" if peak else ""),
+                    "", None))
     for r in serving_of(serving, "PackedBatch"):
         if r["threads"] == 1 and r.get("peak_here"):
             share = r["rate"] / r["peak_here"]
@@ -594,7 +598,7 @@ def main():
               "| what | measured | target | met |", "|---|---|---|---|"]
     for what, measured, target, met in (headline(headline_rows, headline_peak, headline_peak_all, bandwidth, memory,
                                                  headline_modules, cores) +
-                                        serving_headline(serving, rows, bandwidth, cores) +
+                                        serving_headline(serving, rows, bandwidth, cores, peak) +
                                         modules_headline(headline_modules, layer_rows, headline_peak, cores)):
         lines.append(f"| {what} | {measured} | {target} | {'' if met is None else ('yes' if met else 'no')} |")
 
