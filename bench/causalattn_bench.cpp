@@ -290,6 +290,23 @@ void BM_Decode(benchmark::State& state) {
   state.SetLabel(causalattn_isa());
 }
 
+// Times causalattn_attend(a) (its first call the warm-up), with flops per call, and the FMA peak
+// right before on one thread.
+void time_attend(benchmark::State& state, const causalattn_attend_args& a, double flops) {
+  if (causalattn_attend(&a) != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  const double peak = a.options.num_threads == 1 ? peak_here() : 0.0;
+  for (auto _ : state) {
+    causalattn_attend(&a);
+    benchmark::DoNotOptimize(a.out);
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, flops);
+  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
+}
+
 // Causal prefill, B=1, H=8, with Q and out in q_dtype and K and V in kv_dtype (causalattn_dtypes):
 // 16-bit caches with f32 queries, against BM_Attention's f32 in the same run.
 // args: T, D, q_dtype, kv_dtype, threads (0 = all)
@@ -311,18 +328,7 @@ void BM_PrefillDtypes(benchmark::State& state) {
   a.options.num_threads = static_cast<int32_t>(state.range(4));
   a.q_dtype = a.out_dtype = q_dtype;
   a.k_dtype = a.v_dtype = kv_dtype;
-  if (causalattn_attend(&a) != CAUSALATTN_OK) {
-    state.SkipWithError(causalattn_last_error());
-    return;
-  }
-  const double peak = a.options.num_threads == 1 ? peak_here() : 0.0;
-  for (auto _ : state) {
-    causalattn_attend(&a);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  set_common_counters(state, causal_flops(kHeads, t, d));
-  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
+  time_attend(state, a, causal_flops(kHeads, t, d));
 }
 
 // Chunked prefill: a T-token prompt in chunks of C tokens, each chunk attending to the cache so
@@ -453,18 +459,7 @@ void BM_PackedBatch(benchmark::State& state) {
   a.seq_lens = &lens;
   a.options.num_threads = static_cast<int32_t>(state.range(3));
   a.q_dtype = a.k_dtype = a.v_dtype = a.out_dtype = dtype;
-  if (causalattn_attend(&a) != CAUSALATTN_OK) {
-    state.SkipWithError(causalattn_last_error());
-    return;
-  }
-  const double peak = a.options.num_threads == 1 ? peak_here() : 0.0;
-  for (auto _ : state) {
-    causalattn_attend(&a);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  set_common_counters(state, n * causal_flops(kHeads, t, d));
-  if (peak > 0.0) state.counters["fma_peak_here"] = peak;
+  time_attend(state, a, n * causal_flops(kHeads, t, d));
 }
 
 // The BF16 dot product's peak on one core (vdpbf16ps, independent chains), for the first ISA of

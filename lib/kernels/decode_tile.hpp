@@ -182,8 +182,8 @@ inline void decode_output_rows(const float* p, int64_t lo, int64_t hi, const std
   constexpr int64_t W = V::size;
   // Half the registers hold accumulators. (kBlock · W divides 32 or is a multiple of it, as
   // load_vectors needs for q8_0: it is 1, 2 or 4 vectors of 4, 8 or 16 lanes.)
-  constexpr int kBlock = std::clamp(IsaTraits<Arch>::kRegisters / 2 / NR, 1, 4) == 3 ? 2
-                         : std::clamp(IsaTraits<Arch>::kRegisters / 2 / NR, 1, 4);
+  constexpr int kFit = std::clamp(IsaTraits<Arch>::kRegisters / 2 / NR, 1, 4);
+  constexpr int kBlock = kFit == 3 ? 2 : kFit;
   const int64_t vectors = head_dim / W;
   int64_t v = 0;
   for (; v + kBlock <= vectors; v += kBlock) {
