@@ -260,7 +260,8 @@ void BM_Decode(benchmark::State& state) {
   std::vector<int32_t> block_table(num_pages);
   for (int64_t i = 0; i < num_pages; ++i) block_table[i] = static_cast<int32_t>(i);
   std::vector<int64_t> kv_lens(batch, kv_len);
-  const causalattn_seq_lens lens{nullptr, nullptr, nullptr, kv_lens.data()};
+  causalattn_seq_lens lens{};
+  lens.kv_lens = kv_lens.data();
   const causalattn_kv_pages pages{block_table.data(), pages_per_seq, kPageTokens, num_pages};
   const int64_t units = kv_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D;  // strides count blocks in q8_0
   causalattn_attend_args a{};
@@ -448,7 +449,8 @@ void BM_PackedBatch(benchmark::State& state) {
   std::vector<uint64_t> out(q.size());
   std::vector<int64_t> cu(n + 1);
   for (int64_t s = 0; s <= n; ++s) cu[s] = s * t;
-  const causalattn_seq_lens lens{cu.data(), nullptr, cu.data(), nullptr};
+  causalattn_seq_lens lens{};
+  lens.cu_q_lens = lens.cu_kv_lens = cu.data();
   causalattn_attend_args a{};
   a.shape = {n, kHeads, kHeads, n * t, n * t, d};
   a.q = q.data();

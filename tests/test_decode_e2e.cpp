@@ -80,7 +80,9 @@ struct PagedCache {
   std::vector<float> attend(const std::vector<float>& q, const std::vector<int64_t>& cu_q) const {
     std::vector<float> out(q.size());
     const causalattn_layout q_layout{0, kHeadDim, kQHeads * kHeadDim};
-    const causalattn_seq_lens seq_lens{cu_q.data(), nullptr, nullptr, lens.data()};
+    causalattn_seq_lens seq_lens{};
+    seq_lens.cu_q_lens = cu_q.data();
+    seq_lens.kv_lens = lens.data();
     const causalattn_kv_pages pages{block_table.data(), table_stride, kPageTokens, num_pages};
     causalattn_attend_args a{};
     a.shape = {static_cast<int64_t>(lens.size()), kQHeads, kKvHeads, cu_q.back(), 1, kHeadDim};

@@ -43,29 +43,37 @@ struct ServingCase {
   int64_t page_tokens = 16;
   int threads = 0;
   uint32_t seed = 1;
+  // Model variants (causalattn_attend_args): off at their zeros.
+  uint32_t alignment = 0;                   // 0, CAUSALATTN_TOP_LEFT or CAUSALATTN_EXPLICIT_POSITIONS
+  int64_t q_pos = 0, kv_pos = 0;            // the call's offsets
+  std::vector<int64_t> q_pos_offsets, kv_pos_offsets;  // per sequence (empty: the call's)
+  bool sinks = false, alibi = false;        // random per-head sinks, BLOOM's slopes
+  float softcap = 0.0f;
+  int64_t head_dim_v = 0;                   // 0: head_dim
 
   static constexpr float kSentinel = -12345.0f;
 
   // Built by build():
   std::vector<SeqData> data;
   causalattn_attend_args args{};
-  std::vector<float> q, k, v, out, lse;
+  std::vector<float> q, k, v, out, lse, sink_logits, slopes;
   std::vector<int64_t> cu_q, q_lens, cu_kv, kv_lens;
   std::vector<int32_t> block_table;
   causalattn_seq_lens seq_lens{};
   causalattn_kv_pages pages{};
 
   int64_t batch() const { return static_cast<int64_t>(seqs.size()); }
+  int64_t dv() const { return head_dim_v != 0 ? head_dim_v : head_dim; }
 
   void build() {
-    const int64_t B = batch(), D = head_dim, Hq = q_heads, Hkv = kv_heads;
+    const int64_t B = batch(), D = head_dim, Dv = dv(), Hq = q_heads, Hkv = kv_heads;
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal;
     data.assign(seqs.size(), {});
     for (size_t s = 0; s < seqs.size(); ++s) {
       data[s].q.resize(Hq * seqs[s].q_len * D);
       data[s].k.resize(Hkv * seqs[s].kv_len * D);
-      data[s].v.resize(Hkv * seqs[s].kv_len * D);
+      data[s].v.resize(Hkv * seqs[s].kv_len * Dv);
       for (auto* t : {&data[s].q, &data[s].k, &data[s].v})
         for (float& x : *t) x = normal(rng);
     }
@@ -86,21 +94,22 @@ struct ServingCase {
       kv_max = std::max(kv_max, s.kv_len);
     }
 
-    // Queries and outputs: packed [tokens][Hq][D] or padded [B][Hq][q_max + 2][D].
+    // Queries and outputs: packed [tokens][Hq][D or Dv] or padded [B][Hq][q_max + 2][D or Dv].
     int64_t q_capacity = 0;
     if (q_form == QForm::kPacked) {
       q_capacity = std::max<int64_t>(cu_q.back() + 1, 1);  // one spare token: must stay untouched
       args.q_layout = {q_capacity * Hq * D, D, Hq * D};
+      args.out_layout = {q_capacity * Hq * Dv, Dv, Hq * Dv};
       q.assign(q_capacity * Hq * D, nan);
       seq_lens.cu_q_lens = cu_q.data();
     } else {
       q_capacity = q_max + 2;
       args.q_layout = {Hq * q_capacity * D, q_capacity * D, D};
+      args.out_layout = {Hq * q_capacity * Dv, q_capacity * Dv, Dv};
       q.assign(B * Hq * q_capacity * D, nan);
       seq_lens.q_lens = q_lens.data();
     }
-    args.out_layout = args.q_layout;
-    out.assign(q.size(), kSentinel);
+    out.assign(q.size() / D * Dv, kSentinel);
     const int64_t q_batches = q_form == QForm::kPacked ? 1 : B;
     lse.assign(q_batches * Hq * q_capacity, kSentinel);
     for (int64_t s = 0; s < B; ++s)
@@ -108,18 +117,18 @@ struct ServingCase {
         for (int64_t t = 0; t < seqs[s].q_len; ++t)
           std::memcpy(q_row_in(q, s, h, t), &data[s].q[(h * seqs[s].q_len + t) * D], D * sizeof(float));
 
-    // Keys and values: packed [tokens][Hkv][D], padded [B][Hkv][kv_max + 3][D], or pages
-    // [num_pages][page_tokens][Hkv][D] handed out in a shuffled order.
+    // Keys and values: packed [tokens][Hkv][D or Dv], padded [B][Hkv][kv_max + 3][D or Dv], or
+    // pages [num_pages][page_tokens][Hkv][D or Dv] handed out in a shuffled order.
     int64_t kv_capacity = 0;
     if (kv_form == KvForm::kPacked) {
       kv_capacity = std::max<int64_t>(cu_kv.back(), 1);
       args.k_layout = {kv_capacity * Hkv * D, D, Hkv * D};
-      k.assign(kv_capacity * Hkv * D, nan);
+      args.v_layout = {kv_capacity * Hkv * Dv, Dv, Hkv * Dv};
       seq_lens.cu_kv_lens = cu_kv.data();
     } else if (kv_form == KvForm::kPadded) {
       kv_capacity = kv_max + 3;
       args.k_layout = {Hkv * kv_capacity * D, kv_capacity * D, D};
-      k.assign(B * Hkv * kv_capacity * D, nan);
+      args.v_layout = {Hkv * kv_capacity * Dv, kv_capacity * Dv, Dv};
       seq_lens.kv_lens = kv_lens.data();
     } else {
       int64_t pages_needed = 0, widest = 1;
@@ -141,19 +150,19 @@ struct ServingCase {
       pages.page_tokens = page_tokens;
       pages.num_pages = num_pages;
       args.k_layout = {page_tokens * Hkv * D, D, Hkv * D};
-      k.assign(num_pages * page_tokens * Hkv * D, nan);
+      args.v_layout = {page_tokens * Hkv * Dv, Dv, Hkv * Dv};
       kv_capacity = kv_max;
       seq_lens.kv_lens = kv_lens.data();
       args.pages = &pages;
     }
-    args.v_layout = args.k_layout;
-    v = k;
+    const int64_t kv_batches = kv_form == KvForm::kPaged ? pages.num_pages : kv_form == KvForm::kPacked ? 1 : B;
+    k.assign(kv_batches * args.k_layout.batch, nan);
+    v.assign(kv_batches * args.v_layout.batch, nan);
     for (int64_t s = 0; s < B; ++s)
       for (int64_t h = 0; h < Hkv; ++h)
         for (int64_t j = 0; j < seqs[s].kv_len; ++j) {
-          const int64_t from = (h * seqs[s].kv_len + j) * D;
-          std::memcpy(&k[kv_index(s, h, j)], &data[s].k[from], D * sizeof(float));
-          std::memcpy(&v[kv_index(s, h, j)], &data[s].v[from], D * sizeof(float));
+          std::memcpy(&k[kv_index(args.k_layout, s, h, j)], &data[s].k[(h * seqs[s].kv_len + j) * D], D * sizeof(float));
+          std::memcpy(&v[kv_index(args.v_layout, s, h, j)], &data[s].v[(h * seqs[s].kv_len + j) * Dv], Dv * sizeof(float));
         }
 
     args.shape = {B, Hq, Hkv, q_capacity, std::max<int64_t>(kv_capacity, 1), D};
@@ -161,26 +170,47 @@ struct ServingCase {
     args.k = k.data();
     args.v = v.data();
     args.out = out.data();
-    args.options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
+    args.options.flags = (causal ? 0u : CAUSALATTN_NON_CAUSAL) | alignment;
     args.options.num_threads = threads;
     args.options.lse = lse.data();
     args.window = window;
     args.seq_lens = &seq_lens;
+    args.q_pos_offset = q_pos;
+    args.kv_pos_offset = kv_pos;
+    if (!q_pos_offsets.empty()) seq_lens.q_pos_offsets = q_pos_offsets.data();
+    if (!kv_pos_offsets.empty()) seq_lens.kv_pos_offsets = kv_pos_offsets.data();
+    args.softcap = softcap;
+    args.head_dim_v = head_dim_v;
+    sink_logits.clear();
+    slopes.clear();
+    std::uniform_real_distribution<float> sink_of(-2.0f, 3.0f);
+    for (int64_t h = 0; h < Hq; ++h) {
+      sink_logits.push_back(sink_of(rng));
+      slopes.push_back(alibi_slope(h, Hq));
+    }
+    args.sinks = sinks ? sink_logits.data() : nullptr;
+    args.alibi_slopes = alibi ? slopes.data() : nullptr;
   }
 
-  int64_t q_index(int64_t s, int64_t h, int64_t t) const {
-    const causalattn_layout& l = args.q_layout;
+  // BLOOM's slopes (build_alibi_tensor): 2^(-8 (h + 1) / n) for n heads, n a power of two.
+  static float alibi_slope(int64_t h, int64_t n) {
+    return static_cast<float>(std::pow(2.0, -8.0 * static_cast<double>(h + 1) / static_cast<double>(n)));
+  }
+
+  int64_t seq_q_pos(int64_t s) const { return q_pos_offsets.empty() ? q_pos : q_pos_offsets[s]; }
+  int64_t seq_kv_pos(int64_t s) const { return kv_pos_offsets.empty() ? kv_pos : kv_pos_offsets[s]; }
+
+  int64_t q_index(const causalattn_layout& l, int64_t s, int64_t h, int64_t t) const {
     return q_form == QForm::kPacked ? h * l.head + (cu_q[s] + t) * l.token : s * l.batch + h * l.head + t * l.token;
   }
   float* q_row_in(std::vector<float>& tensor, int64_t s, int64_t h, int64_t t) const {
-    return &tensor[q_index(s, h, t)];
+    return &tensor[q_index(args.q_layout, s, h, t)];
   }
   int64_t lse_index(int64_t s, int64_t h, int64_t t) const {
     const int64_t capacity = args.shape.q_len;
     return q_form == QForm::kPacked ? h * capacity + cu_q[s] + t : (s * q_heads + h) * capacity + t;
   }
-  int64_t kv_index(int64_t s, int64_t h, int64_t j) const {
-    const causalattn_layout& l = args.k_layout;
+  int64_t kv_index(const causalattn_layout& l, int64_t s, int64_t h, int64_t j) const {
     if (kv_form == KvForm::kPacked) return h * l.head + (cu_kv[s] + j) * l.token;
     if (kv_form == KvForm::kPadded) return s * l.batch + h * l.head + j * l.token;
     const int64_t page = block_table[s * pages.block_table_stride + j / page_tokens];
@@ -192,31 +222,54 @@ struct ServingCase {
                     (kv_form == KvForm::kPacked ? ", kv packed" : kv_form == KvForm::kPadded ? ", kv padded" : ", kv paged") +
                     " Hq=" + std::to_string(q_heads) + " Hkv=" + std::to_string(kv_heads) + " D=" +
                     std::to_string(head_dim) + (causal ? " causal" : " non-causal") + " window=" +
-                    std::to_string(window) + " isa=" + causalattn_isa() + " seqs:";
+                    std::to_string(window) + " isa=" + causalattn_isa() + " alignment=" + std::to_string(alignment) +
+                    " q_pos=" + std::to_string(q_pos) + " kv_pos=" + std::to_string(kv_pos) +
+                    (sinks ? " sinks" : "") + (alibi ? " alibi" : "") + " softcap=" + std::to_string(softcap) +
+                    " head_dim_v=" + std::to_string(dv()) + " seqs:";
     for (const Seq& s : seqs) d.append(" ").append(std::to_string(s.q_len)).append("/").append(std::to_string(s.kv_len));
     return d;
   }
 
   // Every sequence's rows against the reference on that sequence alone; every other element
   // of out and lse untouched.
+  reference::Result reference_of(int64_t s) const {
+    const Seq& seq = seqs[s];
+    const int64_t D = head_dim, Dv = dv();
+    const causalattn_shape shape{1, q_heads, kv_heads, seq.q_len, seq.kv_len, D};
+    const causalattn_layout ql{q_heads * seq.q_len * D, seq.q_len * D, D};
+    const causalattn_layout kl{kv_heads * seq.kv_len * D, seq.kv_len * D, D};
+    const causalattn_layout vl{kv_heads * seq.kv_len * Dv, seq.kv_len * Dv, Dv};
+    reference::Variant variant;
+    variant.causal = causal;
+    variant.window = window;
+    variant.alignment = alignment == CAUSALATTN_TOP_LEFT             ? reference::Alignment::kTopLeft
+                        : alignment == CAUSALATTN_EXPLICIT_POSITIONS ? reference::Alignment::kExplicit
+                                                                     : reference::Alignment::kBottomRight;
+    variant.q_pos = seq_q_pos(s);
+    variant.kv_pos = seq_kv_pos(s);
+    // The sink belongs to the keys that start at position 0.
+    const bool sink_here = sinks && (alignment != CAUSALATTN_EXPLICIT_POSITIONS || seq_kv_pos(s) == 0);
+    variant.sinks = sink_here ? sink_logits.data() : nullptr;
+    variant.softcap = softcap;
+    variant.alibi_slopes = alibi ? slopes.data() : nullptr;
+    variant.head_dim_v = Dv;
+    return reference::attention(shape, data[s].q.data(), ql, data[s].k.data(), kl, data[s].v.data(), vl, variant);
+  }
+
   void expect_matches_reference() const {
-    const int64_t D = head_dim;
+    const int64_t Dv = dv();
     std::vector<char> written_out(out.size(), 0), written_lse(lse.size(), 0);
     for (int64_t s = 0; s < batch(); ++s) {
       const Seq& seq = seqs[s];
       if (seq.q_len == 0) continue;
-      const causalattn_shape shape{1, q_heads, kv_heads, seq.q_len, seq.kv_len, D};
-      const causalattn_layout ql{q_heads * seq.q_len * D, seq.q_len * D, D};
-      const causalattn_layout kl{kv_heads * seq.kv_len * D, seq.kv_len * D, D};
-      const reference::Result ref = reference::attention(shape, data[s].q.data(), ql, data[s].k.data(), kl,
-                                                         data[s].v.data(), kl, causal, 0.0, window);
+      const reference::Result ref = reference_of(s);
       const Tolerance tol = tolerance_for(data[s].v, ref);
       for (int64_t h = 0; h < q_heads; ++h)
         for (int64_t t = 0; t < seq.q_len; ++t) {
-          const int64_t row = q_index(s, h, t);
-          for (int64_t d = 0; d < D; ++d) {
+          const int64_t row = q_index(args.out_layout, s, h, t);
+          for (int64_t d = 0; d < Dv; ++d) {
             written_out[row + d] = 1;
-            const double expected = ref.out[(h * seq.q_len + t) * D + d];
+            const double expected = ref.out[(h * seq.q_len + t) * Dv + d];
             ASSERT_TRUE(matches(out[row + d], expected, tol.out))
                 << "sequence " << s << " head " << h << " query " << t << " dim " << d << ": " << out[row + d]
                 << ", reference " << expected;
@@ -350,6 +403,90 @@ TEST_P(Serving, Decode) {
   c.Test();
 }
 
+// Sinks, softcap and ALiBi, alone and together, through prefill row blocks, split decode
+// (2500 keys: three chunks, the sink counted once in their merge), packed and paged, GQA, windows.
+TEST_P(Serving, ModelVariants) {
+  struct Variants {
+    bool sinks, alibi;
+    float softcap;
+  };
+  for (const Variants v : {Variants{true, false, 0.0f}, Variants{false, true, 0.0f}, Variants{false, false, 5.0f},
+                           Variants{true, true, 2.0f}}) {
+    for (KvForm kv : {KvForm::kPacked, KvForm::kPaged}) {
+      for (int64_t window : {0, 40}) {
+        ServingCase c;
+        c.seqs = {{37, 37}, {1, 2500}, {0, 5}, {130, 600}, {3, 3}, {8, 1100}};
+        c.kv_form = kv;
+        c.window = window;
+        c.sinks = v.sinks;
+        c.alibi = v.alibi;
+        c.softcap = v.softcap;
+        c.seed = static_cast<uint32_t>(window + (v.sinks ? 1 : 0) + (v.alibi ? 2 : 0));
+        c.Test();
+      }
+    }
+    ServingCase c;  // non-causal: ALiBi's distances also negative
+    c.seqs = {{20, 50}, {2, 1500}, {60, 30}};
+    c.causal = false;
+    c.head_dim = 20;
+    c.sinks = v.sinks;
+    c.alibi = v.alibi;
+    c.softcap = v.softcap;
+    c.Test();
+  }
+}
+
+// Top-left alignment (q_len > kv_len allowed) and explicit positions, per call and per sequence:
+// queries after, among and before their keys, with windows and ALiBi, decode and prefill.
+TEST_P(Serving, Alignments) {
+  {
+    ServingCase c;
+    c.seqs = {{37, 20}, {5, 1300}, {100, 100}, {3, 0}, {70, 200}};
+    c.alignment = CAUSALATTN_TOP_LEFT;
+    c.alibi = true;
+    c.Test();
+    c.window = 25;
+    c.Test();
+  }
+  for (auto [q_pos, kv_pos] : {std::pair<int64_t, int64_t>{0, 0}, {5000, 0}, {0, 60}, {1000, 900}, {100000, 3000}}) {
+    for (int64_t window : {0, 150}) {
+      ServingCase c;
+      c.seqs = {{40, 300}, {2, 2100}, {150, 90}, {8, 8}};
+      c.alignment = CAUSALATTN_EXPLICIT_POSITIONS;
+      c.q_pos = q_pos;
+      c.kv_pos = kv_pos;
+      c.window = window;
+      c.alibi = true;
+      c.sinks = true;
+      c.kv_form = KvForm::kPaged;
+      c.seed = static_cast<uint32_t>(q_pos + kv_pos + window);
+      c.Test();
+    }
+  }
+  ServingCase c;  // per-sequence offsets: rows before every key they may see get NaN and lse -inf
+  c.seqs = {{40, 300}, {2, 2100}, {150, 90}, {8, 8}};
+  c.alignment = CAUSALATTN_EXPLICIT_POSITIONS;
+  c.q_pos_offsets = {250, 2099, 0, 3};
+  c.kv_pos_offsets = {0, 10, 40, 0};
+  c.window = 64;
+  c.Test();
+}
+
+// V's head size apart from K's (DeepSeek's MLA): 192 / 128 prefill, 576 / 512 decode, odd sizes.
+TEST_P(Serving, HeadDimV) {
+  for (auto [d, dv] : {std::pair<int64_t, int64_t>{192, 128}, {64, 96}, {33, 7}, {576, 512}}) {
+    ServingCase c;
+    c.seqs = d == 576 ? std::vector<Seq>{{1, 1500}, {4, 300}, {60, 60}} : std::vector<Seq>{{100, 100}, {1, 2100}, {7, 900}};
+    c.q_heads = 4;
+    c.kv_heads = d == 576 ? 1 : 2;
+    c.head_dim = d;
+    c.head_dim_v = dv;
+    c.kv_form = d == 64 ? KvForm::kPaged : KvForm::kPacked;
+    c.sinks = d == 192;
+    c.Test();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, Serving, ::testing::ValuesIn(known_isas()),
                          [](const auto& info) { return info.param; });
 
@@ -461,7 +598,7 @@ TEST_F(ServingErrors, LengthBeyondPaddedCapacity) {
 
 TEST_F(ServingErrors, CausalNeedsKeysForEveryQuery) {
   c.kv_lens[1] = 0;
-  Expect(CAUSALATTN_ERROR_INVALID_SHAPE, "sequence 1: causal attention needs q_len <= kv_len");
+  Expect(CAUSALATTN_ERROR_INVALID_SHAPE, "sequence 1: causal attention aligned bottom-right needs q_len <= kv_len");
 }
 
 TEST_F(ServingErrors, BothLengthForms) {

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
       a.kv_len = T;
       a.causal = causal;
       a.head_dim = D;
+      a.head_dim_v = D;
       a.scale = 1.0f / std::sqrt(static_cast<float>(D));
       a.workspace = workspace + b * floats;
       var.blocks.push_back(a);

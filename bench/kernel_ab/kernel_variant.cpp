@@ -13,7 +13,7 @@ extern "C" __attribute__((visibility("default"))) int variant_rows() {
 }
 
 extern "C" __attribute__((visibility("default"))) size_t variant_workspace_floats(int64_t head_dim) {
-  return causalattn::kernels::workspace_floats<Arch>(head_dim);
+  return causalattn::kernels::workspace_floats<Arch>(head_dim, head_dim);
 }
 
 // Runs the row blocks in groups of 8 consecutive blocks, as the library's plan does at T=4096.

@@ -29,9 +29,18 @@ typedef struct causalattn_layout {
 
 /* Attend to every key, not only to keys at or before the query's position. */
 #define CAUSALATTN_NON_CAUSAL 1u
+/* Align the causal diagonal top-left: query i sees keys j <= i (PyTorch's is_causal when
+ * q_len != kv_len); q_len may exceed kv_len. */
+#define CAUSALATTN_TOP_LEFT 2u
+/* Absolute positions (causalattn_attend_args): query i is at q_pos_offset + i, key j at
+ * kv_pos_offset + j, and a query sees a key iff the key's position <= its own; the window and
+ * ALiBi use the same positions. A worker holding keys [a, b) and queries [c, d) of a long sequence
+ * computes exactly its part of the whole (see causalattn_attend_args.sinks for the sink). */
+#define CAUSALATTN_EXPLICIT_POSITIONS 4u
 
 typedef struct causalattn_options { /* all zeros: causal, default scale, all threads */
-  uint32_t flags;                   /* 0 or CAUSALATTN_NON_CAUSAL */
+  uint32_t flags;                   /* 0, or CAUSALATTN_NON_CAUSAL, CAUSALATTN_TOP_LEFT,
+                                       CAUSALATTN_EXPLICIT_POSITIONS (the last two exclusive) */
   float scale;                      /* 0: 1/sqrt(head_dim); otherwise finite */
   int32_t num_threads;              /* 0: what the calling TBB arena allows; > 0: at most this many,
                                        and never more than oneTBB may run at once (its
@@ -53,8 +62,8 @@ typedef enum causalattn_status {
   CAUSALATTN_ERROR_INTERNAL = 7        /* out of memory or another runtime failure */
 } causalattn_status;
 
-/* Largest head_dim the kernels accept. */
-#define CAUSALATTN_MAX_HEAD_DIM 512
+/* Largest head_dim (and head_dim_v) the kernels accept: DeepSeek MLA's decode takes 576. */
+#define CAUSALATTN_MAX_HEAD_DIM 576
 
 /* Most tokens a call's shape.q_len, shape.kv_len, page_tokens and any one sequence's key count
  * may be (2^32): far past any context length, and low enough that no position arithmetic can
@@ -63,7 +72,7 @@ typedef enum causalattn_status {
 
 /* Causal masking is aligned bottom-right: query i sees key j iff j <= i + (kv_len - q_len), so a
  * chunk of q_len new tokens at the end of a kv_len cache sees its whole past (q_len <= kv_len is
- * required in causal mode). Inputs are read only; out (and options->lse) are written only on
+ * required in causal mode, unless the flags align it otherwise). Inputs are read only; out (and options->lse) are written only on
  * success: on failure they are untouched. out must not overlap q, k, v or lse.
  * Results are bitwise identical for every thread count.
  * Returns CAUSALATTN_OK (0), or a causalattn_status describing the first problem found. */
@@ -144,6 +153,10 @@ typedef struct causalattn_seq_lens {
   const int64_t* q_lens;
   const int64_t* cu_kv_lens;
   const int64_t* kv_lens;
+  /* With CAUSALATTN_EXPLICIT_POSITIONS, NULL or [batch]: sequence s's positions of query 0 and
+   * key 0, in place of the call's q_pos_offset and kv_pos_offset. */
+  const int64_t* q_pos_offsets;
+  const int64_t* kv_pos_offsets;
 } causalattn_seq_lens;
 
 /* A paged KV cache (the layout of vLLM's and llama.cpp's caches): K and V live in pages of
@@ -204,8 +217,9 @@ typedef struct causalattn_attend_args {
   void* out;
   causalattn_layout out_layout;
   causalattn_options options;
-  int64_t window;                   /* 0: none. > 0 (causal only): the query at aligned position
-                                       p = i + kv_len - q_len sees keys p - window < j <= p */
+  int64_t window;                   /* 0: none. > 0 (causal only): the query at position p sees
+                                       keys at positions p - window < P <= p (positions as the
+                                       flags align them: bottom-right p = i + kv_len - q_len) */
   const causalattn_seq_lens* seq_lens; /* NULL: every sequence has shape.q_len and shape.kv_len */
   const causalattn_kv_pages* pages;    /* NULL: K and V addressed through their layouts */
   void* workspace;                  /* NULL, or workspace_size bytes (causalattn_attend_workspace_size) */
@@ -215,6 +229,27 @@ typedef struct causalattn_attend_args {
   /* The tensors' element types (0: F32). Q and out: F32, BF16 or F16; K and V: any, each its own
    * (an F16 K with a Q8_0 V is a llama.cpp cache). options.lse stays f32. */
   causalattn_dtype q_dtype, k_dtype, v_dtype, out_dtype;
+
+  /* Model variants (zero: none). A score is s_ij = scale · q_i·k_j, then
+   *   s_ij = softcap · tanh(s_ij / softcap)       with softcap > 0 (Gemma 2), then
+   *   s_ij += -alibi_slopes[h] · (p_i - P_j)      with alibi_slopes (BLOOM, MPT), then masked,
+   * where p_i and P_j are the positions of query i and key j: P_j = j and p_i = i + kv_len - q_len
+   * (bottom-right), p_i = i (CAUSALATTN_TOP_LEFT), or the offsets (CAUSALATTN_EXPLICIT_POSITIONS).
+   * A sink (gpt-oss) is one more logit per query head in the softmax's denominator, with no value:
+   *   O_i = Σ_j e^(s_ij) V_j / (e^(sinks[h]) + Σ_j e^(s_ij)),
+   * and options.lse is log(e^(sinks[h]) + Σ_j e^(s_ij)). The sink belongs to the part of a
+   * sequence's keys that starts at position 0: a call adds it unless CAUSALATTN_EXPLICIT_POSITIONS
+   * puts its first key elsewhere (kv_pos_offset > 0). Keys split over calls with explicit positions
+   * and merged (causalattn_merge) so count it once; a row that sees no key of a call with the sink
+   * gets out 0 and lse sinks[h]. The split decode chunks inside one call add it once too. */
+  const float* sinks;               /* NULL, or [q_heads] logits: finite or -inf (no sink) */
+  float softcap;                    /* 0: none; else finite and > 0 */
+  const float* alibi_slopes;        /* NULL, or [q_heads] finite slopes */
+  int64_t head_dim_v;               /* 0: head_dim. Else V's and out's head size (1 ..
+                                       CAUSALATTN_MAX_HEAD_DIM): Q·K over head_dim, P·V over
+                                       head_dim_v (DeepSeek's MLA: 192 / 128, 576 / 512) */
+  int64_t q_pos_offset, kv_pos_offset; /* with CAUSALATTN_EXPLICIT_POSITIONS: the positions of
+                                       query 0 and key 0, in [0, CAUSALATTN_MAX_TOKENS]; else 0 */
 } causalattn_attend_args;
 
 /* Attention over a batch of sequences with their own lengths, packed or padded, with K and V

@@ -8,15 +8,17 @@
 
 namespace causalattn::detail {
 
-// out = Σ_p exp(lse_p - lse) · out_p over the `count` parts, lse = log Σ_p exp(lse_p), with
-// lse_of(p) and out_of(p) (a row of head_dim floats) naming part p. A part with lse -inf saw no
-// key and is skipped (its row may be NaN); a row no part saw gets NaN and lse -inf; a NaN lse
-// makes the row NaN. Parts are read in order. lse may be nullptr.
+// out = Σ_p exp(lse_p - lse) · out_p over the `count` parts, lse = log(exp(sink) + Σ_p exp(lse_p)),
+// with lse_of(p) and out_of(p) (a row of head_dim floats) naming part p; sink (-inf: none) is a
+// part of logit `sink` whose output is 0 (an attention sink). A part with lse -inf saw no key and
+// is skipped (its row may be NaN); a row no part saw gets NaN and lse -inf, or with a sink 0 and
+// lse sink; a NaN lse makes the row NaN. Parts are read in order. lse may be nullptr.
 template <class LseOf, class OutOf>
-void merge_row(int64_t count, LseOf lse_of, OutOf out_of, int64_t head_dim, float* out, float* lse) {
+void merge_row(int64_t count, LseOf lse_of, OutOf out_of, int64_t head_dim, float* out, float* lse,
+               float sink = -std::numeric_limits<float>::infinity()) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-  float max = kNegInf;
+  float max = sink;
   bool nan = false;
   for (int64_t p = 0; p < count; ++p) {
     max = std::fmax(max, lse_of(p));
@@ -28,7 +30,7 @@ void merge_row(int64_t count, LseOf lse_of, OutOf out_of, int64_t head_dim, floa
     return;
   }
   // Weights relative to the largest part: 1 for it, exactly 0 for parts that saw no key.
-  float sum = 0.0f;
+  float sum = std::exp(sink - max);
   for (int64_t p = 0; p < count; ++p) sum += std::exp(lse_of(p) - max);
   const float inv_sum = 1.0f / sum;
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;

@@ -35,7 +35,7 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
   const int rows = c.kernel->rows;
   const causalattn_shape& s = c.args.shape;
   // Uniform sequences are all alike: the first one counts for all of them.
-  const bool uniform = c.lengths->uniform();
+  const bool uniform = c.uniform;
   const int64_t counted = uniform ? 1 : s.batch, times = uniform ? s.batch : 1;
   int64_t blocks = 0, decode_tasks = 0, units = 0, scratch_floats = 0;
   bool fits = true;
@@ -45,10 +45,10 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
       fits = add_product(&blocks, {times, s.q_heads, row_blocks(q, rows)});
       continue;
     }
-    const int64_t unit_heads = decode_unit_heads(c, q), chunks = decode_span(q).chunks;
+    const int64_t unit_heads = decode_unit_heads(c, q), chunks = decode_span(c, q).chunks;
     const int64_t sequence_units = s.kv_heads * ((c.group + unit_heads - 1) / unit_heads);
     fits = add_product(&units, {times, sequence_units}) && add_product(&decode_tasks, {times, sequence_units, chunks}) &&
-           add_product(&scratch_floats, {times, s.q_heads, chunks, q.q_len, s.head_dim + 1});
+           add_product(&scratch_floats, {times, s.q_heads, chunks, q.q_len, c.head_dim_v + 1});
   }
   const int64_t blocks_per_group = std::clamp<int64_t>(blocks / (8 * static_cast<int64_t>(c.threads)), 1, kMaxGroup);
   int64_t row_tasks = 0;
@@ -90,7 +90,7 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
   for (int64_t b = 0; b < s.batch; ++b) {
     const Sequence q = sequence(c, b);
     if (!is_decode(c, q)) continue;
-    const DecodeSpan span = decode_span(q);
+    const DecodeSpan span = decode_span(c, q);
     const int64_t unit_heads = decode_unit_heads(c, q);
     // Units never cross a KV head: each group is cut on its own, its last unit maybe shorter.
     for (int64_t h = 0, heads = 0; h < s.q_heads; h += heads) {
@@ -98,7 +98,7 @@ detail::Problem make_plan(const Call& c, bool build, Plan* plan) {
       heads = std::min(unit_heads, group_end - h);
       tasks.push_back({Task::kDecodeChunk, b, h, heads, first_chunk, plan->scratch_floats});
       first_chunk += span.chunks;
-      plan->scratch_floats += span.chunks * heads * q.q_len * (s.head_dim + 1);
+      plan->scratch_floats += span.chunks * heads * q.q_len * (c.head_dim_v + 1);
     }
   }
   return {};

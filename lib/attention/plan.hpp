@@ -29,12 +29,19 @@ struct Call {
   uint32_t dropout_threshold;  // 0: no dropout; else p · 2^32
   float dropout_scale;         // 1 / (1 - p)
   Dtype q_dtype, k_dtype, v_dtype, out_dtype;
+  uint32_t alignment;  // 0 (bottom-right), CAUSALATTN_TOP_LEFT or CAUSALATTN_EXPLICIT_POSITIONS
+  bool uniform;        // every sequence alike: uniform lengths, no per-sequence offsets
+  int64_t head_dim_v;  // V's and out's head size (head_dim_v, or head_dim when 0)
 };
 
 // Where sequence s's tensors start, resolved from the packed or padded forms.
 struct Sequence {
   int64_t q_len, kv_len;
-  int64_t window;      // 0 when the window hides nothing (window >= kv_len)
+  int64_t diagonal;    // query i is at the position of key i + diagonal: causal, it sees keys
+                       // j <= i + diagonal (kv_len - q_len bottom-right, 0 top-left, or the
+                       // difference of the explicit offsets)
+  bool adds_sink;      // its keys start at position 0, so the sink joins its rows' softmax
+  int64_t window;      // 0 when the window hides no key from any query
   int64_t q_batch;     // batch index of its queries in q and out, and their first token
   int64_t q_token;
   int64_t lse_offset;  // index of (head 0, query 0) in lse; heads are shape.q_len apart
@@ -48,7 +55,9 @@ inline Sequence sequence(const Call& c, int64_t s) {
   Sequence r{};
   r.q_len = c.lengths->q_of(s);
   r.kv_len = c.lengths->kv_of(s);
-  r.window = a.window < r.kv_len ? a.window : 0;
+  r.diagonal = detail::diagonal_of(c.alignment, r.q_len, r.kv_len, detail::q_pos_of(a, s), detail::kv_pos_of(a, s));
+  r.adds_sink = a.sinks != nullptr && (c.alignment != CAUSALATTN_EXPLICIT_POSITIONS || detail::kv_pos_of(a, s) == 0);
+  r.window = detail::window_hides(a.window, r.q_len, r.kv_len, r.diagonal) ? a.window : 0;
   const bool packed_q = seq != nullptr && seq->cu_q_lens != nullptr;
   r.q_batch = packed_q ? 0 : s;
   r.q_token = packed_q ? seq->cu_q_lens[s] : 0;
@@ -102,16 +111,19 @@ inline bool is_decode(const Call& c, const Sequence& q) {
 
 struct DecodeSpan {
   int64_t first_key;    // the lowest key any row sees
+  int64_t end_key;      // past the highest key any row sees
   int64_t first_chunk;  // first_key / kDecodeChunkKeys
   int64_t chunks;
 };
 
-// (A window implies causal masking: validation refuses it otherwise.)
-inline DecodeSpan decode_span(const Sequence& q) {
+// The keys a decode sequence's rows see, from its first query's window start to its last query's
+// diagonal: chunks outside are never read. (A window implies causal masking.)
+inline DecodeSpan decode_span(const Call& c, const Sequence& q) {
   DecodeSpan d{};
-  d.first_key = q.window > 0 ? std::max<int64_t>(0, q.kv_len - q.q_len - q.window + 1) : 0;
+  d.end_key = c.causal ? std::clamp<int64_t>(q.q_len + q.diagonal, 0, q.kv_len) : q.kv_len;
+  d.first_key = q.window > 0 ? std::clamp<int64_t>(q.diagonal - q.window + 1, 0, d.end_key) : 0;
   d.first_chunk = d.first_key / kDecodeChunkKeys;
-  d.chunks = q.kv_len > d.first_key ? (q.kv_len + kDecodeChunkKeys - 1) / kDecodeChunkKeys - d.first_chunk : 0;
+  d.chunks = d.end_key > d.first_key ? (d.end_key + kDecodeChunkKeys - 1) / kDecodeChunkKeys - d.first_chunk : 0;
   return d;
 }
 

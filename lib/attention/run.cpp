@@ -40,16 +40,15 @@ bool aliases_in_l1(const causalattn_layout& l, int64_t head_dim, bool paged) {
 bool copies_kv(const Call& c) {
   if (c.k_dtype != Dtype::kF32 || c.v_dtype != Dtype::kF32) return true;
   const bool paged = c.args.pages != nullptr;
-  const int64_t D = c.args.shape.head_dim;
-  return aliases_in_l1(c.args.k_layout, D, paged) || aliases_in_l1(c.args.v_layout, D, paged);
+  return aliases_in_l1(c.args.k_layout, c.args.shape.head_dim, paged) || aliases_in_l1(c.args.v_layout, c.head_dim_v, paged);
 }
 
 // A slot: the row blocks' workspaces (and the group's, with_group) or a decode chunk's.
 std::size_t slot_floats(const Call& c, bool with_group) {
   const kernels::KernelTable& kernel = *c.kernel;
-  const int64_t head_dim = c.args.shape.head_dim;
-  const std::size_t group = with_group ? kernel.group_workspace_floats(head_dim) : 0;
-  return std::max(kMaxGroup * kernel.workspace_floats(head_dim) + group, kernel.decode_workspace_floats(head_dim));
+  const int64_t D = c.args.shape.head_dim, Dv = c.head_dim_v;
+  const std::size_t group = with_group ? kernel.group_workspace_floats(D, Dv) : 0;
+  return std::max(kMaxGroup * kernel.workspace_floats(D, Dv) + group, kernel.decode_workspace_floats(D, Dv));
 }
 
 // A caller's workspace is sized without the layouts (causalattn_attend_workspace_size does not
@@ -64,7 +63,7 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   const causalattn_shape& s = c.args.shape;
   const Sequence q = sequence(c, task.seq);
   const int64_t head = task.head, kv_head = head / c.group;
-  const std::size_t block_floats = kernel.workspace_floats(s.head_dim);
+  const std::size_t block_floats = kernel.workspace_floats(s.head_dim, c.head_dim_v);
   float* const group_workspace = workspace + kMaxGroup * block_floats;
   const int64_t blocks = row_blocks(q, kernel.rows);
   const int64_t groups = row_groups(q, kernel.rows, plan.blocks_per_group);
@@ -77,10 +76,11 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   common.out_stride = c.args.out_layout.token * unit_bytes(c.out_dtype);
   common.out_dtype = c.out_dtype;
   common.kv_len = q.kv_len;
-  common.causal_offset = q.kv_len - q.q_len;
+  common.diagonal = q.diagonal;
   common.causal = c.causal;
   common.window = q.window;
   common.head_dim = s.head_dim;
+  common.head_dim_v = c.head_dim_v;
   common.scale = c.scale;
   common.copy_kv = copies_kv(c);
   common.dropout_threshold = c.dropout_threshold;
@@ -88,6 +88,10 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   common.dropout_seed = c.args.dropout.seed;
   common.sequence = static_cast<uint32_t>(task.seq);
   common.head = static_cast<uint32_t>(head);
+  common.softcap = c.args.softcap;
+  common.alibi_slope = c.args.alibi_slopes != nullptr ? c.args.alibi_slopes[head] : 0.0f;
+  common.sink = q.adds_sink ? c.args.sinks[head] : -__builtin_inff();
+  common.has_sink = common.sink != -__builtin_inff();  // (a sink of -inf is none)
 
   const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
   for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
@@ -113,46 +117,51 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
 void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const Task& task, float* workspace,
                       float* scratch) {
   const Sequence q = sequence(c, task.seq);
-  const DecodeSpan span = decode_span(q);
-  const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
+  const DecodeSpan span = decode_span(c, q);
+  const int64_t D = c.args.shape.head_dim, Dv = c.head_dim_v, rows = task.heads * q.q_len;
   kernels::DecodeArgs a{};
   a.rows = static_cast<int>(rows);
   a.q_dtype = c.q_dtype;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = r % q.q_len, position = t + q.kv_len - q.q_len;
-    a.q[r] = query_row(c, q, task.head + r / q.q_len, t);
-    a.last_key[r] = c.causal ? position : q.kv_len - 1;
-    a.first_key[r] = q.window > 0 ? position - q.window + 1 : 0;
+    const int64_t t = r % q.q_len, position = t + q.diagonal, head = task.head + r / q.q_len;
+    a.q[r] = query_row(c, q, head, t);
+    a.last_key[r] = c.causal ? std::min(position, q.kv_len - 1) : q.kv_len - 1;
+    a.first_key[r] = q.window > 0 ? std::max<int64_t>(0, position - q.window + 1) : 0;
+    a.position[r] = position;
+    a.alibi_slope[r] = c.args.alibi_slopes != nullptr ? c.args.alibi_slopes[head] : 0.0f;
   }
   const int64_t kv_head = task.head / c.group;
   a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
   a.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
   a.j_begin = std::max(span.first_key, (span.first_chunk + task.index) * kDecodeChunkKeys);
-  a.j_end = std::min(q.kv_len, (span.first_chunk + task.index + 1) * kDecodeChunkKeys);
+  a.j_end = std::min(span.end_key, (span.first_chunk + task.index + 1) * kDecodeChunkKeys);
   a.head_dim = D;
+  a.head_dim_v = Dv;
   a.scale = c.scale;
-  a.out = scratch + task.scratch + task.index * rows * D;
-  a.lse = scratch + task.scratch + span.chunks * rows * D + task.index * rows;
+  a.softcap = c.args.softcap;
+  a.out = scratch + task.scratch + task.index * rows * Dv;
+  a.lse = scratch + task.scratch + span.chunks * rows * Dv + task.index * rows;
   a.workspace = workspace;
   kernel.decode_chunk(a);
 }
 
 void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
   const Sequence q = sequence(c, task.seq);
-  const int64_t chunks = decode_span(q).chunks;
-  const int64_t D = c.args.shape.head_dim, rows = task.heads * q.q_len;
+  const int64_t chunks = decode_span(c, q).chunks;
+  const int64_t Dv = c.head_dim_v, rows = task.heads * q.q_len;
   const float* outs = scratch + task.scratch;
-  const float* lses = outs + chunks * rows * D;
+  const float* lses = outs + chunks * rows * Dv;
   float merged[CAUSALATTN_MAX_HEAD_DIM];
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t head = task.head + r / q.q_len, t = r % q.q_len;
     std::byte* out = out_row(c, q, head, t);
     float* merged_out = c.out_dtype == Dtype::kF32 ? reinterpret_cast<float*>(out) : merged;
+    // The sink joins the merge of the row's chunks: once, however many there are.
     detail::merge_row(
-        chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * D; },
-        D, merged_out, lse_at(c, q, head, t));
+        chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * Dv; },
+        Dv, merged_out, lse_at(c, q, head, t), q.adds_sink ? c.args.sinks[head] : -__builtin_inff());
     if (merged_out == merged) {
-      for (int64_t d = 0; d < D; ++d) dtype::store_element<void>(out, c.out_dtype, d, merged[d]);
+      for (int64_t d = 0; d < Dv; ++d) dtype::store_element<void>(out, c.out_dtype, d, merged[d]);
     }
   }
 }

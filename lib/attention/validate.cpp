@@ -176,6 +176,31 @@ Problem check_pages(const causalattn_kv_pages& pages, int64_t batch, const Seque
   return {};
 }
 
+// The model variants: sinks, softcap, ALiBi slopes, and offsets only with explicit positions.
+Problem check_variants(const causalattn_attend_args& a, bool explicit_positions) {
+  if (!(a.softcap == 0.0f || (a.softcap > 0.0f && std::isfinite(a.softcap)))) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION,
+                "softcap must be 0 (none) or finite and > 0, got " + std::to_string(a.softcap));
+  }
+  // (Read only when given: q_heads may be any size the other checks let through.)
+  for (int64_t h = 0; (a.sinks != nullptr || a.alibi_slopes != nullptr) && h < a.shape.q_heads; ++h) {
+    if (a.sinks != nullptr && (std::isnan(a.sinks[h]) || a.sinks[h] == __builtin_inff())) {
+      return fail(CAUSALATTN_ERROR_INVALID_OPTION, "sinks[" + std::to_string(h) + "] = " + std::to_string(a.sinks[h]) +
+                                                       ": a sink logit must be finite, or -inf for none");
+    }
+    if (a.alibi_slopes != nullptr && !std::isfinite(a.alibi_slopes[h])) {
+      return fail(CAUSALATTN_ERROR_INVALID_OPTION, "alibi_slopes[" + std::to_string(h) + "] = " +
+                                                       std::to_string(a.alibi_slopes[h]) + " is not finite");
+    }
+  }
+  const bool seq_offsets = a.seq_lens != nullptr && (a.seq_lens->q_pos_offsets || a.seq_lens->kv_pos_offsets);
+  if (!explicit_positions && (a.q_pos_offset != 0 || a.kv_pos_offset != 0 || seq_offsets)) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION,
+                "position offsets are set but options.flags lacks CAUSALATTN_EXPLICIT_POSITIONS");
+  }
+  return {};
+}
+
 }  // namespace
 
 Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, SequenceLengths* lengths) {
@@ -211,10 +236,16 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
                                                     ") is not a multiple of shape.kv_heads (" +
                                                     std::to_string(s.kv_heads) + ")");
   }
+  if (a.head_dim_v < 0 || a.head_dim_v > CAUSALATTN_MAX_HEAD_DIM) {
+    return fail(CAUSALATTN_ERROR_INVALID_SHAPE, "head_dim_v " + std::to_string(a.head_dim_v) +
+                                                    " is outside [0 (head_dim), CAUSALATTN_MAX_HEAD_DIM = " +
+                                                    std::to_string(CAUSALATTN_MAX_HEAD_DIM) + "]");
+  }
+  const int64_t head_dim_v = a.head_dim_v != 0 ? a.head_dim_v : s.head_dim;
   if (Problem p = check_dtype("q_dtype", raw_dtype(a.q_dtype), false, s.head_dim)) return p;
   if (Problem p = check_dtype("k_dtype", raw_dtype(a.k_dtype), true, s.head_dim)) return p;
-  if (Problem p = check_dtype("v_dtype", raw_dtype(a.v_dtype), true, s.head_dim)) return p;
-  if (Problem p = check_dtype("out_dtype", raw_dtype(a.out_dtype), false, s.head_dim)) return p;
+  if (Problem p = check_dtype("v_dtype", raw_dtype(a.v_dtype), true, head_dim_v)) return p;
+  if (Problem p = check_dtype("out_dtype", raw_dtype(a.out_dtype), false, head_dim_v)) return p;
   const Dtype q_dtype = static_cast<Dtype>(raw_dtype(a.q_dtype)), k_dtype = static_cast<Dtype>(raw_dtype(a.k_dtype));
   const Dtype v_dtype = static_cast<Dtype>(raw_dtype(a.v_dtype)), out_dtype = static_cast<Dtype>(raw_dtype(a.out_dtype));
 
@@ -233,16 +264,22 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   for (const auto& [name, batches, heads, tokens] : tensors) {
     int64_t count = 0;
     if (__builtin_mul_overflow(batches, heads, &count) || __builtin_mul_overflow(count, tokens, &count) ||
-        __builtin_mul_overflow(count, s.head_dim, &count)) {
+        __builtin_mul_overflow(count, std::max(s.head_dim, head_dim_v), &count)) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE, std::string("the element count of ") + name + " overflows int64");
     }
   }
 
   const causalattn_options& options = a.options;
-  if ((options.flags & ~CAUSALATTN_NON_CAUSAL) != 0) {
+  if ((options.flags & ~(CAUSALATTN_NON_CAUSAL | kAlignmentFlags)) != 0) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "options.flags has unknown bits: " + std::to_string(options.flags));
   }
   const bool causal = (options.flags & CAUSALATTN_NON_CAUSAL) == 0;
+  const uint32_t alignment = options.flags & kAlignmentFlags;
+  if (alignment == kAlignmentFlags) {
+    return fail(CAUSALATTN_ERROR_INVALID_OPTION,
+                "options.flags: CAUSALATTN_TOP_LEFT and CAUSALATTN_EXPLICIT_POSITIONS exclude each other");
+  }
+  if (Problem p = check_variants(a, alignment == CAUSALATTN_EXPLICIT_POSITIONS)) return p;
   if (!std::isfinite(options.scale)) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "options.scale must be finite (0 for 1/sqrt(head_dim))");
   }
@@ -274,17 +311,28 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   lengths->uniform_q = s.q_len;
   lengths->uniform_kv = s.kv_len;
   // (Uniform sequences are all alike: one check covers them.)
-  for (int64_t b = 0; b < (lengths->uniform() ? 1 : s.batch); ++b) {
+  const bool per_sequence_offsets = a.seq_lens != nullptr && (a.seq_lens->q_pos_offsets || a.seq_lens->kv_pos_offsets);
+  for (int64_t b = 0; b < (lengths->uniform() && !per_sequence_offsets ? 1 : s.batch); ++b) {
     const int64_t q_len = lengths->q_of(b), kv_len = lengths->kv_of(b);
-    if (causal && q_len > kv_len) {
+    const std::string which = s.batch > 1 ? "sequence " + std::to_string(b) + ": " : std::string();
+    if (causal && alignment == 0 && q_len > kv_len) {
       return fail(CAUSALATTN_ERROR_INVALID_SHAPE,
-                  (s.batch > 1 ? "sequence " + std::to_string(b) + ": " : std::string()) +
-                      "causal attention needs q_len <= kv_len, got q_len " + std::to_string(q_len) +
-                      " and kv_len " + std::to_string(kv_len));
+                  which + "causal attention aligned bottom-right needs q_len <= kv_len, got q_len " +
+                      std::to_string(q_len) + " and kv_len " + std::to_string(kv_len) +
+                      " (CAUSALATTN_TOP_LEFT or CAUSALATTN_EXPLICIT_POSITIONS align it otherwise)");
+    }
+    if (alignment == CAUSALATTN_EXPLICIT_POSITIONS) {
+      for (const auto& [name, offset] : {std::pair{"q_pos_offset", q_pos_of(a, b)}, std::pair{"kv_pos_offset", kv_pos_of(a, b)}}) {
+        if (offset < 0 || offset > CAUSALATTN_MAX_TOKENS) {
+          return fail(CAUSALATTN_ERROR_INVALID_SHAPE, which + name + " = " + std::to_string(offset) +
+                                                          " is outside [0, CAUSALATTN_MAX_TOKENS = 2^32]");
+        }
+      }
     }
     // Edge masks compare positions in float: exact below 2^24.
-    if (a.window > 0 && a.window < kv_len && kv_len >= (int64_t{1} << 24)) {
-      return fail(CAUSALATTN_ERROR_UNSUPPORTED, "a sliding window over 2^24 or more keys is not supported");
+    const int64_t diagonal = diagonal_of(alignment, q_len, kv_len, q_pos_of(a, b), kv_pos_of(a, b));
+    if (window_hides(a.window, q_len, kv_len, diagonal) && std::max(kv_len, a.window) >= (int64_t{1} << 24)) {
+      return fail(CAUSALATTN_ERROR_UNSUPPORTED, which + "a sliding window over 2^24 or more keys is not supported");
     }
   }
   if (a.pages != nullptr) {
@@ -298,34 +346,37 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   if (Problem p = check_alignment("v", a.v, v_dtype)) return p;
   if (Problem p = check_alignment("out", a.out, out_dtype)) return p;
   // Strides and rows in units of each tensor's dtype: elements, or q8_0 blocks.
-  auto row_units = [&](Dtype t) { return s.head_dim / unit_elements(t); };
+  auto row_units = [&](Dtype t, int64_t dims) { return dims / unit_elements(t); };
   int64_t q_span = 0, k_span = 0, v_span = 0, out_span = 0;
-  if (Problem p = check_layout("q", q_batches, s.q_heads, s.q_len, row_units(q_dtype), a.q_layout, &q_span, q_dtype)) {
+  if (Problem p = check_layout("q", q_batches, s.q_heads, s.q_len, row_units(q_dtype, s.head_dim), a.q_layout, &q_span, q_dtype)) {
     return p;
   }
-  if (Problem p = check_layout("k", kv_batches, s.kv_heads, kv_tokens, row_units(k_dtype), a.k_layout, &k_span, k_dtype)) {
+  if (Problem p = check_layout("k", kv_batches, s.kv_heads, kv_tokens, row_units(k_dtype, s.head_dim), a.k_layout, &k_span, k_dtype)) {
     return p;
   }
-  if (Problem p = check_layout("v", kv_batches, s.kv_heads, kv_tokens, row_units(v_dtype), a.v_layout, &v_span, v_dtype)) {
+  if (Problem p = check_layout("v", kv_batches, s.kv_heads, kv_tokens, row_units(v_dtype, head_dim_v), a.v_layout, &v_span, v_dtype)) {
     return p;
   }
-  if (Problem p = check_layout("out", q_batches, s.q_heads, s.q_len, row_units(out_dtype), a.out_layout, &out_span,
+  if (Problem p = check_layout("out", q_batches, s.q_heads, s.q_len, row_units(out_dtype, head_dim_v), a.out_layout, &out_span,
                                out_dtype)) {
     return p;
   }
-  if (!rows_disjoint(q_batches, s.q_heads, s.q_len, s.head_dim, a.out_layout)) {
+  if (!rows_disjoint(q_batches, s.q_heads, s.q_len, row_units(out_dtype, head_dim_v), a.out_layout)) {
     const causalattn_layout& l = a.out_layout;
     return fail(CAUSALATTN_ERROR_INVALID_LAYOUT,
                 "out_layout: output rows overlap (strides batch " + std::to_string(l.batch) + ", head " +
-                    std::to_string(l.head) + ", token " + std::to_string(l.token) + " with head_dim " +
-                    std::to_string(s.head_dim) + ")");
+                    std::to_string(l.head) + ", token " + std::to_string(l.token) + " with head_dim_v " +
+                    std::to_string(head_dim_v) + ")");
   }
   auto range = [](const void* data, int64_t span, Dtype t) {
     return range_of(data, span, static_cast<std::size_t>(unit_bytes(t)));
   };
   const Range out_range = range(a.out, out_span, out_dtype);
-  const std::array<std::pair<const char*, Range>, 3> inputs = {{{"q", range(a.q, q_span, q_dtype)},
-      {"k", range(a.k, k_span, k_dtype)}, {"v", range(a.v, v_span, v_dtype)}}};
+  const Range no_range{};
+  const std::array<std::pair<const char*, Range>, 5> inputs = {{{"q", range(a.q, q_span, q_dtype)},
+      {"k", range(a.k, k_span, k_dtype)}, {"v", range(a.v, v_span, v_dtype)},
+      {"sinks", a.sinks != nullptr ? range_of(a.sinks, s.q_heads, sizeof(float)) : no_range},
+      {"alibi_slopes", a.alibi_slopes != nullptr ? range_of(a.alibi_slopes, s.q_heads, sizeof(float)) : no_range}}};
   for (const auto& [name, range] : inputs) {
     if (overlap(out_range, range)) {
       return fail(CAUSALATTN_ERROR_ALIASING, std::string("out overlaps ") + name + " (outputs must not alias inputs)");

@@ -30,6 +30,30 @@ struct SequenceLengths {
   bool uniform() const { return q.empty() && kv.empty(); }
 };
 
+// The alignment flags of options.flags: 0 (bottom-right), CAUSALATTN_TOP_LEFT or
+// CAUSALATTN_EXPLICIT_POSITIONS.
+constexpr uint32_t kAlignmentFlags = CAUSALATTN_TOP_LEFT | CAUSALATTN_EXPLICIT_POSITIONS;
+
+// Query i of a sequence is at the position of its key i + diagonal (causal: it sees keys
+// j <= i + diagonal), for the alignment and, with explicit positions, the offsets.
+inline int64_t diagonal_of(uint32_t alignment, int64_t q_len, int64_t kv_len, int64_t q_pos, int64_t kv_pos) {
+  if (alignment == CAUSALATTN_EXPLICIT_POSITIONS) return q_pos - kv_pos;
+  return alignment == CAUSALATTN_TOP_LEFT ? 0 : kv_len - q_len;
+}
+
+// Whether a window hides some key from some query: the last query's window starts past key 0.
+inline bool window_hides(int64_t window, int64_t q_len, int64_t kv_len, int64_t diagonal) {
+  return window > 0 && kv_len > 0 && q_len - 1 + diagonal - window >= 0;
+}
+
+// Sequence s's explicit offsets: its own in seq_lens, else the call's.
+inline int64_t q_pos_of(const causalattn_attend_args& a, int64_t s) {
+  return a.seq_lens != nullptr && a.seq_lens->q_pos_offsets != nullptr ? a.seq_lens->q_pos_offsets[s] : a.q_pos_offset;
+}
+inline int64_t kv_pos_of(const causalattn_attend_args& a, int64_t s) {
+  return a.seq_lens != nullptr && a.seq_lens->kv_pos_offsets != nullptr ? a.seq_lens->kv_pos_offsets[s] : a.kv_pos_offset;
+}
+
 // Checks every argument of causalattn_attend_f32 before anything is written, and resolves the
 // sequence lengths. with_tensors = false skips the tensors: pointers, layouts and aliasing (causalattn_attend_workspace_size).
 Problem validate_attend(const causalattn_attend_args& args, bool with_tensors, SequenceLengths* lengths);

@@ -50,7 +50,7 @@ template <class Arch>
 void begin_block_bf16(const RowBlockArgs& a) {
   constexpr int R = Blocking<Arch>::kRows;
   begin_block<Arch>(a);
-  const Bf16BlockState<Arch> s(BlockState<Arch>(a.workspace, a.head_dim));
+  const Bf16BlockState<Arch> s(BlockState<Arch>(a.workspace, a.head_dim, a.head_dim_v));
   const int first = first_lane<Arch>(a);
   const int64_t pairs = (a.head_dim + 1) / 2;
   for (int64_t d2 = 0; d2 < pairs; ++d2) {
@@ -234,7 +234,7 @@ void block_tiles_bf16(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, con
     // Keys [from, to): the even-aligned pairs on dot_bf16, an odd key at either end in f32.
     auto unmasked = [&](auto qv0, int64_t from, int64_t to, const Vec<Arch>* scale) {
       auto f32_run = [&](int64_t lo, int64_t hi, const Vec<Arch>* run_scale) {
-        output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st + lo * R, hi - lo, tile.v + lo, w.head_dim,
+        output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st + lo * R, hi - lo, tile.v + lo, w.head_dim_v,
                                                                run_scale, t.mask, w.b.ot);
       };
       Vec<Arch> ones[B::kQueryVectors];
@@ -244,7 +244,7 @@ void block_tiles_bf16(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, con
       f32_run(from, pair_from, scale);  // the rescale rides on this run, even when it has no key
       pack_weights<Arch, qv0()>(w.b.st, pair_from, (pair_to - pair_from) / 2, s.p_pairs);
       output_pairs_dims<Arch, qv0()>(s.p_pairs, (pair_to - pair_from) / 2,
-                                     v_pairs + (j0 + pair_from - pairs_begin) / 2 * w.head_dim, w.head_dim, ones,
+                                     v_pairs + (j0 + pair_from - pairs_begin) / 2 * w.head_dim_v, w.head_dim_v, ones,
                                      w.b.ot);
       if (pair_to < to) f32_run(pair_to, to, ones);
     };
@@ -257,7 +257,7 @@ void block_tiles_bf16(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, con
 }
 
 // The group workspace of the bf16 kernel, within group_workspace_floats: V of a chunk as key
-// pairs ([chunk / 2][D] 32-bit) and widened to f32 ([chunk][D]).
+// pairs ([chunk / 2][Dv] 32-bit) and widened to f32 ([chunk][Dv]).
 template <class Arch>
 void attention_row_blocks_bf16(const RowBlockArgs* blocks, int count, float* group_workspace, int64_t chunk_keys) {
   int64_t kv_begin = INT64_MAX, kv_end = 0;
@@ -266,13 +266,13 @@ void attention_row_blocks_bf16(const RowBlockArgs* blocks, int count, float* gro
     kv_begin = std::min(kv_begin, block_first_tile<Arch>(blocks[i]));
     kv_end = std::max(kv_end, block_kv_end<Arch>(blocks[i]));
   }
-  const int64_t D = blocks[0].head_dim;
+  const int64_t Dv = blocks[0].head_dim_v;
   auto* const v_pairs = reinterpret_cast<uint32_t*>(group_workspace);
-  float* const v_f32 = group_workspace + chunk_keys / 2 * D;
+  float* const v_f32 = group_workspace + chunk_keys / 2 * Dv;
   for (int64_t j = kv_begin; j < kv_end; j += chunk_keys) {
     const int64_t end = std::min(kv_end, j + chunk_keys);
-    pack_value_pairs<Arch>(blocks[0].v, j, end, D, v_pairs);
-    const KvRows values = widen_chunk<Arch>(blocks[0].v, j, end, D, v_f32);
+    pack_value_pairs<Arch>(blocks[0].v, j, end, Dv, v_pairs);
+    const KvRows values = widen_chunk<Arch>(blocks[0].v, j, end, Dv, v_f32);
     for (int i = 0; i < count; ++i) {
       if (block_keys_in<Arch>(blocks[i], j, j + chunk_keys) > 0) {
         block_tiles_bf16<Arch>(blocks[i], j, j + chunk_keys, blocks[i].k, values, v_pairs, j);

@@ -92,7 +92,7 @@ struct KeyPrefetch {
         rows_begin = next;
         rows.fill(a->k, a->v, next, std::min(end - next, kBatch));
       }
-      rows.prefetch(next - rows_begin, a->head_dim * 4, a->head_dim * 4);  // f32 rows
+      rows.prefetch(next - rows_begin, a->head_dim * 4, a->head_dim_v * 4);  // f32 rows
     }
   }
   void step() { keys(per_step); }
@@ -117,7 +117,7 @@ inline void score_keys(const float* qt, int64_t head_dim, const float* const* kr
 }
 
 // Lanes of a row block that see key j of an edge tile: lane i sees it iff
-// j + shift <= lane < j + shift + window, where shift = j0 - q_begin - causal_offset for the
+// j + shift <= lane < j + shift + window, where shift = j0 - q_begin - diagonal for the
 // tile starting at key j0 (the upper bound is the causal diagonal, the lower one the window's
 // edge; window is +inf without one). The values stay small and exact in float on edge tiles.
 template <class Arch>

@@ -13,36 +13,36 @@
 
 namespace causalattn::kernels {
 
-// A row block's workspace: Qt and Ot [D][rows], one score tile, running max and sum.
+// A row block's workspace: Qt [D][rows] and Ot [Dv][rows], one score tile, running max and sum.
 template <class Arch>
 struct BlockState {
   static constexpr int R = Blocking<Arch>::kRows;
   float* qt;          // [D][R] queries, multiplied by the scale
-  float* ot;          // [D][R] unnormalized output
+  float* ot;          // [Dv][R] unnormalized output
   float* st;          // [kTileKeys][R] scores, then probabilities
   float* m;           // [R] running max of the scores
   float* l;           // [R] running sum
   float* lane_index;  // [R] 0, 1, 2, ... as floats, for the diagonal mask
 
-  BlockState(float* ws, int64_t head_dim)
-      : qt(ws), ot(qt + head_dim * R), st(ot + head_dim * R), m(st + Blocking<Arch>::kTileKeys * R),
+  BlockState(float* ws, int64_t head_dim, int64_t head_dim_v)
+      : qt(ws), ot(qt + head_dim * R), st(ot + head_dim_v * R), m(st + Blocking<Arch>::kTileKeys * R),
         l(m + R), lane_index(l + R) {}
 };
 
-// Query i sees key j iff j <= i + causal_offset: keys from kv_end on are never touched.
+// Query i sees key j iff j <= i + diagonal: keys from kv_end on are never touched.
 // (A template on Arch, like everything here, so per-ISA objects share no out-of-line symbol.)
 template <class Arch>
 int64_t block_kv_end(const RowBlockArgs& a) {
-  return a.causal ? a.q_begin + a.q_count + a.causal_offset : a.kv_len;
+  return a.causal ? std::clamp<int64_t>(a.q_begin + a.q_count + a.diagonal, 0, a.kv_len) : a.kv_len;
 }
 
-// The first tile the block needs: with a window, query i needs no key j <= i + causal_offset -
+// The first tile the block needs: with a window, query i needs no key j <= i + diagonal -
 // window, so tiles wholly below the first query's band are never touched either. Tiles start
 // at multiples of kTileKeys, so a block's tiles do not depend on how its range is cut.
 template <class Arch>
 int64_t block_first_tile(const RowBlockArgs& a) {
   if (a.window == 0) return 0;
-  const int64_t first_key = std::max<int64_t>(0, a.q_begin + a.causal_offset - a.window + 1);
+  const int64_t first_key = std::max<int64_t>(0, a.q_begin + a.diagonal - a.window + 1);
   return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
 }
 
@@ -89,14 +89,14 @@ void begin_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
-  const BlockState<Arch> b(a.workspace, a.head_dim);
+  const BlockState<Arch> b(a.workspace, a.head_dim, a.head_dim_v);
   const int64_t D = a.head_dim;
   const int first = first_lane<Arch>(a);
   const float scale = a.scale;
   auto q_row = [&](int64_t row) { return a.q + row * a.q_stride; };
   // The block's first tile writes Ot; a block with no tile (no keys) leaves it zero.
   if (block_kv_end<Arch>(a) <= block_first_tile<Arch>(a)) {
-    for (int64_t d = 0; d < D * R; d += W) V(0.0f).store_aligned(b.ot + d);
+    for (int64_t d = 0; d < a.head_dim_v * R; d += W) V(0.0f).store_aligned(b.ot + d);
   }
   // W queries by W dims at a time: W row loads, one transpose, W aligned stores; the dims past
   // the last multiple of W one by one.
@@ -133,7 +133,7 @@ void begin_block(const RowBlockArgs& a) {
 template <class Arch>
 struct BlockWalk {
   BlockState<Arch> b;
-  int64_t head_dim;
+  int64_t head_dim, head_dim_v;
   // Keys in [unmasked_begin, unmasked_end) are seen by every valid lane.
   int64_t unmasked_begin, unmasked_end;
   float window;      // +inf without one
@@ -142,10 +142,11 @@ struct BlockWalk {
   int64_t first_tile;
 
   explicit BlockWalk(const RowBlockArgs& a)
-      : b(a.workspace, a.head_dim),
+      : b(a.workspace, a.head_dim, a.head_dim_v),
         head_dim(a.head_dim),
-        unmasked_begin(a.window > 0 ? a.q_begin + a.q_count + a.causal_offset - a.window : 0),
-        unmasked_end(a.causal ? a.q_begin + a.causal_offset + 1 : a.kv_len),
+        head_dim_v(a.head_dim_v),
+        unmasked_begin(a.window > 0 ? a.q_begin + a.q_count + a.diagonal - a.window : 0),
+        unmasked_end(a.causal ? a.q_begin + a.diagonal + 1 : a.kv_len),
         window(a.window > 0 ? static_cast<float>(a.window) : __builtin_inff()),
         first(first_lane<Arch>(a)),
         first_vector(first / Blocking<Arch>::kLanes),
@@ -176,6 +177,45 @@ struct TileMaxima {
   Vec<Arch> m_old[QV], m_new[QV], alpha[QV];
 };
 
+// The last key lane i may see, less j0: its ALiBi reference (see transform_scores).
+template <class Arch>
+inline Vec<Arch> last_visible_from(const RowBlockArgs& a, const BlockWalk<Arch>& w, int qv, int64_t j0, int64_t shift) {
+  using V = Vec<Arch>;
+  const V last_key(static_cast<float>(a.kv_len - 1 - j0));
+  if (!a.causal) return last_key;
+  return xsimd::min(V::load_aligned(w.b.lane_index + qv * Blocking<Arch>::kLanes) - V(static_cast<float>(shift)), last_key);
+}
+
+// Step 1b, with a softcap or ALiBi: the scores that score_keys left in the tile (vector qv's keys
+// below vector_end[qv]) become softcap · tanh(s / softcap) - slope · (top_i - j), and the running
+// maximum is taken again over them. ALiBi's bias is -slope · (i + diagonal - j); taken from the
+// row's last visible key top_i instead, the biases of the keys near it, which carry the softmax's
+// weight, stay small and exact in f32 however far the positions go, and the constant rest,
+// -slope · (i + diagonal - top_i), joins the LSE in finish_block (0 wherever the diagonal is in
+// the keys, as in every bottom-right causal call).
+template <class Arch, bool kSoftcap, bool kAlibi>
+inline void transform_scores(const RowBlockArgs& a, const BlockWalk<Arch>& w, const TileStep<Arch>& t,
+                             TileMaxima<Arch>& mx, int64_t shift) {
+  using V = Vec<Arch>;
+  using B = Blocking<Arch>;
+  constexpr int W = B::kLanes;
+  constexpr int R = B::kRows;
+  const V cap(a.softcap), inv_cap(kSoftcap ? 1.0f / a.softcap : 0.0f), slope(a.alibi_slope);
+  for (int qv = w.first_vector; qv < B::kQueryVectors; ++qv) {
+    const V top = kAlibi ? last_visible_from<Arch>(a, w, qv, t.j0, shift) : V(0.0f);
+    V m = mx.m_old[qv];
+    float* const st = w.b.st + qv * W;
+    for (int64_t j = 0; j < t.vector_end[qv]; ++j) {
+      V x = V::load_aligned(st + j * R);
+      if constexpr (kSoftcap) x = softcap<Arch>(x, cap, inv_cap);
+      if constexpr (kAlibi) x = fmadd<Arch>(slope, V(static_cast<float>(j)) - top, x);
+      x.store_aligned(st + j * R);
+      m = xsimd::max(m, x);
+    }
+    mx.m_new[qv] = m;
+  }
+}
+
 // Step 1: the scores of the keys each vector sees, and the running maximum taken over them as
 // they leave the registers. score_keys(qv0, from, count, m_new) scores keys [from, from + count)
 // of the tile for query vectors qv0 and up (qv0 a compile-time constant), into st and m_new.
@@ -186,7 +226,7 @@ template <class Arch, class ScoreKeys>
   using B = Blocking<Arch>;
   constexpr int W = B::kLanes;
   for (int qv = 0; qv < B::kQueryVectors; ++qv) mx.m_old[qv] = mx.m_new[qv] = V::load_aligned(w.b.m + qv * W);
-  const int64_t shift = t.j0 - (a.q_begin - w.first) - a.causal_offset;  // key j is on lane j + shift's diagonal
+  const int64_t shift = t.j0 - (a.q_begin - w.first) - a.diagonal;  // key j is on lane j + shift's diagonal
   for (int qv = 0; qv < B::kQueryVectors; ++qv) {
     t.vector_end[qv] = qv < w.first_vector ? 0 : a.causal ? std::clamp<int64_t>(W * (qv + 1) - shift, 0, t.n) : t.n;
   }
@@ -194,6 +234,13 @@ template <class Arch, class ScoreKeys>
     const int64_t from = qv0() == 0 ? 0 : t.vector_end[qv0() - 1];
     if (from < t.vector_end[qv0()]) score_keys(qv0, from, t.vector_end[qv0()] - from, mx.m_new);
   });
+  if (a.softcap != 0.0f && a.alibi_slope != 0.0f) {
+    transform_scores<Arch, true, true>(a, w, t, mx, shift);
+  } else if (a.softcap != 0.0f) {
+    transform_scores<Arch, true, false>(a, w, t, mx, shift);
+  } else if (a.alibi_slope != 0.0f) {
+    transform_scores<Arch, false, true>(a, w, t, mx, shift);
+  }
   t.n_low = std::clamp<int64_t>(w.unmasked_begin - t.j0, 0, t.n);
   t.n_high = std::clamp<int64_t>(w.unmasked_end - t.j0, t.n_low, t.n);
   for (int qv = 0; qv < B::kQueryVectors; ++qv) t.mask.lanes[qv] = V::load_aligned(w.b.lane_index + qv * W);
@@ -284,7 +331,7 @@ template <class Arch, class UnmaskedRun>
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
   constexpr int R = B::kRows;
-  const int64_t D = w.head_dim;
+  const int64_t D = w.head_dim_v;
   const float* const st = w.b.st;
   // Runs fn(qv0) with qv0 = first_vector as a compile-time constant: the output runs in which
   // every vector takes part take vectors first_vector and up.
@@ -355,7 +402,7 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
     };
     auto unmasked_f32 = [&](auto qv0, int64_t from, int64_t to, const Vec<Arch>* scale) {
       output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st + from * B::kRows, to - from, tile.v + from,
-                                                             w.head_dim, scale, t.mask, w.b.ot);
+                                                             w.head_dim_v, scale, t.mask, w.b.ot);
     };
     score_tile<Arch>(a, w, score_keys_f32, t, mx);
     mask_tile<Arch>(w, t, mx);
@@ -366,21 +413,45 @@ void block_tiles(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, int64_t 
   prefetch.rest();
 }
 
+// The row's LSE over its keys, its natural-log sum (m + log l, the keys' scores as the tiles
+// hold them) plus ALiBi's constant rest for the row (transform_scores): -inf for a row that saw
+// no key.
+template <class Arch>
+inline float keys_lse(const RowBlockArgs& a, float m, float l, int64_t query) {
+  if (l == 0.0f) return -__builtin_inff();
+  float lse = m + __builtin_logf(l);
+  if (a.alibi_slope != 0.0f) {
+    const int64_t position = query + a.diagonal, top = a.causal ? std::min(position, a.kv_len - 1) : a.kv_len - 1;
+    lse -= static_cast<float>(static_cast<double>(a.alibi_slope) * static_cast<double>(position - top));
+  }
+  return lse;
+}
+
 // Normalizes and transposes back: each W x W block of Ot becomes W dims of W output rows,
-// rounded to the output's type.
+// rounded to the output's type. With a sink the row's weights are e^s / (e^sink + Σ e^s): its
+// output is scaled by e^(lse_keys - lse), lse = log(e^sink + e^lse_keys), and a row that saw no key
+// gets 0 (its Ot is 0) and lse = sink.
 template <class Arch>
 void finish_block(const RowBlockArgs& a) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
-  const BlockState<Arch> b(a.workspace, a.head_dim);
-  const int64_t D = a.head_dim;
+  const BlockState<Arch> b(a.workspace, a.head_dim, a.head_dim_v);
+  const int64_t Dv = a.head_dim_v;
   const int first = first_lane<Arch>(a);  // lane i holds query i - first
   auto out_row = [&](int64_t row) { return a.out + row * a.out_stride; };
-  float inv_l[R];
-  for (int i = first; i < R; ++i) inv_l[i] = 1.0f / b.l[i];
+  float inv_l[R], lse[R];
+  for (int i = first; i < R; ++i) {
+    inv_l[i] = 1.0f / b.l[i];
+    lse[i] = keys_lse<Arch>(a, b.m[i], b.l[i], a.q_begin + i - first);
+    if (a.has_sink) {
+      const float keys = lse[i], top = std::fmax(keys, a.sink);
+      lse[i] = top + __builtin_logf(__builtin_expf(keys - top) + __builtin_expf(a.sink - top));
+      inv_l[i] = b.l[i] == 0.0f ? 0.0f : inv_l[i] * __builtin_expf(keys - lse[i]);
+    }
+  }
   // W dims by W queries at a time, as begin_block packs them.
-  const int64_t d_vec_end = D / W * W;
+  const int64_t d_vec_end = Dv / W * W;
   for (int i0 = first / W * W; i0 < R; i0 += W) {
     for (int64_t d = 0; d < d_vec_end; d += W) {
       V block[W];
@@ -392,18 +463,19 @@ void finish_block(const RowBlockArgs& a) {
     }
   }
   for (int i = first; i < R; ++i) {
-    for (int64_t d = d_vec_end; d < D; ++d) dtype::store_element<Arch>(out_row(i - first), a.out_dtype, d, b.ot[d * R + i] * inv_l[i]);
-    if (a.lse != nullptr) a.lse[i - first] = b.m[i] + __builtin_logf(b.l[i]);
+    for (int64_t d = d_vec_end; d < Dv; ++d) dtype::store_element<Arch>(out_row(i - first), a.out_dtype, d, b.ot[d * R + i] * inv_l[i]);
+    if (a.lse != nullptr) a.lse[i - first] = lse[i];
   }
 }
 
 template <class Arch>
-constexpr std::size_t workspace_floats(int64_t head_dim) {
+constexpr std::size_t workspace_floats(int64_t head_dim, int64_t head_dim_v) {
   using B = Blocking<Arch>;
-  // Qt and Ot: [head_dim][rows]; scores: [tile keys][rows]; running max, sum, lane indices; with
-  // the BF16 dot product the weights as key pairs, [tile keys / 2][rows] (attention_bf16.hpp).
+  // Qt: [head_dim][rows]; Ot: [head_dim_v][rows]; scores: [tile keys][rows]; running max, sum,
+  // lane indices; with the BF16 dot product the weights as key pairs, [tile keys / 2][rows]
+  // (attention_bf16.hpp).
   const int64_t pairs = IsaTraits<Arch>::kDotBf16 ? B::kTileKeys / 2 : 0;
-  return static_cast<std::size_t>(2 * head_dim + B::kTileKeys + 3 + pairs) * B::kRows;
+  return static_cast<std::size_t>(head_dim + head_dim_v + B::kTileKeys + 3 + pairs) * B::kRows;
 }
 
 }  // namespace causalattn::kernels

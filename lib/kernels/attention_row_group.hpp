@@ -20,11 +20,12 @@ namespace causalattn::kernels {
 template <class Arch>
 constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
 
-// The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] each (the bf16
-// kernel keeps V's key pairs and f32 rows there).
+// The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] and
+// [kChunkKeys][head_dim_v] (the bf16 kernel keeps V's key pairs and f32 rows there, 1.5 ·
+// [kChunkKeys][head_dim_v]).
 template <class Arch>
-constexpr std::size_t group_workspace_floats(int64_t head_dim) {
-  return static_cast<std::size_t>(2 * kChunkKeys<Arch> * head_dim);
+constexpr std::size_t group_workspace_floats(int64_t head_dim, int64_t head_dim_v) {
+  return static_cast<std::size_t>(kChunkKeys<Arch> * std::max(head_dim + head_dim_v, head_dim_v + head_dim_v / 2));
 }
 
 // A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
@@ -49,7 +50,7 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_wo
   const KvRows& k = blocks[0].k;
   const KvRows& v = blocks[0].v;
   const bool widen = blocks[0].copy_kv;
-  const int64_t D = blocks[0].head_dim;
+  const int64_t D = blocks[0].head_dim, Dv = blocks[0].head_dim_v;
   constexpr int64_t C = kChunkKeys<Arch>;
   for (int64_t j = kv_begin; j < kv_end; j += C) {
     // The blocks that compute tiles of this chunk share the prefetch of the next one (f32 rows
@@ -64,7 +65,7 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_wo
     if (widen) {
       const int64_t end = std::min(kv_end, j + C);
       chunk_k = widen_chunk<Arch>(k, j, end, D, group_workspace);
-      chunk_v = widen_chunk<Arch>(v, j, end, D, group_workspace + C * D);
+      chunk_v = widen_chunk<Arch>(v, j, end, Dv, group_workspace + C * D);
     }
     int64_t prefetch_begin = next_begin;
     for (int i = 0; i < count; ++i) {

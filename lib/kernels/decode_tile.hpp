@@ -30,11 +30,12 @@ constexpr int64_t padded_dim(int64_t head_dim) {
 }
 
 template <class Arch>
-constexpr std::size_t decode_workspace_floats(int64_t head_dim) {
-  // Queries and output accumulators [rows][padded D], scores [rows][tile], the score partials
-  // [rows][W][W], max and sum [rows].
+constexpr std::size_t decode_workspace_floats(int64_t head_dim, int64_t head_dim_v) {
+  // Queries [rows][padded D], output accumulators [rows][padded Dv], scores [rows][tile], the
+  // score partials [rows][W][W], max and sum [rows].
   constexpr int64_t W = Vec<Arch>::size;
-  return static_cast<std::size_t>(kDecodeRows * (2 * padded_dim<Arch>(head_dim) + kDecodeTileKeys + W * W + 2));
+  return static_cast<std::size_t>(
+      kDecodeRows * (padded_dim<Arch>(head_dim) + padded_dim<Arch>(head_dim_v) + kDecodeTileKeys + W * W + 2));
 }
 
 // The K and V row addresses of one tile of a chunk's keys (n = 0 past the chunk's end).
@@ -213,23 +214,25 @@ void decode_chunk_rows(const DecodeArgs& a) {
   constexpr int64_t W = V::size;
   constexpr int64_t T = kDecodeTileKeys;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const int64_t D = a.head_dim, dp = padded_dim<Arch>(D);
+  const int64_t D = a.head_dim, dp = padded_dim<Arch>(D), Dv = a.head_dim_v, dpv = padded_dim<Arch>(Dv);
   float* const qp = a.workspace;
   float* const op = qp + NR * dp;
-  float* const s = op + NR * dp;
+  float* const s = op + NR * dpv;
   float* const partials = s + NR * T;
   float* const m = partials + NR * W * W;
   float* const l = m + NR;
   for (int r = 0; r < NR; ++r) {
     widen_row<Arch>(a.q[r], a.q_dtype, D, qp + r * dp);
-    for (int64_t d = 0; d < dp; ++d) {
-      qp[r * dp + d] = d < D ? qp[r * dp + d] * a.scale : 0.0f;
-      op[r * dp + d] = 0.0f;
-    }
+    for (int64_t d = 0; d < dp; ++d) qp[r * dp + d] = d < D ? qp[r * dp + d] * a.scale : 0.0f;
+    for (int64_t d = 0; d < dpv; ++d) op[r * dpv + d] = 0.0f;
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
-  const int64_t k_bytes = row_bytes<Arch>(KT, D), v_bytes = row_bytes<Arch>(VT, D);
+  const int64_t k_bytes = row_bytes<Arch>(KT, D), v_bytes = row_bytes<Arch>(VT, Dv);
+  const bool softcapped = a.softcap != 0.0f;
+  const V cap(a.softcap), inv_cap(softcapped ? 1.0f / a.softcap : 0.0f);
+  alignas(64) float lane_index[W];
+  for (int64_t i = 0; i < W; ++i) lane_index[i] = static_cast<float>(i);
   // This tile's rows and the next one's, which take turns as the walk advances.
   DecodeTile<Arch> tiles[2];
   fill_tile<Arch>(a, a.j_begin, tiles[0]);
@@ -250,6 +253,17 @@ void decode_chunk_rows(const DecodeArgs& a) {
       alpha[r] = 1.0f;
       if (lo[r] == hi[r]) continue;
       float* sr = s + r * T;
+      // Softcap and ALiBi, the bias from the row's last visible key as the row-block kernel takes
+      // it (transform_scores), on the vectors that hold visible keys.
+      if (softcapped || a.alibi_slope[r] != 0.0f) {
+        const V slope(a.alibi_slope[r]), lanes = V::load_aligned(lane_index);
+        for (int64_t j = lo[r] / W * W; j < hi[r]; j += W) {
+          V x = V::load_aligned(sr + j);
+          if (softcapped) x = softcap<Arch>(x, cap, inv_cap);
+          x = fmadd<Arch>(slope, V(static_cast<float>(j0 + j - a.last_key[r])) + lanes, x);
+          x.store_aligned(sr + j);
+        }
+      }
       for (int64_t j = 0; j < lo[r]; ++j) sr[j] = kNegInf;
       for (int64_t j = hi[r]; j < (n + W - 1) / W * W; ++j) sr[j] = kNegInf;
       // The maximum over the visible keys, NaN if any is NaN (vectors of whole lanes: the
@@ -280,17 +294,22 @@ void decode_chunk_rows(const DecodeArgs& a) {
       m[r] = m_new;
     }
     if (same_keys) {
-      if (lo[0] < hi[0]) decode_output_rows<Arch, NR, VT>(s, lo[0], hi[0], tile.v, D, alpha, op, dp);
+      if (lo[0] < hi[0]) decode_output_rows<Arch, NR, VT>(s, lo[0], hi[0], tile.v, Dv, alpha, op, dpv);
     } else {
       for (int r = 0; r < NR; ++r) {
-        if (lo[r] < hi[r]) decode_output_row<Arch, VT>(s + r * T, lo[r], hi[r], tile.v, D, alpha[r], op + r * dp);
+        if (lo[r] < hi[r]) decode_output_row<Arch, VT>(s + r * T, lo[r], hi[r], tile.v, Dv, alpha[r], op + r * dpv);
       }
     }
   }
   for (int r = 0; r < NR; ++r) {
     const float inv_l = 1.0f / l[r];
-    for (int64_t d = 0; d < D; ++d) a.out[r * D + d] = op[r * dp + d] * inv_l;
+    for (int64_t d = 0; d < Dv; ++d) a.out[r * Dv + d] = op[r * dpv + d] * inv_l;
     a.lse[r] = m[r] == kNegInf ? kNegInf : m[r] + std::log(l[r]);
+    // ALiBi's constant rest for the row (its bias was taken from its last visible key).
+    if (a.lse[r] != kNegInf && a.alibi_slope[r] != 0.0f) {
+      a.lse[r] -= static_cast<float>(static_cast<double>(a.alibi_slope[r]) *
+                                     static_cast<double>(a.position[r] - a.last_key[r]));
+    }
   }
 }
 

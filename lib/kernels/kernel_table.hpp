@@ -34,10 +34,11 @@ struct RowBlockArgs {
   int64_t q_begin;        // position of the block's first query
   int64_t q_count;        // valid queries in the block, 1 ... rows of the kernel
   int64_t kv_len;
-  int64_t causal_offset;  // kv_len - q_len: query i sees key j iff j <= i + causal_offset
+  int64_t diagonal;       // query i is at key position i + diagonal: causal, it sees keys j <= i + diagonal
   bool causal;
-  int64_t window;         // 0, or (causal only) query i also needs j > i + causal_offset - window
-  int64_t head_dim;
+  int64_t window;         // 0, or (causal only) query i also needs j > i + diagonal - window
+  int64_t head_dim;       // of Q and K
+  int64_t head_dim_v;     // of V and out
   float scale;            // multiplies q·k
   float* workspace;       // 64-byte aligned, KernelTable::workspace_floats(head_dim) floats
   bool copy_kv;           // the group copies K and V a chunk at a time into its workspace, as f32
@@ -47,6 +48,12 @@ struct RowBlockArgs {
   float dropout_scale;         // 1 / (1 - p)
   uint64_t dropout_seed;
   uint32_t sequence, head;     // the block's sequence and query head, for the dropout counter
+  // Variants (causalattn_attend_args), each off at its zero: scores s become
+  // softcap · tanh(s / softcap), then s - alibi_slope · (i + diagonal - j); sink joins the softmax.
+  float softcap;               // 0 or > 0
+  float alibi_slope;           // 0: none
+  bool has_sink;               // false: none
+  float sink;
 };
 
 // Decode: the few queries of one KV head's group (its query heads × a few positions) against a
@@ -61,9 +68,13 @@ struct DecodeArgs {
   int rows;                      // 1 ... kDecodeRows
   KvRows k, v;
   int64_t j_begin, j_end;        // the chunk's keys
-  int64_t head_dim;
+  int64_t head_dim;              // of Q and K
+  int64_t head_dim_v;            // of V and out
   float scale;
-  float* out;                    // [rows][head_dim]: the chunk's normalized partial output
+  float softcap;                 // as RowBlockArgs
+  float alibi_slope[kDecodeRows];
+  int64_t position[kDecodeRows]; // row r's query is at key position position[r] (ALiBi's distances)
+  float* out;                    // [rows][head_dim_v]: the chunk's normalized partial output
   float* lse;                    // [rows]: its log-sum-exp; -inf for a row that saw no key
   float* workspace;              // 64-byte aligned, KernelTable::decode_workspace_floats(head_dim)
 };
@@ -89,13 +100,13 @@ struct GemmArgs {
 struct KernelTable {
   const char* isa;                                  // the ISA's public name
   int rows;                                         // queries per row block
-  std::size_t (*workspace_floats)(int64_t head_dim);
+  std::size_t (*workspace_floats)(int64_t head_dim, int64_t head_dim_v);
   // Computes `count` row blocks of one (sequence, query head); each has its own workspace, and
   // the group has group_workspace (KernelTable::group_workspace_floats(head_dim), 64-byte
   // aligned) for K and V widened to f32.
   void (*row_blocks)(const RowBlockArgs* blocks, int count, float* group_workspace);
-  std::size_t (*group_workspace_floats)(int64_t head_dim);
-  std::size_t (*decode_workspace_floats)(int64_t head_dim);
+  std::size_t (*group_workspace_floats)(int64_t head_dim, int64_t head_dim_v);
+  std::size_t (*decode_workspace_floats)(int64_t head_dim, int64_t head_dim_v);
   void (*decode_chunk)(const DecodeArgs& args);
   int gemm_features;                                // features of W per packed panel
   int gemm_rows;                                    // most rows of x a task should take at once

@@ -7,21 +7,31 @@
 namespace causalattn::reference {
 
 Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql, const float* k,
-                 causalattn_layout kl, const float* v, causalattn_layout vl, bool causal, double scale,
-                 int64_t window, const WeightMultiplier* dropout) {
-  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+                 causalattn_layout kl, const float* v, causalattn_layout vl, const Variant& variant) {
+  const double scale = variant.scale != 0.0 ? variant.scale : 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   const int64_t T = s.q_len, S = s.kv_len, D = s.head_dim;
+  const int64_t Dv = variant.head_dim_v != 0 ? variant.head_dim_v : D;
   const double neg_inf = -std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
 
-  // The textbook's mask buffer: true above the (bottom-right aligned) diagonal, and with a
-  // window, true at or below the diagonal shifted down by window.
+  // Positions of queries and keys, and the textbook's mask buffer: true where query i must not
+  // see key j (a later position, or with a window one at or before p_i - window).
+  std::vector<int64_t> q_position(T), kv_position(S);
+  for (int64_t i = 0; i < T; ++i) {
+    q_position[i] = variant.alignment == Alignment::kExplicit ? variant.q_pos + i
+                    : variant.alignment == Alignment::kTopLeft ? i
+                                                                : i + S - T;
+  }
+  for (int64_t j = 0; j < S; ++j) kv_position[j] = (variant.alignment == Alignment::kExplicit ? variant.kv_pos : 0) + j;
   std::vector<char> mask(T * S, 0);
   for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = 0; j < S; ++j)
-      mask[i * S + j] = causal && (j > i + (S - T) || (window > 0 && j <= i + (S - T) - window));
+    for (int64_t j = 0; j < S; ++j) {
+      const int64_t p = q_position[i], key = kv_position[j];
+      mask[i * S + j] = variant.causal && (key > p || (variant.window > 0 && key <= p - variant.window));
+    }
 
   Result r;
-  r.out.assign(s.batch * s.q_heads * T * D, 0.0);
+  r.out.assign(s.batch * s.q_heads * T * Dv, 0.0);
   r.lse.assign(s.batch * s.q_heads * T, 0.0);
   std::vector<double> scores(T * S);
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -30,41 +40,47 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
       const float* qh = q + b * ql.batch + h * ql.head;
       const float* kh = k + b * kl.batch + g * kl.head;
       const float* vh = v + b * vl.batch + g * vl.head;
+      const double sink = variant.sinks != nullptr ? variant.sinks[h] : neg_inf;
       for (int64_t i = 0; i < T; ++i) {
         for (int64_t j = 0; j < S; ++j) {
           double dot = 0.0;
           for (int64_t d = 0; d < D; ++d) dot += double(qh[i * ql.token + d]) * double(kh[j * kl.token + d]);
-          scores[i * S + j] = mask[i * S + j] ? neg_inf : dot * scale;
-          if (!mask[i * S + j]) r.max_abs_score = std::fmax(r.max_abs_score, std::fabs(dot * scale));
+          double score = dot * scale;
+          if (variant.softcap > 0.0) score = variant.softcap * std::tanh(score / variant.softcap);
+          if (variant.alibi_slopes != nullptr) {
+            score -= double(variant.alibi_slopes[h]) * double(q_position[i] - kv_position[j]);
+          }
+          scores[i * S + j] = mask[i * S + j] ? neg_inf : score;
+          if (!mask[i * S + j]) r.max_abs_score = std::fmax(r.max_abs_score, std::fabs(score));
         }
       }
       for (int64_t i = 0; i < T; ++i) {
         double* row = scores.data() + i * S;  // S may be 0: a row that sees no key
-        double max = neg_inf;
+        double max = sink;                    // the sink is one more logit, with no value
         bool has_nan = false;
         for (int64_t j = 0; j < S; ++j) {
           has_nan |= std::isnan(row[j]);
           max = std::fmax(max, row[j]);
         }
-        double* o = &r.out[((b * s.q_heads + h) * T + i) * D];
+        double* o = &r.out[((b * s.q_heads + h) * T + i) * Dv];
         double& lse = r.lse[(b * s.q_heads + h) * T + i];
         if (has_nan) {  // a NaN score makes the whole softmax NaN
-          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<double>::quiet_NaN();
-          lse = std::numeric_limits<double>::quiet_NaN();
+          for (int64_t d = 0; d < Dv; ++d) o[d] = nan;
+          lse = nan;
           continue;
         }
-        if (max == neg_inf) {  // no key with a score above -inf: the softmax is 0/0
-          for (int64_t d = 0; d < D; ++d) o[d] = std::numeric_limits<double>::quiet_NaN();
+        if (max == neg_inf) {  // no key with a score above -inf, no sink: the softmax is 0/0
+          for (int64_t d = 0; d < Dv; ++d) o[d] = nan;
           lse = neg_inf;
           continue;
         }
-        double sum = 0.0;
+        double sum = std::exp(sink - max);
         for (int64_t j = 0; j < S; ++j) sum += std::exp(row[j] - max);
         for (int64_t j = 0; j < S; ++j) {
           if (mask[i * S + j]) continue;  // a masked key contributes nothing, even a NaN value
           double p = std::exp(row[j] - max) / sum;
-          if (dropout != nullptr) p *= (*dropout)(b, h, i, j);  // after the softmax, as nn.Dropout
-          for (int64_t d = 0; d < D; ++d) o[d] += p * double(vh[j * vl.token + d]);
+          if (variant.dropout != nullptr) p *= (*variant.dropout)(b, h, i, j);  // after the softmax, as nn.Dropout
+          for (int64_t d = 0; d < Dv; ++d) o[d] += p * double(vh[j * vl.token + d]);
         }
         lse = max + std::log(sum);
       }
