@@ -332,6 +332,58 @@ void BM_PrefillDtypes(benchmark::State& state) {
   time_attend(state, a, causal_flops(kHeads, t, d));
 }
 
+// The model variants of causalattn_attend_args, for BM_Variants.
+enum Variant : int64_t { kPlain, kSinks, kSoftcap, kAlibi, kTopLeft, kOffsets, kVariantCount };
+
+// Causal prefill, B=1, H=8, f32, with one model variant, against the plain kernel (variant 0) in
+// the same run: the rate is the plain causal flops'. args: T, D, variant, threads (0 = all)
+void BM_Variants(benchmark::State& state) {
+  const int64_t t = state.range(0), d = state.range(1);
+  const auto variant = static_cast<Variant>(state.range(2));
+  Inputs in(kBatch * kHeads * t * d);
+  std::vector<float> sinks(kHeads), slopes(kHeads);
+  for (int64_t h = 0; h < kHeads; ++h) {
+    sinks[h] = 0.25f * static_cast<float>(h);
+    slopes[h] = std::ldexp(1.0f, -static_cast<int>(h + 1));  // BLOOM's for 8 heads
+  }
+  causalattn_attend_args a{};
+  a.shape = {kBatch, kHeads, kHeads, t, t, d};
+  a.q = in.q.data();
+  a.k = in.k.data();
+  a.v = in.v.data();
+  a.out = in.out.data();
+  a.q_layout = a.k_layout = a.v_layout = a.out_layout = {kHeads * t * d, t * d, d};
+  a.options.num_threads = static_cast<int32_t>(state.range(3));
+  if (variant == kSinks) a.sinks = sinks.data();
+  if (variant == kSoftcap) a.softcap = 50.0f;  // Gemma 2's
+  if (variant == kAlibi) a.alibi_slopes = slopes.data();
+  if (variant == kTopLeft) a.options.flags = CAUSALATTN_TOP_LEFT;
+  if (variant == kOffsets) {  // a worker's part of a long sequence: the same diagonal, far on
+    a.options.flags = CAUSALATTN_EXPLICIT_POSITIONS;
+    a.q_pos_offset = a.kv_pos_offset = 1 << 20;
+  }
+  time_attend(state, a, causal_flops(kHeads, t, d));
+}
+
+// Causal prefill with V's head size apart from K's (DeepSeek's MLA prefill: 192 / 128), B=1,
+// H=8, f32. Flops: Q·Kᵀ over D and P·V over Dv. args: T, D, Dv, threads (0 = all)
+void BM_HeadDimV(benchmark::State& state) {
+  const int64_t t = state.range(0), d = state.range(1), dv = state.range(2);
+  Inputs in(kBatch * kHeads * t * d);
+  std::vector<float> out(kBatch * kHeads * t * dv);
+  causalattn_attend_args a{};
+  a.shape = {kBatch, kHeads, kHeads, t, t, d};
+  a.q = in.q.data();
+  a.k = in.k.data();
+  a.v = in.v.data();  // (its first kHeads · t · dv floats)
+  a.out = out.data();
+  a.q_layout = a.k_layout = {kHeads * t * d, t * d, d};
+  a.v_layout = a.out_layout = {kHeads * t * dv, t * dv, dv};
+  a.head_dim_v = dv;
+  a.options.num_threads = static_cast<int32_t>(state.range(3));
+  time_attend(state, a, (causal_flops(kHeads, t, d) + causal_flops(kHeads, t, dv)) / 2.0);
+}
+
 // Chunked prefill: a T-token prompt in chunks of C tokens, each chunk attending to the cache so
 // far (its own keys included), B=1, H=8. The work equals one causal prefill of T tokens, so the
 // rate compares directly with BM_Attention. args: T, C, D, threads (0 = all)
@@ -599,6 +651,20 @@ void register_benchmarks() {
           ->UseRealTime()
           ->Repetitions(3);
     }
+    for (int64_t variant = kPlain; variant < kVariantCount; ++variant) {
+      benchmark::RegisterBenchmark("BM_Variants", BM_Variants)
+          ->Args({4096, 128, variant, threads})
+          ->ArgNames({"T", "D", "variant", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
+    }
+    benchmark::RegisterBenchmark("BM_HeadDimV", BM_HeadDimV)
+        ->Args({4096, 192, 128, threads})
+        ->ArgNames({"T", "D", "Dv", "threads"})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->Repetitions(3);
     benchmark::RegisterBenchmark("BM_ChunkedPrefill", BM_ChunkedPrefill)
         ->Args({4096, 512, 128, threads})
         ->ArgNames({"T", "chunk", "D", "threads"})

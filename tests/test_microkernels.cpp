@@ -1,9 +1,10 @@
 // The microkernels of every ISA in the ISA table, each built with its ISA's flags
 // (microkernels/checks_of_isa.cpp): exp_nonpositive within its ulp bound over its whole range,
-// the square transpose exactly, score and output blocks of every size the kernels instantiate bit
+// the softcap's tanh within its absolute bound, the square transpose exactly, score and output blocks of every size the kernels instantiate bit
 // for bit against scalar loops. An ISA this CPU lacks is skipped.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -37,6 +38,13 @@ TEST_P(Microkernels, ExpWithinItsUlpBound) {
   EXPECT_TRUE(checks_->exp(why_, sizeof why_, &worst)) << why_;
   RecordProperty("worst_ulp", std::to_string(worst));
   std::printf("%s exp: worst %.3f ulp (beyond |y| without FMA)\n", GetParam().c_str(), worst);
+}
+
+TEST_P(Microkernels, SoftcapWithinItsBound) {
+  double worst = 0;
+  EXPECT_TRUE(checks_->softcap(why_, sizeof why_, &worst)) << why_;
+  RecordProperty("worst_error", std::to_string(worst));
+  std::printf("%s softcap: worst error %.3g of the cap (2^%.1f)\n", GetParam().c_str(), worst, std::log2(worst));
 }
 
 TEST_P(Microkernels, TransposeIsExact) { EXPECT_TRUE(checks_->transpose(why_, sizeof why_)) << why_; }

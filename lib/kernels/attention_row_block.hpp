@@ -205,13 +205,21 @@ inline void transform_scores(const RowBlockArgs& a, const BlockWalk<Arch>& w, co
     const V top = kAlibi ? last_visible_from<Arch>(a, w, qv, t.j0, shift) : V(0.0f);
     V m = mx.m_old[qv];
     float* const st = w.b.st + qv * W;
-    for (int64_t j = 0; j < t.vector_end[qv]; ++j) {
-      V x = V::load_aligned(st + j * R);
-      if constexpr (kSoftcap) x = softcap<Arch>(x, cap, inv_cap);
-      if constexpr (kAlibi) x = fmadd<Arch>(slope, V(static_cast<float>(j)) - top, x);
-      x.store_aligned(st + j * R);
-      m = xsimd::max(m, x);
-    }
+    // NJ keys at a time, their tanh in lock step.
+    auto keys = [&](int64_t j, auto nj) {
+      constexpr int NJ = nj();
+      V x[NJ];
+      for (int k = 0; k < NJ; ++k) x[k] = V::load_aligned(st + (j + k) * R);
+      if constexpr (kSoftcap) softcap<Arch, NJ>(x, cap, inv_cap);
+      for (int k = 0; k < NJ; ++k) {
+        if constexpr (kAlibi) x[k] = fmadd<Arch>(slope, V(static_cast<float>(j + k)) - top, x[k]);
+        x[k].store_aligned(st + (j + k) * R);
+        m = xsimd::max(m, x[k]);
+      }
+    };
+    int64_t j = 0;
+    for (; j + 4 <= t.vector_end[qv]; j += 4) keys(j, std::integral_constant<int, 4>{});
+    for (; j < t.vector_end[qv]; ++j) keys(j, std::integral_constant<int, 1>{});
     mx.m_new[qv] = m;
   }
 }

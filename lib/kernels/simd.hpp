@@ -148,16 +148,28 @@ inline Vec<Arch> exp_nonpositive(Vec<Arch> y) noexcept {
   return y;
 }
 
-// The logit softcap cap · tanh(s / cap), as cap · sign(s) · (1 - e) / (1 + e) with
-// e = exp(-2 |s / cap|) <= 1: no overflow for any s, tanh(±inf) = ±1, NaN stays NaN. Its error
-// is absolute (the cancellation in 1 - e at small |s|): at most 2^-21 · cap, measured over the
-// whole range by the microkernel tests, below the rounding of a score that large.
+// The logit softcap cap · tanh(s / cap) of K vectors in lock step (as exp_nonpositive's), each as
+// cap · sign(s) · (1 - e) / (1 + e) with e = exp(-2 |s / cap|) <= 1: no overflow for any s,
+// tanh(±inf) = ±1, NaN stays NaN. Its error is absolute (the cancellation in 1 - e at small |s|):
+// within 2^-21 · cap, measured over the whole range by the microkernel tests.
+template <class Arch, int K>
+inline void softcap(Vec<Arch>* s, Vec<Arch> cap, Vec<Arch> inv_cap) noexcept {
+  using V = Vec<Arch>;
+  V x[K], e[K];
+#pragma GCC unroll 16
+  for (int i = 0; i < K; ++i) {
+    x[i] = s[i] * inv_cap;
+    e[i] = V(-2.0f) * xsimd::abs(x[i]);
+  }
+  exp_nonpositive<Arch, K>(e);
+#pragma GCC unroll 16
+  for (int i = 0; i < K; ++i) s[i] = xsimd::copysign(cap * ((V(1.0f) - e[i]) / (V(1.0f) + e[i])), x[i]);
+}
+
 template <class Arch>
 inline Vec<Arch> softcap(Vec<Arch> s, Vec<Arch> cap, Vec<Arch> inv_cap) noexcept {
-  using V = Vec<Arch>;
-  const V x = s * inv_cap;
-  const V e = exp_nonpositive<Arch>(V(-2.0f) * xsimd::abs(x));
-  return xsimd::copysign(cap * ((V(1.0f) - e) / (V(1.0f) + e)), x);
+  softcap<Arch, 1>(&s, cap, inv_cap);
+  return s;
 }
 
 }  // namespace causalattn::kernels

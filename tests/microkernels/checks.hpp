@@ -8,6 +8,7 @@ namespace causalattn::testing {
 struct MicrokernelChecks {
   const char* isa;
   bool (*exp)(char* why, int size, double* worst_ulp);  // exp_nonpositive over its range
+  bool (*softcap)(char* why, int size, double* worst);  // softcap's tanh over its range, error in caps
   bool (*transpose)(char* why, int size);              // transpose_square
   bool (*blocks)(char* why, int size);                 // score_block and output_block
 };

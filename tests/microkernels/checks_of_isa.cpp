@@ -81,6 +81,54 @@ bool check_exp(char* why, int size, double* worst) {
   return true;
 }
 
+// cap · tanh(s / cap) against double, the error in units of cap: within 2^-21 (softcap's contract
+// in simd.hpp) for caps 1, 30 and 50 over s / cap in [-20, 20] every 2^-16 and every float of
+// [-2^-10, 2^-10]'s first 2^16 steps; tanh(±inf) = ±1 and NaN exactly. *worst: the largest error
+// in units of cap.
+bool check_softcap(char* why, int size, double* worst) {
+  *worst = 0;
+  alignas(64) float s[W], y[W];
+  const float caps[] = {1.0f, 30.0f, 50.0f};
+  for (const float cap : caps) {
+    auto run = [&](float first, float step, int64_t count) {
+      for (int64_t i = 0; i < count; i += W) {
+        for (int l = 0; l < W; ++l) s[l] = cap * (first + step * static_cast<float>(i + l));
+        causalattn::kernels::softcap<Arch>(V::load_aligned(s), V(cap), V(1.0f / cap)).store_aligned(y);
+        for (int l = 0; l < W; ++l) {
+          const double exact = static_cast<double>(cap) * std::tanh(static_cast<double>(s[l]) / cap);
+          const double error = std::fabs(y[l] - exact) / cap;
+          if (error > *worst) *worst = error;
+          if (!(error <= std::ldexp(1.0, -21))) {
+            std::snprintf(why, size, "softcap(%.9g, cap %g) = %.9g, exact %.17g: error %.3g cap", s[l], cap, y[l], exact,
+                          error);
+            return false;
+          }
+        }
+      }
+      return true;
+    };
+    if (!run(-20.0f, 40.0f / (1 << 21), int64_t{1} << 21) || !run(-1.0f / 1024, std::ldexp(1.0f, -25), 1 << 16)) {
+      return false;
+    }
+    const float specials[][2] = {{INFINITY, 1.0f}, {-INFINITY, -1.0f}, {1e30f, 1.0f}, {-1e30f, -1.0f}, {0.0f, 0.0f}};
+    for (const auto& [x, tanh_x] : specials) {
+      for (int l = 0; l < W; ++l) s[l] = x;
+      causalattn::kernels::softcap<Arch>(V::load_aligned(s), V(cap), V(1.0f / cap)).store_aligned(y);
+      if (y[0] != cap * tanh_x) {
+        std::snprintf(why, size, "softcap(%g, cap %g) = %g, expected %g", x, cap, y[0], cap * tanh_x);
+        return false;
+      }
+    }
+    for (int l = 0; l < W; ++l) s[l] = NAN;
+    causalattn::kernels::softcap<Arch>(V::load_aligned(s), V(cap), V(1.0f / cap)).store_aligned(y);
+    if (!std::isnan(y[0])) {
+      std::snprintf(why, size, "softcap(NaN) = %g", y[0]);
+      return false;
+    }
+  }
+  return true;
+}
+
 // The W x W transpose, exactly.
 bool check_transpose(char* why, int size) {
   alignas(64) float block[W * W], out[W * W];
@@ -205,5 +253,5 @@ bool check_blocks(char* why, int size) {
 }  // namespace
 
 extern const causalattn::testing::MicrokernelChecks CAUSALATTN_CHECKS;
-const causalattn::testing::MicrokernelChecks CAUSALATTN_CHECKS = {CAUSALATTN_ISA_NAME, check_exp, check_transpose,
-                                                                  check_blocks};
+const causalattn::testing::MicrokernelChecks CAUSALATTN_CHECKS = {CAUSALATTN_ISA_NAME, check_exp, check_softcap,
+                                                                  check_transpose, check_blocks};
