@@ -30,6 +30,37 @@ TEST(CppApi, ForwardMatchesTheReferenceInBthdLayout) {
           ASSERT_NEAR(out[((b * T + t) * H + h) * D + d], ref.out[((b * H + h) * T + t) * D + d], 1.5e-5);
 }
 
+// The model variants through Options, with V's head size apart from K's and the top-left
+// alignment (more queries than keys).
+TEST(CppApi, VariantsThroughOptions) {
+  const int64_t H = 4, Hkv = 2, T = 29, S = 17, D = 32, Dv = 20;
+  std::vector<float> q(H * T * D), k(Hkv * S * D), v(Hkv * S * Dv), out(H * T * Dv);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.37f * i);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = std::cos(0.11f * i);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.05f * i + 1.0f);
+  const std::vector<float> sinks = {0.5f, -1.0f, 2.0f, 0.0f}, slopes = {0.25f, 0.0625f, 0.015625f, 0.00390625f};
+  causalattn::Options options;
+  options.alignment = causalattn::Alignment::kTopLeft;
+  options.window = 9;
+  options.sinks = sinks.data();
+  options.softcap = 3.0f;
+  options.alibi_slopes = slopes.data();
+  const auto qv = causalattn::ConstTensor::bhtd(q.data(), 1, H, T, D);
+  const auto kv = causalattn::ConstTensor::bhtd(k.data(), 1, Hkv, S, D);
+  const auto vv = causalattn::ConstTensor::bhtd(v.data(), 1, Hkv, S, Dv);
+  causalattn::forward(qv, kv, vv, causalattn::Tensor::bhtd(out.data(), 1, H, T, Dv), options);
+  causalattn::reference::Variant variant;
+  variant.alignment = causalattn::reference::Alignment::kTopLeft;
+  variant.window = options.window;
+  variant.sinks = sinks.data();
+  variant.softcap = options.softcap;
+  variant.alibi_slopes = slopes.data();
+  variant.head_dim_v = Dv;
+  const auto ref = causalattn::reference::attention({1, H, Hkv, T, S, D}, q.data(), qv.strides, k.data(), kv.strides,
+                                                    v.data(), vv.strides, variant);
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref.out[i], 2e-6) << i;
+}
+
 TEST(CppApi, ErrorsAreExceptionsWithStatusAndMessage) {
   std::vector<float> q(64), k(64), v(64), out(64, 3.0f);
   const auto qv = causalattn::ConstTensor::bhtd(q.data(), 1, 1, 4, 16);

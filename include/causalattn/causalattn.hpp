@@ -92,65 +92,49 @@ struct DtypeOf<q8_0> {
 template <class T>
 constexpr causalattn_dtype dtype_of = detail::DtypeOf<std::remove_const_t<T>>::value;
 
+// How the causal diagonal is placed (causalattn.h): bottom-right (a chunk of new tokens at the
+// end of its cache), top-left (PyTorch's is_causal), or at explicit absolute positions.
+enum class Alignment { kBottomRight, kTopLeft, kExplicitPositions };
+
 struct Options {
   bool causal = true;      // false: every query sees every key
   float scale = 0.0f;      // 0: 1/sqrt(head_dim)
   int num_threads = 0;     // 0: what the calling TBB arena allows
   float* lse = nullptr;    // nullptr, or [batch][q_heads][q_len] contiguous
+  // Model variants (causalattn_attend_args), off at their defaults.
+  int64_t window = 0;                  // causal only: keys within `window` positions
+  Alignment alignment = Alignment::kBottomRight;
+  int64_t q_pos_offset = 0, kv_pos_offset = 0;  // kExplicitPositions: positions of query 0, key 0
+  const float* sinks = nullptr;        // [q_heads] sink logits
+  float softcap = 0.0f;                // > 0: scores become softcap · tanh(score / softcap)
+  const float* alibi_slopes = nullptr; // [q_heads]
 };
 
 namespace detail {
 
-// A C call's shape and options from views, after the checks only views can make.
-struct CCall {
-  causalattn_shape shape;
-  causalattn_options options;
-};
-
+// A C call from views and options, after the checks only views can make. V and out may have
+// a head size of their own (head_dim_v).
 template <class Q, class K, class V, class O>
-CCall c_call(const TensorView<Q>& q, const TensorView<K>& k, const TensorView<V>& v, const TensorView<O>& out,
-             const Options& options) {
-  auto same = [](const auto& a, const auto& b) {
-    return a.batch == b.batch && a.heads == b.heads && a.tokens == b.tokens && a.head_dim == b.head_dim;
-  };
-  if (!same(k, v)) throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "k and v must have the same shape");
-  if (!same(q, out)) throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "q and out must have the same shape");
+causalattn_attend_args c_call(const TensorView<Q>& q, const TensorView<K>& k, const TensorView<V>& v,
+                              const TensorView<O>& out, const Options& options) {
+  if (k.batch != v.batch || k.heads != v.heads || k.tokens != v.tokens) {
+    throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "k and v must have the same batch, heads and tokens");
+  }
+  if (q.batch != out.batch || q.heads != out.heads || q.tokens != out.tokens || v.head_dim != out.head_dim) {
+    throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "out must have q's batch, heads and tokens and v's head_dim");
+  }
   if (q.batch != k.batch || q.head_dim != k.head_dim) {
     throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "q and k must have the same batch and head_dim");
   }
-  CCall call{{q.batch, q.heads, k.heads, q.tokens, k.tokens, q.head_dim}, {}};
-  call.options.flags = options.causal ? 0u : CAUSALATTN_NON_CAUSAL;
-  call.options.scale = options.scale;
-  call.options.num_threads = options.num_threads;
-  call.options.lse = options.lse;
-  return call;
-}
-
-inline void check(int status) {
-  if (status != CAUSALATTN_OK) throw Error(status, causalattn_last_error());
-}
-
-}  // namespace detail
-
-// out = softmax(scale · q · kᵀ + causal mask) · v, per (batch, head); see causalattn.h.
-// q: [B, Hq, Tq, D]; k, v: [B, Hkv, Tk, D]; out: [B, Hq, Tq, D]. Throws causalattn::Error on
-// bad input (out untouched).
-inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
-  const detail::CCall c = detail::c_call(q, k, v, out, options);
-  detail::check(causalattn_forward_f32(&c.shape, q.data, q.strides, k.data, k.strides, v.data, v.strides, out.data,
-                                       out.strides, &c.options));
-}
-
-// forward on views of any element types the library takes: Q and out float, bf16 or f16; K and V
-// also q8_0, each its own (causalattn_attend). Inputs are widened to f32 exactly; a 16-bit out is
-// the f32 result rounded to nearest even.
-template <class Q, class K, class V, class O>
-void forward(TensorView<const Q> q, TensorView<const K> k, TensorView<const V> v, TensorView<O> out,
-             const Options& options = {}) {
-  const detail::CCall c = detail::c_call(q, k, v, out, options);
   causalattn_attend_args a{};
-  a.shape = c.shape;
-  a.options = c.options;
+  a.shape = {q.batch, q.heads, k.heads, q.tokens, k.tokens, q.head_dim};
+  a.options.flags = (options.causal ? 0u : CAUSALATTN_NON_CAUSAL) |
+                    (options.alignment == Alignment::kTopLeft            ? CAUSALATTN_TOP_LEFT
+                     : options.alignment == Alignment::kExplicitPositions ? CAUSALATTN_EXPLICIT_POSITIONS
+                                                                           : 0u);
+  a.options.scale = options.scale;
+  a.options.num_threads = options.num_threads;
+  a.options.lse = options.lse;
   a.q = q.data;
   a.q_layout = q.strides;
   a.k = k.data;
@@ -163,25 +147,56 @@ void forward(TensorView<const Q> q, TensorView<const K> k, TensorView<const V> v
   a.k_dtype = dtype_of<K>;
   a.v_dtype = dtype_of<V>;
   a.out_dtype = dtype_of<O>;
+  a.window = options.window;
+  a.q_pos_offset = options.q_pos_offset;
+  a.kv_pos_offset = options.kv_pos_offset;
+  a.sinks = options.sinks;
+  a.softcap = options.softcap;
+  a.alibi_slopes = options.alibi_slopes;
+  a.head_dim_v = v.head_dim;
+  return a;
+}
+
+inline void check(int status) {
+  if (status != CAUSALATTN_OK) throw Error(status, causalattn_last_error());
+}
+
+}  // namespace detail
+
+// out = softmax(scale · q · kᵀ + causal mask) · v, per (batch, head), with the variants of
+// options; see causalattn.h. q: [B, Hq, Tq, D]; k: [B, Hkv, Tk, D]; v: [B, Hkv, Tk, Dv]; out:
+// [B, Hq, Tq, Dv]. Throws causalattn::Error on bad input (out untouched).
+// Views of any element types the library takes: Q and out float, bf16 or f16; K and V also q8_0,
+// each its own (causalattn_attend). Inputs are widened to f32 exactly; a 16-bit out is the f32
+// result rounded to nearest even.
+template <class Q, class K, class V, class O>
+void forward(TensorView<const Q> q, TensorView<const K> k, TensorView<const V> v, TensorView<O> out,
+             const Options& options = {}) {
+  const causalattn_attend_args a = detail::c_call(q, k, v, out, options);
   detail::check(causalattn_attend(&a));
+}
+
+// forward on f32 views (the overload that also takes views of non-const float).
+inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
+  forward<float, float, float, float>(q, k, v, out, options);
 }
 
 // The bytes of workspace forward(q, k, v, out, options, workspace, ...) needs: it depends on
 // the shapes and the thread count (with num_threads = 0, the calling TBB arena's).
 inline std::size_t workspace_size(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options = {}) {
-  const detail::CCall c = detail::c_call(q, k, v, out, options);
+  const causalattn_attend_args a = detail::c_call(q, k, v, out, options);
   std::size_t bytes = 0;
-  detail::check(causalattn_workspace_size(&c.shape, &c.options, &bytes));
+  detail::check(causalattn_attend_workspace_size(&a, &bytes));
   return bytes;
 }
 
 // forward with a caller-owned workspace of at least workspace_size() bytes: allocates nothing.
 inline void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, const Options& options,
                     void* workspace, std::size_t workspace_bytes) {
-  const detail::CCall c = detail::c_call(q, k, v, out, options);
-  detail::check(causalattn_forward_f32_with_workspace(&c.shape, q.data, q.strides, k.data, k.strides, v.data,
-                                                      v.strides, out.data, out.strides, &c.options,
-                                                      workspace, workspace_bytes));
+  causalattn_attend_args a = detail::c_call(q, k, v, out, options);
+  a.workspace = workspace;
+  a.workspace_size = workspace_bytes;
+  detail::check(causalattn_attend(&a));
 }
 
 // One partial result for merge: a forward output over part of the keys, and its LSE
