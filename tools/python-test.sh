@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python package's tests: a virtual environment (build-py-venv/) with PyPI's nanobind,
-# scikit-build-core, numpy and pytest, the package built from this tree by pip install . (its
+# scikit-build-core, numpy, pytest and torch, the package built from this tree by pip install . (its
 # CMake build kept in build-py/ between runs), then pytest over python/tests.
 # Usage: tools/python-test.sh [pytest args]
 set -euo pipefail
@@ -10,7 +10,9 @@ venv="$root/build-py-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core numpy pytest
+# torch (CPU use only; the wheel is large, about 5 GB installed, 1-2 minutes once) for the tests
+# that check against PyTorch's own code: the model families' variants, bfloat16 arrays, zero copies.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core numpy pytest torch
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=build-dir="$root/build-py" "$root"
 cd "$root/python/tests"

@@ -64,11 +64,18 @@ def _window(window_size, causal):
     return left + 1
 
 
-def _unsupported(softcap, alibi_slopes):
-    if softcap:
-        raise NotImplementedError("softcap is not supported yet")
-    if alibi_slopes is not None:
-        raise NotImplementedError("alibi_slopes is not supported yet")
+def _per_head(name, values, causal=True):
+    """A per-query-head float32 array (ALiBi slopes, sinks) as the library reads it, or None."""
+    if values is None:
+        return None
+    if name == "alibi_slopes" and not causal:
+        # flash-attn's non-causal bias is -slope * |i - j|; the library's is signed (causalattn.h).
+        raise NotImplementedError("alibi_slopes: only causal attention is supported")
+    values = values.detach() if hasattr(values, "detach") else values
+    values = np.ascontiguousarray(np.asarray(values, dtype=np.float32))
+    if values.ndim != 1:
+        raise NotImplementedError(f"{name}: only one value per head ([heads]) is supported, got shape {values.shape}")
+    return values
 
 
 def _scale(softmax_scale):
@@ -79,41 +86,52 @@ def _scale(softmax_scale):
     return float(softmax_scale)
 
 
+def _out_shape(q, v):
+    """out's shape: q's, with v's head_dim (which may differ from q's, as in DeepSeek's MLA)."""
+    return tuple(q.shape[:-1]) + (v.shape[-1],)
+
+
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                     alibi_slopes=None, deterministic=True, return_attn_probs=False, *, out=None, num_threads=0,
-                    seed=0):
-    """Attention over q [batch, seqlen_q, heads, head_dim] and k, v [batch, seqlen_k, kv_heads,
-    head_dim] (grouped-query when heads is a multiple of kv_heads), as flash-attn's: causal masks
-    are aligned bottom-right (query i sees key j iff j <= i + seqlen_k - seqlen_q). Returns out
-    [batch, seqlen_q, heads, head_dim], or (out, softmax_lse [batch, heads, seqlen_q]) with
-    return_attn_probs (no probabilities are returned). Results are deterministic whatever
-    `deterministic` says. Dropout draws from (seed, sequence, head, query, key): dropout_keep."""
-    _unsupported(softcap, alibi_slopes)
+                    seed=0, s_aux=None):
+    """Attention over q [batch, seqlen_q, heads, head_dim], k [batch, seqlen_k, kv_heads, head_dim]
+    and v [batch, seqlen_k, kv_heads, head_dim_v] (grouped-query when heads is a multiple of
+    kv_heads), as flash-attn's: causal masks are aligned bottom-right (query i sees key j iff
+    j <= i + seqlen_k - seqlen_q). Returns out [batch, seqlen_q, heads, head_dim_v], or (out,
+    softmax_lse [batch, heads, seqlen_q]) with return_attn_probs (no probabilities are returned).
+    Results are deterministic whatever `deterministic` says. Dropout draws from (seed, sequence,
+    head, query, key): dropout_keep. softcap > 0 caps the scaled scores at softcap * tanh(s /
+    softcap); alibi_slopes [heads] (causal) add -slope * (i + seqlen_k - seqlen_q - j); s_aux
+    [heads] are attention sinks (vLLM's name): one more logit per head in the softmax's
+    denominator, with no value (gpt-oss)."""
     del deterministic  # always deterministic
     if out is None:
-        out = _empty(q, tuple(q.shape))
+        out = _empty(q, _out_shape(q, v))
     lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1]), float32=True) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
-                       _window(window_size, causal), None, None, float(dropout_p), int(seed), None, None)
+                       _window(window_size, causal), None, None, float(dropout_p), int(seed), None, None,
+                       float(softcap), _per_head("alibi_slopes", alibi_slopes, causal), _per_head("s_aux", s_aux))
     return (out, lse) if return_attn_probs else out
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                           deterministic=True, return_attn_probs=False, *, out=None, num_threads=0, seed=0):
+                           deterministic=True, return_attn_probs=False, *, out=None, num_threads=0, seed=0,
+                           s_aux=None):
     """flash_attn_func over packed sequences: q [total_q, heads, head_dim], k, v [total_k,
     kv_heads, head_dim], sequence s's queries at rows cu_seqlens_q[s] .. cu_seqlens_q[s+1] (keys
     likewise), each with its own bottom-right causal alignment. max_seqlen_q and max_seqlen_k
-    are accepted for flash-attn's signature and not needed. softmax_lse is [heads, total_q]."""
-    _unsupported(softcap, alibi_slopes)
+    are accepted for flash-attn's signature and not needed. softmax_lse is [heads, total_q].
+    softcap, alibi_slopes and s_aux as flash_attn_func's."""
     del deterministic, max_seqlen_q, max_seqlen_k
     cu_q = np.ascontiguousarray(np.asarray(cu_seqlens_q), dtype=np.int64)
     cu_k = np.ascontiguousarray(np.asarray(cu_seqlens_k), dtype=np.int64)
     if out is None:
-        out = _empty(q, tuple(q.shape))
+        out = _empty(q, _out_shape(q, v))
     lse = _empty(q, (q.shape[1], q.shape[0]), float32=True) if return_attn_probs else None
     _causalattn.attend(q, k, v, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
-                       _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed), None, None)
+                       _window(window_size, causal), cu_q, cu_k, float(dropout_p), int(seed), None, None,
+                       float(softcap), _per_head("alibi_slopes", alibi_slopes, causal), _per_head("s_aux", s_aux))
     return (out, lse) if return_attn_probs else out
 
 
@@ -128,15 +146,15 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
                             cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
                             softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                             rotary_interleaved=True, alibi_slopes=None, num_splits=0, return_softmax_lse=False,
-                            *, out=None, num_threads=0):
+                            *, out=None, num_threads=0, s_aux=None):
     """Decode and chunked prefill against a KV cache, as flash-attn's: q [batch, seqlen_q, heads,
     head_dim]; k_cache, v_cache [batch_cache, seqlen_cache, kv_heads, head_dim], or with
     block_table [batch, max_blocks] (int32) pages [num_blocks, block_size, kv_heads, head_dim].
     cache_seqlens (int or [batch]) are the keys already there; the new k, v [batch, seqlen_new,
     kv_heads, head_dim], when given, are written into the cache after them (in place), and q
     attends to cache_seqlens + seqlen_new keys, bottom-right aligned. num_splits is ignored (the
-    library splits long caches itself, with the same bits for any thread count)."""
-    _unsupported(softcap, alibi_slopes)
+    library splits long caches itself, with the same bits for any thread count, and counts the
+    sinks s_aux once). softcap, alibi_slopes and s_aux as flash_attn_func's."""
     for name, value in (("rotary_cos", rotary_cos), ("rotary_sin", rotary_sin), ("cache_batch_idx", cache_batch_idx),
                         ("cache_leftpad", cache_leftpad)):
         if value is not None:
@@ -182,10 +200,11 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
             v_cache[block, slot] = v[b, t]
         seqlens = seqlens + new
     if out is None:
-        out = _empty(q, tuple(q.shape))
+        out = _empty(q, _out_shape(q, v_cache))
     lse = _empty(q, (q.shape[0], q.shape[2], q.shape[1]), float32=True) if return_softmax_lse else None
     _causalattn.attend(q, k_cache, v_cache, out, lse, bool(causal), _scale(softmax_scale), int(num_threads),
-                       _window(window_size, causal), None, None, 0.0, 0, seqlens, table)
+                       _window(window_size, causal), None, None, 0.0, 0, seqlens, table, float(softcap),
+                       _per_head("alibi_slopes", alibi_slopes, causal), _per_head("s_aux", s_aux))
     return (out, lse) if return_softmax_lse else out
 
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "causalattn/causalattn.h"
@@ -77,9 +78,12 @@ causalattn_dtype dtype_of(const char* name, const Array& a) {
 // (or [total_k, Hkv, D] with cu_k; or pages [num_pages, page_tokens, Hkv, D] with block_table
 // [B, pages per sequence]). kv_lens: None, or each sequence's keys (padded K and V, or paged).
 // lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
+// softcap: 0 or the cap; alibi_slopes, sinks: None or [Hq] float32 contiguous. v and out may
+// have a head_dim of their own.
 void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool causal, float scale, int num_threads,
             int64_t window, std::optional<Lengths> cu_q, std::optional<Lengths> cu_k, float dropout_p,
-            uint64_t seed, std::optional<Lengths> kv_lens, std::optional<BlockTable> block_table) {
+            uint64_t seed, std::optional<Lengths> kv_lens, std::optional<BlockTable> block_table, float softcap,
+            std::optional<In> alibi_slopes, std::optional<In> sinks) {
   const bool packed = cu_q.has_value();
   if (packed != cu_k.has_value()) throw nb::value_error("cu_seqlens_q and cu_seqlens_k come together");
   const size_t ndim = packed ? 3 : 4;
@@ -89,13 +93,13 @@ void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool 
   a.v_layout = layout_of("v", v, ndim);
   a.out_layout = layout_of("out", out, ndim);
   const size_t t = ndim - 3;  // the tokens dimension
-  if (k.shape(t) != v.shape(t) || k.shape(t + 1) != v.shape(t + 1) || k.shape(t + 2) != v.shape(t + 2) ||
-      (!packed && k.shape(0) != v.shape(0))) {
-    throw nb::value_error("k and v must have the same shape");
+  if (k.shape(t) != v.shape(t) || k.shape(t + 1) != v.shape(t + 1) || (!packed && k.shape(0) != v.shape(0))) {
+    throw nb::value_error("k and v must have the same shape but for head_dim");
   }
-  for (size_t i = 0; i < ndim; ++i) {
-    if (q.shape(i) != out.shape(i)) throw nb::value_error("out must have the shape of q");
+  for (size_t i = 0; i + 1 < ndim; ++i) {
+    if (q.shape(i) != out.shape(i)) throw nb::value_error("out must have the shape of q but for head_dim");
   }
+  if (out.shape(ndim - 1) != v.shape(ndim - 1)) throw nb::value_error("out must have v's head_dim");
   if (q.shape(ndim - 1) != k.shape(ndim - 1)) throw nb::value_error("q and k must have the same head_dim");
   const int64_t batch = packed ? static_cast<int64_t>(cu_q->shape(0)) - 1 : static_cast<int64_t>(q.shape(0));
   const bool paged = block_table.has_value();
@@ -140,6 +144,17 @@ void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool 
   }
   a.window = window;
   a.dropout = {dropout_p, seed};
+  a.head_dim_v = static_cast<int64_t>(v.shape(ndim - 1));
+  a.softcap = softcap;
+  for (auto& [name, per_head, field] : {std::tuple{"alibi_slopes", &alibi_slopes, &a.alibi_slopes},
+                                        std::tuple{"s_aux", &sinks, &a.sinks}}) {
+    if (!per_head->has_value()) continue;
+    const In& values = **per_head;
+    if (values.ndim() != 1 || static_cast<int64_t>(values.shape(0)) != a.shape.q_heads || values.stride(0) != 1) {
+      throw nb::value_error((std::string(name) + " must be a contiguous float32 array of one value per query head").c_str());
+    }
+    *field = values.data();
+  }
   causalattn_seq_lens lens{};
   if (packed) {
     lens.cu_q_lens = cu_q->data();
@@ -288,7 +303,8 @@ NB_MODULE(_causalattn, m) {
         nb::arg("out").noconvert(), nb::arg("lse").none().noconvert(),
         nb::arg("causal"), nb::arg("scale"), nb::arg("num_threads"), nb::arg("window"), nb::arg("cu_q").none(),
         nb::arg("cu_k").none(), nb::arg("dropout_p"), nb::arg("seed"), nb::arg("kv_lens").none(),
-        nb::arg("block_table").none());
+        nb::arg("block_table").none(), nb::arg("softcap"), nb::arg("alibi_slopes").none().noconvert(),
+        nb::arg("sinks").none().noconvert());
   m.def("merge", &merge, nb::arg("outs").noconvert(), nb::arg("lses").noconvert(), nb::arg("out").noconvert(),
         nb::arg("lse").none().noconvert());
   m.def("isa", [] { return std::string(causalattn_isa()); });

@@ -181,9 +181,10 @@ def test_errors_name_the_problem_and_write_nothing():
         causalattn.flash_attn_func(q.astype(np.float64), k, v)
     with pytest.raises(TypeError):
         causalattn.flash_attn_func(q, k, v, out=np.zeros(q.shape, np.float64))
-    with pytest.raises(NotImplementedError, match="softcap"):
-        causalattn.flash_attn_func(q, k, v, softcap=30.0)
-    with pytest.raises(NotImplementedError, match="alibi"):
+    q, k, v = rand(1, 8, 4, 16), rand(1, 8, 2, 16), rand(1, 8, 2, 16)
+    with pytest.raises(ValueError, match="softcap must be 0"):
+        causalattn.flash_attn_func(q, k, v, softcap=-30.0)
+    with pytest.raises(NotImplementedError, match="alibi_slopes: only causal"):
         causalattn.flash_attn_func(q, k, v, alibi_slopes=np.ones(4, np.float32))
     with pytest.raises(NotImplementedError, match="window_size"):
         causalattn.flash_attn_func(q, k, v, window_size=(4, 4))
