@@ -8,37 +8,7 @@ import numpy as np
 import pytest
 
 import causalattn
-
-
-def reference(q, k, v, causal, scale=None, window=None, keep=None):
-    """softmax(scale · q kᵀ + mask) v per (batch, head) in float64; q [B, Tq, H, D], k, v
-    [B, Tk, Hkv, D]; bottom-right causal alignment; window: keys p - window < j <= p; keep:
-    a [B, H, Tq, Tk] multiplier for the weights (dropout). Returns out and lse [B, H, Tq]."""
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
-    b, tq, h, d = q.shape
-    tk, hkv = k.shape[1], k.shape[2]
-    scale = 1 / np.sqrt(d) if scale is None else scale
-    group = h // hkv
-    kk = np.repeat(k, group, axis=2)
-    vv = np.repeat(v, group, axis=2)
-    s = np.einsum("bihd,bjhd->bhij", q, kk) * scale
-    i = np.arange(tq)[:, None] + (tk - tq)
-    j = np.arange(tk)[None, :]
-    visible = np.ones((tq, tk), bool)
-    if causal:
-        visible &= j <= i
-    if window:
-        visible &= j > i - window
-    s = np.where(visible, s, -np.inf)
-    m = s.max(axis=-1, keepdims=True)
-    p = np.exp(s - m)
-    total = p.sum(axis=-1, keepdims=True)
-    lse = (m + np.log(total))[..., 0]
-    w = p / total
-    if keep is not None:
-        w = w * keep
-    out = np.einsum("bhij,bjhd->bihd", w, vv)
-    return out, lse
+from attention_reference import reference
 
 
 def tolerance(v):

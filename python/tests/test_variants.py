@@ -8,40 +8,11 @@ import numpy as np
 import pytest
 
 import causalattn
+from attention_reference import reference
 
 
 def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def reference(q, k, v, causal=True, window=None, softcap=0.0, slopes=None, sinks=None):
-    """Attention with the variants in float64, from their formulas (causalattn.h): s = scale q.k;
-    s = softcap tanh(s / softcap); s -= slope (p_i - j); masked; a sink joins the denominator.
-    q [B, Tq, H, D]; k [B, Tk, Hkv, D]; v [B, Tk, Hkv, Dv]; bottom-right positions p_i = i + Tk - Tq.
-    Returns out [B, Tq, H, Dv] and lse [B, H, Tq]."""
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
-    _, tq, h, d = q.shape
-    tk, hkv = k.shape[1], k.shape[2]
-    kk, vv = np.repeat(k, h // hkv, axis=2), np.repeat(v, h // hkv, axis=2)
-    s = np.einsum("bihd,bjhd->bhij", q, kk) / np.sqrt(d)
-    if softcap:
-        s = softcap * np.tanh(s / softcap)
-    p_i = np.arange(tq)[:, None] + (tk - tq)
-    j = np.arange(tk)[None, :]
-    if slopes is not None:
-        s = s - np.asarray(slopes, np.float64)[None, :, None, None] * (p_i - j)[None, None]
-    visible = np.ones((tq, tk), bool)
-    if causal:
-        visible &= j <= p_i
-    if window:
-        visible &= j > p_i - window
-    s = np.where(visible, s, -np.inf)
-    sink = np.full((1, h, 1, 1), -np.inf) if sinks is None else np.asarray(sinks, np.float64)[None, :, None, None]
-    m = np.maximum(s.max(axis=-1, keepdims=True), sink)
-    e = np.exp(s - m)
-    total = e.sum(axis=-1, keepdims=True) + np.exp(sink - m)
-    out = np.einsum("bhij,bjhd->bihd", e / total, vv)
-    return out, (m + np.log(total))[..., 0]
 
 
 def tolerance(v, scale=1.0):
@@ -58,7 +29,7 @@ def test_variants_match_the_reference(tq, tk, d, dv):
                    {"softcap": 2.0, "alibi_slopes": slopes, "s_aux": sinks, "window_size": (24, 0)}):
         out, lse = causalattn.flash_attn_func(q, k, v, causal=True, return_attn_probs=True, **kwargs)
         assert out.shape == (b, tq, h, dv)
-        ref, ref_lse = reference(q, k, v, window=kwargs.get("window_size", (-1, 0))[0] + 1 or None,
+        ref, ref_lse = reference(q, k, v, True, window=kwargs.get("window_size", (-1, 0))[0] + 1 or None,
                                  softcap=kwargs.get("softcap", 0.0), slopes=kwargs.get("alibi_slopes"),
                                  sinks=kwargs.get("s_aux"))
         np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v, 4.0), err_msg=str(kwargs))
@@ -70,7 +41,7 @@ def test_sinks_are_counted_once_over_a_long_cache():
     q, k, v = rand(1, 1, 8, 64, seed=4), rand(1, 5000, 2, 64, seed=5), rand(1, 5000, 2, 64, seed=6)
     sinks = np.linspace(-1.0, 3.0, 8).astype(np.float32)
     out = causalattn.flash_attn_with_kvcache(q, k, v, causal=True, s_aux=sinks)
-    ref, _ = reference(q, k, v, sinks=sinks)
+    ref, _ = reference(q, k, v, True, sinks=sinks)
     np.testing.assert_allclose(out, ref, rtol=0, atol=tolerance(v, 4.0))
 
 
