@@ -1,6 +1,7 @@
 // libFuzzer target for the serving entry points: causalattn_attend (packed, padded and uniform
 // queries and keys, paged caches with fuzzed block tables and page sizes, windows, dropout,
-// decode shapes, caller workspaces, bf16 / f16 / q8_0 tensors), causalattn_merge_f32 and
+// decode shapes, caller workspaces, bf16 / f16 / q8_0 tensors, sinks, softcap, ALiBi, top-left
+// and explicit positions), causalattn_merge_f32 and
 // causalattn_linear_f32.
 // The first byte picks the entry point. A valid call must succeed and match the double
 // reference; an invalid one must fail with a message and leave every output untouched. Built with
@@ -87,7 +88,8 @@ enum class Form : uint8_t { kUniform, kPadded, kPacked, kPaged };
 enum class AttendBreak : uint8_t {
   kNone, kEntryOutOfRange, kNegativeEntry, kBeyondTableRow, kCuNotIncreasing, kCuNotFromZero, kWindowNonCausal,
   kWorkspaceTooSmall, kWorkspaceOverlapsOut, kDropoutOne, kNegativeThreads, kHugePageTokens, kQueriesPastKeys,
-  kNanScale, kHugeBatch, kHugeKvLen, kCount
+  kNanScale, kHugeBatch, kHugeKvLen, kBadSoftcap, kNanSlope, kInfiniteSink, kOffsetsWithoutFlag, kBothAlignments,
+  kNegativeOffset, kCount
 };
 
 void fuzz_attend(FuzzedDataProvider& in) {
@@ -122,6 +124,20 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const bool with_workspace = in.ConsumeBool();
   const int64_t page_tokens = in.ConsumeIntegralInRange<int64_t>(1, 17);
   const auto breakage = static_cast<AttendBreak>(in.ConsumeIntegralInRange<uint8_t>(0, 2 * static_cast<uint8_t>(AttendBreak::kCount)));
+  // Model variants: sinks, softcap, ALiBi slopes, the alignment (explicit positions: small offsets,
+  // queries before, among and after their keys).
+  const bool with_sinks = in.ConsumeBool(), with_alibi = in.ConsumeBool();
+  const float caps[] = {0.0f, 0.0f, 1.0f, 5.0f, 30.0f};
+  const float softcap = caps[in.ConsumeIntegralInRange<int>(0, 4)];
+  const uint32_t alignments[] = {0u, 0u, CAUSALATTN_TOP_LEFT, CAUSALATTN_EXPLICIT_POSITIONS};
+  const uint32_t alignment = alignments[in.ConsumeIntegralInRange<int>(0, 3)];
+  const int64_t q_pos = alignment == CAUSALATTN_EXPLICIT_POSITIONS ? in.ConsumeIntegralInRange<int64_t>(0, 200) : 0;
+  const int64_t kv_pos = alignment == CAUSALATTN_EXPLICIT_POSITIONS ? in.ConsumeIntegralInRange<int64_t>(0, 200) : 0;
+  std::vector<float> sinks(static_cast<size_t>(q_heads)), slopes(static_cast<size_t>(q_heads));
+  for (int64_t h = 0; h < q_heads; ++h) {
+    sinks[h] = (static_cast<float>(in.ConsumeIntegral<uint8_t>()) - 128.0f) / 32.0f;
+    slopes[h] = std::ldexp(1.0f, -in.ConsumeIntegralInRange<int>(0, 8));
+  }
   // Element types: Q f32, bf16 or f16; K and V each any (q8_0 where D is whole blocks).
   const causalattn_dtype q_dtypes[] = {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16, CAUSALATTN_DTYPE_F16};
   const causalattn_dtype kv_dtypes[] = {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16, CAUSALATTN_DTYPE_F16,
@@ -205,6 +221,12 @@ void fuzz_attend(FuzzedDataProvider& in) {
   a.options.lse = with_lse ? lse.data() : nullptr;
   a.window = window;
   a.dropout = {p_drop, seed};
+  a.options.flags |= alignment;
+  a.q_pos_offset = q_pos;
+  a.kv_pos_offset = kv_pos;
+  a.sinks = with_sinks ? sinks.data() : nullptr;
+  a.alibi_slopes = with_alibi ? slopes.data() : nullptr;
+  a.softcap = softcap;
 
   std::vector<unsigned char> workspace;
   if (with_workspace) {
@@ -253,7 +275,8 @@ void fuzz_attend(FuzzedDataProvider& in) {
       pages.page_tokens = std::numeric_limits<int64_t>::max() - in.ConsumeIntegral<uint8_t>();
       break;
     case AttendBreak::kQueriesPastKeys:
-      if (!causal || q_form != Form::kUniform || kv_form != Form::kUniform) return;
+      // (Bottom-right only: the other alignments take more queries than keys.)
+      if (!causal || alignment != 0u || q_form != Form::kUniform || kv_form != Form::kUniform) return;
       a.shape.q_len = a.shape.kv_len + 1;
       break;
     case AttendBreak::kNanScale: a.options.scale = std::numeric_limits<float>::quiet_NaN(); break;
@@ -266,15 +289,39 @@ void fuzz_attend(FuzzedDataProvider& in) {
       a.shape.kv_len = std::numeric_limits<int64_t>::max() - in.ConsumeIntegral<uint16_t>();
       a.k_layout = a.v_layout = {0, 0, 0};
       break;
+    case AttendBreak::kBadSoftcap: {
+      const float bad[] = {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()};
+      a.softcap = bad[in.ConsumeIntegralInRange<int>(0, 2)];
+      break;
+    }
+    case AttendBreak::kNanSlope:
+      slopes[q_heads - 1] = std::numeric_limits<float>::quiet_NaN();
+      a.alibi_slopes = slopes.data();
+      break;
+    case AttendBreak::kInfiniteSink:
+      sinks[0] = std::numeric_limits<float>::infinity();
+      a.sinks = sinks.data();
+      break;
+    case AttendBreak::kOffsetsWithoutFlag:
+      a.options.flags &= ~CAUSALATTN_EXPLICIT_POSITIONS;
+      a.kv_pos_offset = 1 + in.ConsumeIntegral<uint8_t>();
+      break;
+    case AttendBreak::kBothAlignments: a.options.flags |= CAUSALATTN_TOP_LEFT | CAUSALATTN_EXPLICIT_POSITIONS; break;
+    case AttendBreak::kNegativeOffset:
+      a.options.flags = (a.options.flags & ~CAUSALATTN_TOP_LEFT) | CAUSALATTN_EXPLICIT_POSITIONS;
+      a.q_pos_offset = -1 - in.ConsumeIntegral<uint8_t>();
+      break;
     default: break;
   }
   const bool valid = breakage == AttendBreak::kNone || breakage >= AttendBreak::kCount;
   std::snprintf(g_call, sizeof g_call,
                 "attend B=%lld Hq=%lld Hkv=%lld D=%lld q_form=%d kv_form=%d causal=%d window=%lld p=%g "
-                "threads=%d lse=%d workspace=%d page_tokens=%lld break=%d dtypes q=%d k=%d v=%d",
+                "threads=%d lse=%d workspace=%d page_tokens=%lld break=%d dtypes q=%d k=%d v=%d sinks=%d alibi=%d "
+                "softcap=%g alignment=%u q_pos=%lld kv_pos=%lld",
                 (long long)batch, (long long)q_heads, (long long)kv_heads, (long long)D, (int)q_form, (int)kv_form,
                 causal, (long long)window, p_drop, threads, with_lse, with_workspace, (long long)page_tokens,
-                (int)breakage, (int)q_dtype, (int)k_dtype, (int)v_dtype);
+                (int)breakage, (int)q_dtype, (int)k_dtype, (int)v_dtype, with_sinks, with_alibi, softcap, alignment,
+                (long long)q_pos, (long long)kv_pos);
   const std::vector<float> q_before = q, k_before = k;
   const std::vector<uint64_t> q_stored_before = q_stored, k_stored_before = k_stored;
   const int status = causalattn_attend(&a);
@@ -323,13 +370,29 @@ void fuzz_attend(FuzzedDataProvider& in) {
     const causalattn::reference::WeightMultiplier keep = [&](int64_t, int64_t h, int64_t i, int64_t j) {
       return causalattn_dropout_keep(p_drop, seed, b, h, i, j) ? 1.0 / (1.0 - p_drop) : 0.0;
     };
+    causalattn::reference::Variant variant;
+    variant.causal = causal;
+    variant.scale = scale;
+    variant.window = window;
+    variant.dropout = p_drop > 0.0f ? &keep : nullptr;
+    variant.alignment = alignment == CAUSALATTN_TOP_LEFT             ? causalattn::reference::Alignment::kTopLeft
+                        : alignment == CAUSALATTN_EXPLICIT_POSITIONS ? causalattn::reference::Alignment::kExplicit
+                                                                     : causalattn::reference::Alignment::kBottomRight;
+    variant.q_pos = q_pos;
+    variant.kv_pos = kv_pos;
+    // The sink belongs to the keys that start at position 0.
+    const bool sink_here = with_sinks && (alignment != CAUSALATTN_EXPLICIT_POSITIONS || kv_pos == 0);
+    variant.sinks = sink_here ? sinks.data() : nullptr;
+    variant.alibi_slopes = with_alibi ? slopes.data() : nullptr;
+    variant.softcap = softcap;
     causalattn::reference::Result ref;
-    if (tk == 0) {  // non-causal, no keys: NaN rows, LSE -inf
-      ref.out.assign(qs.size(), std::numeric_limits<double>::quiet_NaN());
-      ref.lse.assign(static_cast<size_t>(q_heads * tq), -std::numeric_limits<double>::infinity());
+    if (tk == 0) {  // non-causal, no keys: NaN rows, LSE -inf; with a sink 0 and LSE the sink
+      ref.out.assign(qs.size(), sink_here ? 0.0 : std::numeric_limits<double>::quiet_NaN());
+      ref.lse.resize(static_cast<size_t>(q_heads * tq));
+      for (int64_t h = 0; h < q_heads; ++h)
+        for (int64_t t = 0; t < tq; ++t) ref.lse[h * tq + t] = sink_here ? sinks[h] : -std::numeric_limits<double>::infinity();
     } else {
-      ref = causalattn::reference::attention(s1, qs.data(), ql, ks.data(), kl, vs.data(), kl, causal, scale, window,
-                                             p_drop > 0.0f ? &keep : nullptr);
+      ref = causalattn::reference::attention(s1, qs.data(), ql, ks.data(), kl, vs.data(), kl, variant);
     }
     const double factor = std::max(1.0, ref.max_abs_score / 16.0) * (p_drop > 0.0f ? 1.0 / (1.0 - p_drop) : 1.0);
     const double tolerance = std::ldexp(1.0, -16) * std::max(v_max, 1.0) * factor;
