@@ -59,7 +59,7 @@ def parse_bench(paths):
             if old is None or b["FLOPS"] / 1e9 > old[0]:
                 modules[key] = (b["FLOPS"] / 1e9, ms)
         elif name.startswith(("BM_Decode", "BM_ChunkedPrefill", "BM_SlidingWindow", "BM_PrefillDtypes",
-                               "BM_PackedBatch", "BM_PeakDotBf16")):
+                               "BM_PackedBatch", "BM_PeakDotBf16", "BM_Variants", "BM_HeadDimV")):
             value = b["bytes_per_second"] if name.startswith("BM_Decode") else b["FLOPS"]
             kind = name.split("/")[0][3:]
             key = (kind, tuple(sorted((k, int(v)) for k, v in args.items() if k != "repeats")))
@@ -354,6 +354,9 @@ def plots(rows, peak, peak_all, memory, row_block, cores, out_dir):
 # Of the measured read bandwidth at Tk >= 8192, by KV dtype (causalattn_dtype: f32, bf16, f16,
 # q8_0), and the most time each may take against f32 on the same case.
 DTYPES = {0: "f32", 1: "bf16", 2: "f16", 3: "q8_0"}
+# BM_Variants' variant argument: what it is and its target against the plain kernel, one thread.
+VARIANTS = {1: ("attention sinks", 0.95), 2: ("logit softcap 50", 0.85), 3: ("ALiBi", 0.95),
+            4: ("top-left alignment", 0.97), 5: ("explicit positions (offsets 2^20)", 0.97)}
 DECODE_TARGET = {0: 0.75, 1: 0.70, 2: 0.70, 3: 0.70}
 DECODE_TIME_TARGET = {1: 0.55, 2: 0.55, 3: 0.35}
 STORED_BYTES = {0: 4.0, 1: 2.0, 2: 2.0, 3: 34.0 / 32.0}  # per element
@@ -414,6 +417,22 @@ def serving_headline(serving, rows, bandwidth, cores, peak):
             out.append((f"prefill T={r['T']}, D={r['D']}, Q {DTYPES[r['q_dtype']]}, K/V {DTYPES[r['kv_dtype']]}, "
                         f"{threads_label(r['threads'], cores)}: rate against all-f32",
                         f"{ratio:.2f}×", "≥ 0.95×" if target else "", ratio >= target if target else None))
+    # The model variants against the plain causal kernel of the same run (issue targets).
+    for r in serving_of(serving, "Variants"):
+        base = [x for x in serving_of(serving, "Variants") if x["variant"] == 0 and x["threads"] == r["threads"]]
+        if base and r["variant"] != 0:
+            what, target = VARIANTS[r["variant"]]
+            ratio = r["rate"] / base[0]["rate"]
+            out.append((f"{what}, T={r['T']}, D={r['D']}, {threads_label(r['threads'], cores)}: rate against plain causal",
+                        f"{ratio:.2f}×", (f"≥ {target:.2f}×" if target < 0.97 else "1.00× (≥ 0.97×: noise)")
+                        if r["threads"] == 1 else "",
+                        ratio >= target if r["threads"] == 1 else None))
+    for r in serving_of(serving, "HeadDimV"):
+        if r["threads"] == 1 and r.get("peak_here"):
+            share = r["rate"] / r["peak_here"]
+            out.append((f"head_dim {r['D']} / head_dim_v {r['Dv']} (MLA prefill), T={r['T']}, 1 thread: "
+                        "% of the FMA peak measured right before",
+                        f"{100 * share:.0f}% ({r['rate']:.0f} of {r['peak_here']:.0f} GFLOP/s)", "≥ 80%", share >= 0.80))
     for r in serving_of(serving, "ChunkedPrefill"):
         one_shot = rate(rows, "ours", r["T"], r["D"], r["threads"])
         if one_shot:
