@@ -11,8 +11,12 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 # torch (CPU use only; the wheel is large, about 5 GB installed, 1-2 minutes once) for the tests
-# that check against PyTorch's own code: the model families' variants, bfloat16 arrays, zero copies.
+# that check against PyTorch's own code: the model families' variants, the custom op and the SDPA
+# drop-in, bfloat16 arrays.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check nanobind scikit-build-core numpy pytest torch
+# The book's models (chapters 3 and 4) for the GPT example's test; they import torch alone, so
+# without the notebooks' dependencies.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps llms-from-scratch
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
   --config-settings=build-dir="$root/build-py" "$root"
 cd "$root/python/tests"

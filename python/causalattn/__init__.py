@@ -7,6 +7,8 @@ caller's array, by default of q's dtype. Inputs are widened to float32 exactly a
 the float32 result rounded to nearest even; the LSE is float32. Every call releases the GIL. Bad shapes and layouts raise ``ValueError``,
 runtime failures ``RuntimeError``, with the library's message; nothing is written then.
 Arguments of flash-attn that this CPU library cannot honour yet raise ``NotImplementedError``.
+``causalattn.torch`` (imported on its own: it needs PyTorch) registers the call as a PyTorch custom
+op and gives a drop-in for ``torch.nn.functional.scaled_dot_product_attention``.
 """
 
 import numpy as np

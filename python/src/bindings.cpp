@@ -79,11 +79,11 @@ causalattn_dtype dtype_of(const char* name, const Array& a) {
 // [B, pages per sequence]). kv_lens: None, or each sequence's keys (padded K and V, or paged).
 // lse: None, or [B, Hq, Tq] ([Hq, total_q] with cu_q) contiguous.
 // softcap: 0 or the cap; alibi_slopes, sinks: None or [Hq] float32 contiguous. v and out may
-// have a head_dim of their own.
+// have a head_dim of their own. top_left: the causal diagonal aligned top-left (PyTorch's SDPA).
 void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool causal, float scale, int num_threads,
             int64_t window, std::optional<Lengths> cu_q, std::optional<Lengths> cu_k, float dropout_p,
             uint64_t seed, std::optional<Lengths> kv_lens, std::optional<BlockTable> block_table, float softcap,
-            std::optional<In> alibi_slopes, std::optional<In> sinks) {
+            std::optional<In> alibi_slopes, std::optional<In> sinks, bool top_left) {
   const bool packed = cu_q.has_value();
   if (packed != cu_k.has_value()) throw nb::value_error("cu_seqlens_q and cu_seqlens_k come together");
   const size_t ndim = packed ? 3 : 4;
@@ -127,7 +127,7 @@ void attend(AnyIn q, AnyIn k, AnyIn v, AnyOut out, std::optional<Out> lse, bool 
   a.k_dtype = dtype_of("k", k);
   a.v_dtype = dtype_of("v", v);
   a.out_dtype = dtype_of("out", out);
-  a.options.flags = causal ? 0u : CAUSALATTN_NON_CAUSAL;
+  a.options.flags = (causal ? 0u : CAUSALATTN_NON_CAUSAL) | (top_left ? CAUSALATTN_TOP_LEFT : 0u);
   a.options.scale = scale;
   a.options.num_threads = num_threads;
   if (lse.has_value()) {
@@ -304,7 +304,7 @@ NB_MODULE(_causalattn, m) {
         nb::arg("causal"), nb::arg("scale"), nb::arg("num_threads"), nb::arg("window"), nb::arg("cu_q").none(),
         nb::arg("cu_k").none(), nb::arg("dropout_p"), nb::arg("seed"), nb::arg("kv_lens").none(),
         nb::arg("block_table").none(), nb::arg("softcap"), nb::arg("alibi_slopes").none().noconvert(),
-        nb::arg("sinks").none().noconvert());
+        nb::arg("sinks").none().noconvert(), nb::arg("top_left") = false);
   m.def("merge", &merge, nb::arg("outs").noconvert(), nb::arg("lses").noconvert(), nb::arg("out").noconvert(),
         nb::arg("lse").none().noconvert());
   m.def("isa", [] { return std::string(causalattn_isa()); });
