@@ -254,3 +254,21 @@ def test_other_dtypes_are_refused():
     q = rand(1, 4, 2, 16).astype(np.float64)
     with pytest.raises(TypeError, match="q must be float32, float16 or bfloat16"):
         causalattn.flash_attn_func(q, q, q, out=np.empty(q.shape, np.float32))
+
+
+def test_torch_views_are_read_and_written_in_place():
+    torch = pytest.importorskip("torch")
+    # Every token second of a larger buffer, and [B, H, T, D] memory seen as [B, T, H, D]: views
+    # the library reads through their strides; out= is a view into the caller's buffer.
+    big = torch.from_numpy(rand(1, 80, 4, 32, seed=21))
+    q = big[:, ::2]
+    k = torch.from_numpy(rand(1, 4, 40, 32, seed=22)).transpose(1, 2)
+    v = torch.from_numpy(rand(1, 4, 40, 32, seed=23)).transpose(1, 2)
+    assert not q.is_contiguous() and not k.is_contiguous()
+    buffer = torch.full((1, 4, 40, 32), -7.0)
+    out = buffer.transpose(1, 2)
+    pointer = out.data_ptr()
+    result = causalattn.flash_attn_func(q, k, v, causal=True, out=out)
+    assert result.data_ptr() == pointer and result is out
+    ref, _ = reference(q.numpy(), k.numpy(), v.numpy(), True)
+    np.testing.assert_allclose(buffer.transpose(1, 2).numpy(), ref, rtol=0, atol=tolerance(v.numpy()))
