@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "attention_tester.hpp"
 #include "causalattn/causalattn.h"
 #include "reference/reference.hpp"
@@ -236,6 +239,74 @@ TEST_P(Variants, SixteenAndEightBitTensors) {
         ASSERT_TRUE(matches(lse[i], ref.lse[i], tol.lse_factor * (1 + std::fabs(ref.lse[i])))) << "lse[" << i << "]";
       }
     }
+  }
+}
+
+// Tiles that the window or the causal diagonal hides are never loaded, whatever the offsets: the
+// keys below the first query's window and past the last query's position sit on PROT_NONE
+// pages (a read there faults), for prefill row blocks and decode, f32 and bf16 K and V, with
+// every variant. The hidden ranges are whole tiles of every ISA (multiples of 96 and 64 keys).
+TEST_P(Variants, HiddenTilesAreNeverLoaded) {
+  const int64_t S = 3072, D = 128, low = 1152, high = 2304, window = 500;
+  const std::vector<float> sinks = {0.5f, -1.0f, 2.0f, 0.0f}, slopes = {0.25f, 0.0625f, 0.015625f, 0.00390625f};
+  for (const causalattn_dtype dtype : {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16}) {
+    const int64_t element = dtype == CAUSALATTN_DTYPE_F32 ? 4 : 2;
+    const std::size_t bytes = static_cast<std::size_t>(kKvHeads * S * D * element);
+    auto map = [&] {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      EXPECT_NE(p, MAP_FAILED);
+      return static_cast<std::byte*>(p);
+    };
+    std::byte* const k = map();
+    std::byte* const v = map();
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    std::vector<float> row(static_cast<std::size_t>(D));
+    for (std::byte* t : {k, v}) {
+      for (int64_t r = 0; r < kKvHeads * S; ++r) {
+        for (float& x : row) x = normal(rng);
+        ASSERT_EQ(causalattn_convert(row.data(), CAUSALATTN_DTYPE_F32, t + r * D * element, dtype, D), CAUSALATTN_OK);
+      }
+    }
+    // The same tensors, readable everywhere: the expected bits.
+    const std::vector<std::byte> k_copy(k, k + bytes), v_copy(v, v + bytes);
+    for (std::byte* t : {k, v}) {
+      for (int64_t h = 0; h < kKvHeads; ++h) {
+        std::byte* head = t + h * S * D * element;
+        ASSERT_EQ(mprotect(head, static_cast<std::size_t>(low * D * element), PROT_NONE), 0);
+        ASSERT_EQ(mprotect(head + high * D * element, static_cast<std::size_t>((S - high) * D * element), PROT_NONE), 0);
+      }
+    }
+    for (const int64_t q_len : {int64_t{200}, int64_t{4}}) {  // prefill row blocks, decode
+      SCOPED_TRACE("q_len " + std::to_string(q_len) + ", dtype " + std::to_string(dtype));
+      std::vector<float> q(static_cast<std::size_t>(kHeads * q_len * D)), out(static_cast<std::size_t>(kHeads * q_len * D));
+      std::vector<float> expected(out.size());
+      for (float& x : q) x = normal(rng);
+      causalattn_attend_args a{};
+      a.shape = {1, kHeads, kKvHeads, q_len, S, D};
+      a.q = q.data();
+      a.q_layout = a.out_layout = {kHeads * q_len * D, q_len * D, D};
+      a.k_layout = a.v_layout = {kKvHeads * S * D, S * D, D};
+      a.k_dtype = a.v_dtype = dtype;
+      a.options.flags = CAUSALATTN_EXPLICIT_POSITIONS;
+      a.q_pos_offset = high - q_len;  // the last query at key high - 1
+      a.kv_pos_offset = 0;
+      a.window = window;              // the first query sees keys from high - q_len - window + 1 > low
+      a.sinks = sinks.data();
+      a.softcap = 30.0f;
+      a.alibi_slopes = slopes.data();
+      a.k = k_copy.data();
+      a.v = v_copy.data();
+      a.out = expected.data();
+      ASSERT_EQ(causalattn_attend(&a), CAUSALATTN_OK) << causalattn_last_error();
+      a.k = k;
+      a.v = v;
+      a.out = out.data();
+      ASSERT_EQ(causalattn_attend(&a), CAUSALATTN_OK) << causalattn_last_error();  // a load there faults
+      EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * sizeof(float)), 0);
+    }
+    munmap(k, bytes);
+    munmap(v, bytes);
   }
 }
 
