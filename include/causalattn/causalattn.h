@@ -91,7 +91,7 @@ CAUSALATTN_API int causalattn_forward_f32(const causalattn_shape* shape,
  * freed when the thread exits. A caller's workspace is sized without the layouts, so it has room
  * for the copy whenever the call has a sequence of more than 8 queries. Decode-shaped
  * calls (q_len <= 8, see causalattn_attend_f32) also keep the partial results
- * of their key chunks in a buffer of the calling thread, (head_dim + 1) floats per query row per
+ * of their key chunks in a buffer of the calling thread, (head_dim_v + 1) floats per query row per
  * 1024 keys, grown as needed. causalattn_forward_f32_with_workspace takes both from the caller
  * instead and allocates nothing.
  *
@@ -125,7 +125,7 @@ typedef struct causalattn_partial_f32 {
 /* Merges `count` partial results over disjoint key ranges of the same queries into the result
  * over their union: out = Σ_p exp(lse_p - lse) · out_p, lse = log Σ_p exp(lse_p). This is split-KV
  * (flash-decoding) across threads, sockets or machines. shape gives batch, q_heads, q_len and
- * head_dim (kv_heads and kv_len are not used). lse may be NULL. A row no part saw gets NaN and
+ * head_dim, the outputs' head size (head_dim_v where V's differs; kv_heads and kv_len are not used). lse may be NULL. A row no part saw gets NaN and
  * LSE -inf, as from a call in which it saw no key. Parts are read in order, so the bits depend
  * on their order, not on threads. */
 CAUSALATTN_API int causalattn_merge_f32(const causalattn_shape* shape, const causalattn_partial_f32* parts,
