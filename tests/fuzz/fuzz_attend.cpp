@@ -1,7 +1,7 @@
 // libFuzzer target for the serving entry points: causalattn_attend (packed, padded and uniform
 // queries and keys, paged caches with fuzzed block tables and page sizes, windows, dropout,
 // decode shapes, caller workspaces, bf16 / f16 / q8_0 tensors, sinks, softcap, ALiBi, top-left
-// and explicit positions), causalattn_merge_f32 and
+// and explicit positions, V with its own head size), causalattn_merge_f32 and
 // causalattn_linear_f32.
 // The first byte picks the entry point. A valid call must succeed and match the double
 // reference; an invalid one must fail with a message and leave every output untouched. Built with
@@ -99,6 +99,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const int64_t q_heads = kv_heads * in.ConsumeIntegralInRange<int64_t>(1, 4);
   const int64_t dims[] = {1, 3, 16, 32, 33, 64, 80, 128};
   const int64_t D = dims[in.ConsumeIntegralInRange<int>(0, 7)];
+  const int64_t Dv = in.ConsumeBool() ? dims[in.ConsumeIntegralInRange<int>(0, 7)] : D;  // V's own head size
   const auto q_form = static_cast<Form>(in.ConsumeIntegralInRange<uint8_t>(0, 2));
   const auto kv_form = static_cast<Form>(in.ConsumeIntegralInRange<uint8_t>(0, 3));
   const bool short_queries = in.ConsumeBool();  // decode shapes
@@ -145,7 +146,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const bool typed = in.ConsumeBool();
   causalattn_dtype q_dtype = q_dtypes[in.ConsumeIntegralInRange<int>(0, 2)];
   causalattn_dtype k_dtype = kv_dtypes[in.ConsumeIntegralInRange<int>(0, D % 32 == 0 ? 3 : 2)];
-  causalattn_dtype v_dtype = kv_dtypes[in.ConsumeIntegralInRange<int>(0, D % 32 == 0 ? 3 : 2)];
+  causalattn_dtype v_dtype = kv_dtypes[in.ConsumeIntegralInRange<int>(0, Dv % 32 == 0 ? 3 : 2)];
   if (!typed) q_dtype = k_dtype = v_dtype = CAUSALATTN_DTYPE_F32;
 
   // Capacities of the tensors.
@@ -161,10 +162,13 @@ void fuzz_attend(FuzzedDataProvider& in) {
   const int64_t q_batches = q_form == Form::kPacked ? 1 : batch;
   causalattn_attend_args a{};
   a.shape = {batch, q_heads, kv_heads, q_tokens, 1, D};
-  // Q and out as [batches][tokens][heads][D] (interleaved), lse as the API says.
-  a.q_layout = a.out_layout = {q_tokens * q_heads * D, D, q_heads * D};
+  // Q and out as [batches][tokens][heads][D or Dv] (interleaved), lse as the API says.
+  a.q_layout = {q_tokens * q_heads * D, D, q_heads * D};
+  a.out_layout = {q_tokens * q_heads * Dv, Dv, q_heads * Dv};
+  a.head_dim_v = Dv;
   std::vector<float> q(static_cast<size_t>(q_batches * q_tokens * q_heads * D));
-  std::vector<float> out(q.size(), kSentinel), lse(static_cast<size_t>(q_batches * q_heads * q_tokens), kSentinel);
+  std::vector<float> out(static_cast<size_t>(q_batches * q_tokens * q_heads * Dv), kSentinel),
+      lse(static_cast<size_t>(q_batches * q_heads * q_tokens), kSentinel);
 
   // K and V: contiguous [batches][heads][tokens][D], or pages [num_pages][heads][page_tokens][D].
   std::vector<int32_t> table;
@@ -186,8 +190,8 @@ void fuzz_attend(FuzzedDataProvider& in) {
     kv_tokens = page_tokens;
   }
   a.shape.kv_len = kv_form == Form::kPaged ? std::max<int64_t>(1, kv_cap) : kv_tokens;
-  a.k_layout = a.v_layout = {kv_heads * kv_tokens * D, kv_tokens * D, D};
-  std::vector<float> k(static_cast<size_t>(kv_batches * kv_heads * kv_tokens * D)), v(k.size());
+  std::vector<float> k(static_cast<size_t>(kv_batches * kv_heads * kv_tokens * D)),
+      v(static_cast<size_t>(kv_batches * kv_heads * kv_tokens * Dv));
   fill(in, &q);
   fill(in, &k);
   fill(in, &v);
@@ -196,7 +200,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
   if (q_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&q, q_dtype, &q_stored)) q_dtype = CAUSALATTN_DTYPE_F32;
   if (k_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&k, k_dtype, &k_stored)) k_dtype = CAUSALATTN_DTYPE_F32;
   if (v_dtype != CAUSALATTN_DTYPE_F32 && !store_as(&v, v_dtype, &v_stored)) v_dtype = CAUSALATTN_DTYPE_F32;
-  const int64_t k_units = k_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D, v_units = v_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D;
+  const int64_t k_units = k_dtype == CAUSALATTN_DTYPE_Q8_0 ? D / 32 : D, v_units = v_dtype == CAUSALATTN_DTYPE_Q8_0 ? Dv / 32 : Dv;
   a.k_layout = {kv_heads * kv_tokens * k_units, kv_tokens * k_units, k_units};
   a.v_layout = {kv_heads * kv_tokens * v_units, kv_tokens * v_units, v_units};
 
@@ -315,10 +319,10 @@ void fuzz_attend(FuzzedDataProvider& in) {
   }
   const bool valid = breakage == AttendBreak::kNone || breakage >= AttendBreak::kCount;
   std::snprintf(g_call, sizeof g_call,
-                "attend B=%lld Hq=%lld Hkv=%lld D=%lld q_form=%d kv_form=%d causal=%d window=%lld p=%g "
+                "attend B=%lld Hq=%lld Hkv=%lld D=%lld Dv=%lld q_form=%d kv_form=%d causal=%d window=%lld p=%g "
                 "threads=%d lse=%d workspace=%d page_tokens=%lld break=%d dtypes q=%d k=%d v=%d sinks=%d alibi=%d "
                 "softcap=%g alignment=%u q_pos=%lld kv_pos=%lld",
-                (long long)batch, (long long)q_heads, (long long)kv_heads, (long long)D, (int)q_form, (int)kv_form,
+                (long long)batch, (long long)q_heads, (long long)kv_heads, (long long)D, (long long)Dv, (int)q_form, (int)kv_form,
                 causal, (long long)window, p_drop, threads, with_lse, with_workspace, (long long)page_tokens,
                 (int)breakage, (int)q_dtype, (int)k_dtype, (int)v_dtype, with_sinks, with_alibi, softcap, alignment,
                 (long long)q_pos, (long long)kv_pos);
@@ -346,27 +350,30 @@ void fuzz_attend(FuzzedDataProvider& in) {
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t tq = q_len[b], tk = kv_len[b];
     if (tq == 0) continue;
-    std::vector<float> qs(static_cast<size_t>(q_heads * tq * D)), ks(static_cast<size_t>(kv_heads * std::max<int64_t>(tk, 1) * D)), vs(ks.size());
-    auto q_index = [&](int64_t h, int64_t t) {
-      return (q_form == Form::kPacked ? cu_q[b] + t : b * q_tokens + t) * q_heads * D + h * D;
+    std::vector<float> qs(static_cast<size_t>(q_heads * tq * D)), ks(static_cast<size_t>(kv_heads * std::max<int64_t>(tk, 1) * D)),
+        vs(static_cast<size_t>(kv_heads * std::max<int64_t>(tk, 1) * Dv));
+    // Row (h, t) of a [tokens][heads][dims] tensor (Q: dims D, out: Dv).
+    auto q_index = [&](int64_t h, int64_t t, int64_t dims) {
+      return (q_form == Form::kPacked ? cu_q[b] + t : b * q_tokens + t) * q_heads * dims + h * dims;
     };
     for (int64_t h = 0; h < q_heads; ++h)
-      for (int64_t t = 0; t < tq; ++t) std::memcpy(&qs[(h * tq + t) * D], &q[q_index(h, t)], D * sizeof(float));
+      for (int64_t t = 0; t < tq; ++t) std::memcpy(&qs[(h * tq + t) * D], &q[q_index(h, t, D)], D * sizeof(float));
     for (int64_t h = 0; h < kv_heads; ++h)
       for (int64_t t = 0; t < tk; ++t) {
-        int64_t index = 0;
+        int64_t row = 0;  // in rows of [kv batches][heads][tokens]
         if (kv_form == Form::kPaged) {
-          index = ((table[b * pages.block_table_stride + t / page_tokens] * kv_heads + h) * page_tokens + t % page_tokens) * D;
+          row = (table[b * pages.block_table_stride + t / page_tokens] * kv_heads + h) * page_tokens + t % page_tokens;
         } else if (kv_form == Form::kPacked) {
-          index = (h * kv_tokens + cu_kv[b] + t) * D;
+          row = h * kv_tokens + cu_kv[b] + t;
         } else {
-          index = ((b * kv_heads + h) * kv_tokens + t) * D;
+          row = (b * kv_heads + h) * kv_tokens + t;
         }
-        std::memcpy(&ks[(h * tk + t) * D], &k[index], D * sizeof(float));
-        std::memcpy(&vs[(h * tk + t) * D], &v[index], D * sizeof(float));
+        std::memcpy(&ks[(h * tk + t) * D], &k[row * D], D * sizeof(float));
+        std::memcpy(&vs[(h * tk + t) * Dv], &v[row * Dv], Dv * sizeof(float));
       }
     const causalattn_shape s1{1, q_heads, kv_heads, tq, std::max<int64_t>(tk, 1), D};
-    const causalattn_layout ql{q_heads * tq * D, tq * D, D}, kl{kv_heads * tk * D, tk * D, D};
+    const causalattn_layout ql{q_heads * tq * D, tq * D, D}, kl{kv_heads * tk * D, tk * D, D},
+        vl{kv_heads * tk * Dv, tk * Dv, Dv};
     const causalattn::reference::WeightMultiplier keep = [&](int64_t, int64_t h, int64_t i, int64_t j) {
       return causalattn_dropout_keep(p_drop, seed, b, h, i, j) ? 1.0 / (1.0 - p_drop) : 0.0;
     };
@@ -387,19 +394,20 @@ void fuzz_attend(FuzzedDataProvider& in) {
     variant.softcap = softcap;
     causalattn::reference::Result ref;
     if (tk == 0) {  // non-causal, no keys: NaN rows, LSE -inf; with a sink 0 and LSE the sink
-      ref.out.assign(qs.size(), sink_here ? 0.0 : std::numeric_limits<double>::quiet_NaN());
+      ref.out.assign(static_cast<size_t>(q_heads * tq * Dv), sink_here ? 0.0 : std::numeric_limits<double>::quiet_NaN());
       ref.lse.resize(static_cast<size_t>(q_heads * tq));
       for (int64_t h = 0; h < q_heads; ++h)
         for (int64_t t = 0; t < tq; ++t) ref.lse[h * tq + t] = sink_here ? sinks[h] : -std::numeric_limits<double>::infinity();
     } else {
-      ref = causalattn::reference::attention(s1, qs.data(), ql, ks.data(), kl, vs.data(), kl, variant);
+      variant.head_dim_v = Dv;
+      ref = causalattn::reference::attention(s1, qs.data(), ql, ks.data(), kl, vs.data(), vl, variant);
     }
     const double factor = std::max(1.0, ref.max_abs_score / 16.0) * (p_drop > 0.0f ? 1.0 / (1.0 - p_drop) : 1.0);
     const double tolerance = std::ldexp(1.0, -16) * std::max(v_max, 1.0) * factor;
     for (int64_t h = 0; h < q_heads; ++h)
       for (int64_t t = 0; t < tq; ++t) {
-        for (int64_t d = 0; d < D; ++d) {
-          const double expected = ref.out[(h * tq + t) * D + d], got = out[q_index(h, t) + d];
+        for (int64_t d = 0; d < Dv; ++d) {
+          const double expected = ref.out[(h * tq + t) * Dv + d], got = out[q_index(h, t, Dv) + d];
           if (std::isnan(expected) != std::isnan(got)) fail("NaN-ness of out differs from the reference", got, expected);
           if (!std::isnan(expected) && !(std::fabs(got - expected) <= tolerance)) fail("out differs from the reference", got, expected);
         }
@@ -418,7 +426,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
       for (int64_t s = 0; s < batch; ++s) {
         used |= q_form == Form::kPacked ? (t >= cu_q[s] && t < cu_q[s + 1]) : (s == b && t < q_len[s]);
       }
-      if (!used && out[(b * q_tokens + t) * q_heads * D] != kSentinel) fail("a row past the sequences was written");
+      if (!used && out[(b * q_tokens + t) * q_heads * Dv] != kSentinel) fail("a row past the sequences was written");
     }
 }
 
