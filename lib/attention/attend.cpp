@@ -35,8 +35,7 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
                dropout.threshold, dropout.scale, static_cast<Dtype>(raw_dtype(args.q_dtype)),
                static_cast<Dtype>(raw_dtype(args.k_dtype)), static_cast<Dtype>(raw_dtype(args.v_dtype)),
                static_cast<Dtype>(raw_dtype(args.out_dtype)), args.options.flags & detail::kAlignmentFlags,
-               lengths.uniform() && (args.seq_lens == nullptr || (args.seq_lens->q_pos_offsets == nullptr &&
-                                                                  args.seq_lens->kv_pos_offsets == nullptr)),
+               lengths.uniform() && !detail::has_sequence_offsets(args),
                args.head_dim_v != 0 ? args.head_dim_v : args.shape.head_dim};
   if (detail::Problem problem = make_plan(*call, with_tensors, plan)) {
     return report(problem.status, std::move(problem.message));

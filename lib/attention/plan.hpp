@@ -87,6 +87,14 @@ inline float* lse_at(const Call& c, const Sequence& q, int64_t head, int64_t t) 
   return c.args.options.lse != nullptr ? c.args.options.lse + q.lse_offset + head * c.args.shape.q_len + t : nullptr;
 }
 
+// Query head `head`'s sink logit where the sequence adds it, else -inf (none); its ALiBi slope, or 0.
+inline float sink_of(const Call& c, const Sequence& q, int64_t head) {
+  return q.adds_sink ? c.args.sinks[head] : -__builtin_inff();
+}
+inline float alibi_slope_of(const Call& c, int64_t head) {
+  return c.args.alibi_slopes != nullptr ? c.args.alibi_slopes[head] : 0.0f;
+}
+
 inline kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head, const void* data,
                                const causalattn_layout& l, Dtype t) {
   const auto* bytes = static_cast<const std::byte*>(data);

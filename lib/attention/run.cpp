@@ -89,8 +89,8 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   common.sequence = static_cast<uint32_t>(task.seq);
   common.head = static_cast<uint32_t>(head);
   common.softcap = c.args.softcap;
-  common.alibi_slope = c.args.alibi_slopes != nullptr ? c.args.alibi_slopes[head] : 0.0f;
-  common.sink = q.adds_sink ? c.args.sinks[head] : -__builtin_inff();
+  common.alibi_slope = alibi_slope_of(c, head);
+  common.sink = sink_of(c, q, head);
   common.has_sink = common.sink != -__builtin_inff();  // (a sink of -inf is none)
 
   const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
@@ -128,7 +128,7 @@ void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const T
     a.last_key[r] = c.causal ? std::min(position, q.kv_len - 1) : q.kv_len - 1;
     a.first_key[r] = q.window > 0 ? std::max<int64_t>(0, position - q.window + 1) : 0;
     a.position[r] = position;
-    a.alibi_slope[r] = c.args.alibi_slopes != nullptr ? c.args.alibi_slopes[head] : 0.0f;
+    a.alibi_slope[r] = alibi_slope_of(c, head);
   }
   const int64_t kv_head = task.head / c.group;
   a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
@@ -159,7 +159,7 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
     // The sink joins the merge of the row's chunks: once, however many there are.
     detail::merge_row(
         chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * Dv; },
-        Dv, merged_out, lse_at(c, q, head, t), q.adds_sink ? c.args.sinks[head] : -__builtin_inff());
+        Dv, merged_out, lse_at(c, q, head, t), sink_of(c, q, head));
     if (merged_out == merged) {
       for (int64_t d = 0; d < Dv; ++d) dtype::store_element<void>(out, c.out_dtype, d, merged[d]);
     }

@@ -193,8 +193,7 @@ Problem check_variants(const causalattn_attend_args& a, bool explicit_positions)
                                                        std::to_string(a.alibi_slopes[h]) + " is not finite");
     }
   }
-  const bool seq_offsets = a.seq_lens != nullptr && (a.seq_lens->q_pos_offsets || a.seq_lens->kv_pos_offsets);
-  if (!explicit_positions && (a.q_pos_offset != 0 || a.kv_pos_offset != 0 || seq_offsets)) {
+  if (!explicit_positions && (a.q_pos_offset != 0 || a.kv_pos_offset != 0 || has_sequence_offsets(a))) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION,
                 "position offsets are set but options.flags lacks CAUSALATTN_EXPLICIT_POSITIONS");
   }
@@ -311,8 +310,7 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   lengths->uniform_q = s.q_len;
   lengths->uniform_kv = s.kv_len;
   // (Uniform sequences are all alike: one check covers them.)
-  const bool per_sequence_offsets = a.seq_lens != nullptr && (a.seq_lens->q_pos_offsets || a.seq_lens->kv_pos_offsets);
-  for (int64_t b = 0; b < (lengths->uniform() && !per_sequence_offsets ? 1 : s.batch); ++b) {
+  for (int64_t b = 0; b < (lengths->uniform() && !has_sequence_offsets(a) ? 1 : s.batch); ++b) {
     const int64_t q_len = lengths->q_of(b), kv_len = lengths->kv_of(b);
     const std::string which = s.batch > 1 ? "sequence " + std::to_string(b) + ": " : std::string();
     if (causal && alignment == 0 && q_len > kv_len) {

@@ -46,6 +46,11 @@ inline bool window_hides(int64_t window, int64_t q_len, int64_t kv_len, int64_t 
   return window > 0 && kv_len > 0 && q_len - 1 + diagonal - window >= 0;
 }
 
+// Whether seq_lens gives per-sequence offsets (then sequences of equal lengths still differ).
+inline bool has_sequence_offsets(const causalattn_attend_args& a) {
+  return a.seq_lens != nullptr && (a.seq_lens->q_pos_offsets != nullptr || a.seq_lens->kv_pos_offsets != nullptr);
+}
+
 // Sequence s's explicit offsets: its own in seq_lens, else the call's.
 inline int64_t q_pos_of(const causalattn_attend_args& a, int64_t s) {
   return a.seq_lens != nullptr && a.seq_lens->q_pos_offsets != nullptr ? a.seq_lens->q_pos_offsets[s] : a.q_pos_offset;
