@@ -21,6 +21,10 @@ int causalattn_attend(const causalattn_attend_args* args) { return causalattn::a
 
 int causalattn_attend_f32(const causalattn_attend_args* args) { return causalattn::attention::attend_f32(args); }
 
+int causalattn_attend_validate(const causalattn_attend_args* args) {
+  return causalattn::attention::attend_validate(args);
+}
+
 int causalattn_attend_workspace_size(const causalattn_attend_args* args, size_t* bytes) {
   return causalattn::attention::attend_workspace_size(args, bytes);
 }

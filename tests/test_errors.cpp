@@ -32,6 +32,22 @@ struct Call {
 
   Call() { options.lse = lse.data(); }
 
+  // The same call through causalattn_attend_validate, which makes every check and computes nothing.
+  int validate() const {
+    causalattn_attend_args a{};
+    a.shape = *shape_ptr;
+    a.q = q_ptr;
+    a.q_layout = q_layout;
+    a.k = k_ptr;
+    a.k_layout = kv_layout;
+    a.v = v_ptr;
+    a.v_layout = kv_layout;
+    a.out = out_ptr;
+    a.out_layout = out_layout;
+    a.options = options;
+    return causalattn_attend_validate(&a);
+  }
+
   int run() {
     return causalattn_forward_f32(shape_ptr, q_ptr, q_layout, k_ptr, kv_layout, v_ptr, kv_layout, out_ptr,
                                   out_layout, &options);
@@ -40,6 +56,7 @@ struct Call {
 
 // Runs a broken call; expects `status`, a message containing `words`, and untouched outputs.
 void expect_rejected(Call& call, int status, const std::string& words) {
+  if (call.shape_ptr != nullptr) EXPECT_EQ(call.validate(), status);
   EXPECT_EQ(call.run(), status);
   EXPECT_NE(std::string(causalattn_last_error()).find(words), std::string::npos)
       << "message: " << causalattn_last_error();
@@ -49,6 +66,8 @@ void expect_rejected(Call& call, int status, const std::string& words) {
 
 TEST(Errors, TheValidCallWorks) {
   Call call;
+  ASSERT_EQ(call.validate(), CAUSALATTN_OK) << causalattn_last_error();
+  for (float x : call.out) ASSERT_EQ(x, kSentinel);  // validating writes nothing
   ASSERT_EQ(call.run(), CAUSALATTN_OK) << causalattn_last_error();
   EXPECT_NEAR(call.out[0], 1.0f, 1e-6f);  // V is all ones
 }

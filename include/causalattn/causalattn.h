@@ -266,6 +266,11 @@ CAUSALATTN_API int causalattn_attend(const causalattn_attend_args* args);
  * CAUSALATTN_ERROR_UNSUPPORTED. */
 CAUSALATTN_API int causalattn_attend_f32(const causalattn_attend_args* args);
 
+/* Every check causalattn_attend(args) makes, with nothing computed or written: CAUSALATTN_OK iff
+ * causalattn_attend(args) would run (save for running out of memory). For callers that must know
+ * before they commit, such as the ranks of causalattn_mpi agreeing that each can run its part. */
+CAUSALATTN_API int causalattn_attend_validate(const causalattn_attend_args* args);
+
 /* The workspace bytes causalattn_attend(args) needs with args->workspace set: per-thread
  * kernel slots (as causalattn_workspace_size) plus room for the partial results of split decode
  * chunks. Reads the shape, options, window, lengths and pages of args; the tensors and their layouts

@@ -43,6 +43,20 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
   return CAUSALATTN_OK;
 }
 
+// prepare, and a caller's workspace checked against what the call needs.
+int prepare_with_tensors(const causalattn_attend_args& args, Call* call, Plan* plan) {
+  if (int status = prepare(args, true, call, plan)) return status;
+  if (args.workspace != nullptr) {
+    const std::size_t needed = workspace_bytes(*call, *plan);
+    if (args.workspace_size < needed) {
+      return report(CAUSALATTN_ERROR_INVALID_OPTION,
+                    "workspace of " + std::to_string(args.workspace_size) + " bytes is smaller than the " +
+                        std::to_string(needed) + " this call needs (causalattn_attend_workspace_size)");
+    }
+  }
+  return CAUSALATTN_OK;
+}
+
 }  // namespace
 
 int attend(const causalattn_attend_args* args) {
@@ -50,15 +64,7 @@ int attend(const causalattn_attend_args* args) {
   return detail::guarded([&] {
     Call call{};
     Plan plan{};
-    if (int status = prepare(*args, true, &call, &plan)) return status;
-    if (args->workspace != nullptr) {
-      const std::size_t needed = workspace_bytes(call, plan);
-      if (args->workspace_size < needed) {
-        return report(CAUSALATTN_ERROR_INVALID_OPTION,
-                      "workspace of " + std::to_string(args->workspace_size) + " bytes is smaller than the " +
-                          std::to_string(needed) + " this call needs (causalattn_attend_workspace_size)");
-      }
-    }
+    if (int status = prepare_with_tensors(*args, &call, &plan)) return status;
     run(call, plan, args->workspace);
     return static_cast<int>(CAUSALATTN_OK);
   });
@@ -77,6 +83,15 @@ int attend_f32(const causalattn_attend_args* args) {
     }
   }
   return attend(args);
+}
+
+int attend_validate(const causalattn_attend_args* args) {
+  if (args == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "args is NULL");
+  return detail::guarded([&] {
+    Call call{};
+    Plan plan{};
+    return prepare_with_tensors(*args, &call, &plan);
+  });
 }
 
 int attend_workspace_size(const causalattn_attend_args* args, size_t* bytes) {

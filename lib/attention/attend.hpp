@@ -7,10 +7,11 @@
 
 namespace causalattn::attention {
 
-// causalattn_attend, causalattn_attend_f32 (f32 tensors only) and causalattn_attend_workspace_size;
-// statuses as the C API's.
+// causalattn_attend, causalattn_attend_f32 (f32 tensors only), causalattn_attend_validate and
+// causalattn_attend_workspace_size; statuses as the C API's.
 int attend(const causalattn_attend_args* args);
 int attend_f32(const causalattn_attend_args* args);
+int attend_validate(const causalattn_attend_args* args);
 int attend_workspace_size(const causalattn_attend_args* args, std::size_t* bytes);
 
 // causalattn_forward_f32's arguments as causalattn_attend_f32's (shape not NULL).
