@@ -56,7 +56,9 @@ struct Call {
 
 // Runs a broken call; expects `status`, a message containing `words`, and untouched outputs.
 void expect_rejected(Call& call, int status, const std::string& words) {
-  if (call.shape_ptr != nullptr) EXPECT_EQ(call.validate(), status);
+  if (call.shape_ptr != nullptr) {
+    EXPECT_EQ(call.validate(), status);
+  }
   EXPECT_EQ(call.run(), status);
   EXPECT_NE(std::string(causalattn_last_error()).find(words), std::string::npos)
       << "message: " << causalattn_last_error();
