@@ -5,7 +5,9 @@
 #   --sanitize  what tools/test.sh --sanitize and tools/fuzz.sh need
 set -euo pipefail
 packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev
-  nlohmann-json3-dev)
+  nlohmann-json3-dev
+  # Open MPI for the optional causalattn::mpi and its tests under mpirun (the core never needs it).
+  libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   # OpenBLAS for the textbook baseline (bench only), matplotlib for the plots.
   --report) packages+=(libopenblas-dev python3-matplotlib) ;;
