@@ -569,6 +569,31 @@ def decode_plot(serving, bandwidth, cores, out_dir):
     return ["decode_bandwidth.png"]
 
 
+def mpi_section(mpi_rows):
+    """Scale-out over MPI: N ranks × 1 thread against one process with N threads, same cores."""
+    if not mpi_rows:
+        return []
+    lines = ["", "## Scale-out over MPI (causalattn::mpi, tools/report.sh step 4)", "",
+             "Each rank runs one thread; the single process runs as many threads on the same cores, alone (the "
+             "other ranks asleep), repetitions interleaved; medians. The ring's transfers alone are the same "
+             "bytes sent rank to rank with nothing computed; the hidden share is 1 - (the longest wait after a "
+             "step's computation) / (those transfers alone). docs/scale-out.md models N machines from these parts.", "",
+             "| call | shards | ranks × threads | size | one process | over MPI | ratio | hidden share | bytes per ring step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in mpi_rows:
+        if r["mode"] == "ring":
+            lines.append(f"| ring prefill, D={r['dim']}, H={r['heads']} | {r['sharding']} | {r['ranks']} × 1 | "
+                         f"T={r['tokens']} | {r['single_seconds']:.3f} s ({r['single_gflops']:.0f} GFLOP/s) | "
+                         f"{r['ring_seconds']:.3f} s ({r['ring_gflops']:.0f} GFLOP/s) | {r['ring_vs_single']:.2f}× | "
+                         f"{100 * r['hidden_share']:.0f}% | {r['block_bytes'] / 2**20:.0f} MiB |")
+        else:
+            lines.append(f"| sharded-cache decode, Hq={r['heads']}, Hkv={r['kv_heads']}, D={r['dim']} | ranges | "
+                         f"{r['ranks']} × 1 | Tk={r['kv_len']} | {r['single_ms']:.2f} ms | {r['sharded_ms']:.2f} ms | "
+                         f"{r['sharded_vs_single']:.2f}× | gather {r['gather_wait_ms']:.2f} ms | "
+                         f"{r['partial_bytes_per_rank'] / 1024:.0f} KiB gathered per rank |")
+    return lines
+
+
 def main():
     out_dir = sys.argv[1]
     context, peak, peak_all, bandwidth, rows, serving, module_rows = parse_bench([os.path.join(out_dir, "bench.json")])
@@ -642,6 +667,8 @@ def main():
                          f"| {(m['peak_rss_bytes'] - m['rss_before_call_bytes']) / 2**20:.1f} MiB |")
     lines += serving_section(serving, rows, bandwidth, peak, cores)
     lines += modules_section(module_rows, layer_rows, peak, cores)
+    mpi_path = os.path.join(out_dir, "mpi.jsonl")
+    lines += mpi_section([json.loads(line) for line in open(mpi_path)] if os.path.exists(mpi_path) else [])
     made = plots(rows, peak, peak_all, memory, int(context.get("causalattn_row_block", 0)), cores, out_dir) + decode_plot(serving, bandwidth, cores, out_dir)
     if made:
         lines += ["", "## Plots", ""] + [f"![{m}]({m})" for m in made]

@@ -26,7 +26,7 @@ cmake --build "$build" -j "$(nproc)" > /dev/null
 out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)"
 if [ $quick -eq 1 ]; then out="$out-quick"; fi
 mkdir -p "$out"
-rm -f "$out/torch.json" "$out/memory.jsonl"
+rm -f "$out/torch.json" "$out/memory.jsonl" "$out/mpi.jsonl"
 
 filter='.*'
 min_time=0.2
@@ -38,7 +38,7 @@ if [ $quick -eq 1 ]; then
 fi
 start=$(date +%s)
 total=$("$build/bench/causalattn_bench" --benchmark_list_tests --benchmark_filter="$filter" | wc -l)
-echo "1/4 benchmark sweep: $total cases (raw JSON: $out/bench.json)"
+echo "1/5 benchmark sweep: $total cases (raw JSON: $out/bench.json)"
 # Progress: one line per finished case (its median over repetitions), with how many are left
 # and the time so far.
 stdbuf -oL "$build/bench/causalattn_bench" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
@@ -56,7 +56,7 @@ stdbuf -oL "$build/bench/causalattn_bench" --benchmark_filter="$filter" --benchm
 rm -f "$out"/headline-*.json
 if [ $quick -eq 0 ]; then
   headline='BM_PeakFma|BM_Attention/T:4096/|BM_TextbookBlas/T:4096/|BM_Linear(Blas)?/M:4096/N:1024/K:1024/'
-  echo "2/4 headline cases again, interleaved: 3 passes of $("$build/bench/causalattn_bench" \
+  echo "2/5 headline cases again, interleaved: 3 passes of $("$build/bench/causalattn_bench" \
     --benchmark_list_tests --benchmark_filter="$headline" | wc -l) cases (raw JSON: $out/headline-*.json)"
   for pass in 1 2 3; do
     "$build/bench/causalattn_bench" --benchmark_filter="$headline" --benchmark_min_time=0.05 \
@@ -67,13 +67,32 @@ if [ $quick -eq 0 ]; then
 fi
 
 # Peak memory: one process per (method, T), since a process's peak only grows.
-echo "3/4 peak memory, D=128, H=8, all threads: ${#memory_lens[@]} lengths × 2 methods"
+echo "3/5 peak memory, D=128, H=8, all threads: ${#memory_lens[@]} lengths × 2 methods"
 for t in "${memory_lens[@]}"; do
   for method in causal textbook; do
     "$build/bench/causalattn_peak_memory" "$method" "$t" 128 8 "$(nproc)" >> "$out/memory.jsonl"
   done
   echo "[$(($(date +%s) - start))s] memory T=$t done"
 done
+
+# Scale-out over MPI (causalattn::mpi): 2 ranks × 1 thread against one process with 2 threads on
+# the same cores, ring prefill (zigzag and contiguous shards) and sharded-cache decode.
+if [ -x "$build/bench/causalattn_mpi_bench" ] && command -v mpirun > /dev/null; then
+  mpi_tokens=16384 mpi_reps=3 decode_len=32768
+  [ $quick -eq 1 ] && mpi_tokens=2048 mpi_reps=1 decode_len=4096
+  echo "4/5 scale-out over MPI: 2 ranks, ring T=$mpi_tokens (zigzag, contiguous), decode Tk=$decode_len"
+  # Open MPI refuses root unless told (CI runs as root).
+  [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  for sharding in zigzag contiguous; do
+    mpirun -np 2 --oversubscribe --bind-to none "$build/bench/causalattn_mpi_bench" --mode ring \
+      --tokens $mpi_tokens --dim 128 --heads 8 --sharding $sharding --reps $mpi_reps >> "$out/mpi.jsonl"
+  done
+  mpirun -np 2 --oversubscribe --bind-to none "$build/bench/causalattn_mpi_bench" --mode decode \
+    --tokens $decode_len --dim 128 --heads 32 --kv-heads 8 --reps $mpi_reps >> "$out/mpi.jsonl"
+  echo "[$(($(date +%s) - start))s] scale-out done"
+else
+  echo "4/5 scale-out over MPI: skipped (no causalattn_mpi_bench or mpirun: tools/install-deps.sh installs Open MPI)"
+fi
 
 python=""
 if [ $with_torch -eq 1 ]; then
@@ -89,12 +108,12 @@ elif /usr/bin/python3 -c "import torch" 2> /dev/null; then
   python=/usr/bin/python3
 fi
 if [ -n "$python" ]; then
-  echo "4/4 PyTorch baselines ($python)"
+  echo "5/5 PyTorch baselines ($python)"
   quick_arg=()
   [ $quick -eq 1 ] && quick_arg=(--quick)
   "$python" "$root/tools/torch_bench.py" "$out/torch.json" "${quick_arg[@]}"
 else
-  echo "4/4 PyTorch baselines: skipped (no importable torch; --with-torch installs one)"
+  echo "5/5 PyTorch baselines: skipped (no importable torch; --with-torch installs one)"
 fi
 
 /usr/bin/python3 "$root/tools/report.py" "$out"

@@ -48,9 +48,9 @@ Result mpi_failure(int code, const char* what) {
 }
 
 Result wait_all(std::vector<MPI_Request>& requests, const Deadline& deadline, const char* what) {
-  // Spin a little (a step's transfers are usually done or nearly), then back off to sleeps so a
-  // rank waiting on a slow peer leaves the cores to it.
-  auto pause = std::chrono::microseconds(0);
+  // Poll, yielding the core between polls: transports that copy through shared-memory FIFOs or
+  // sockets move a message a fragment per poll, so sleeping here would stretch every transfer,
+  // while a yield still leaves the core to a peer process that shares it.
   for (;;) {
     int done = 0;
     const int code = MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
@@ -61,8 +61,7 @@ Result wait_all(std::vector<MPI_Request>& requests, const Deadline& deadline, co
                                                 std::to_string(deadline.seconds) +
                                                 " s (a rank not in this call?); the communicator may be broken now"};
     }
-    if (pause.count() > 0) std::this_thread::sleep_for(pause);
-    pause = std::min(std::chrono::microseconds(1000), pause + std::chrono::microseconds(10));
+    std::this_thread::yield();
   }
 }
 

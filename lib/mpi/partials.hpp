@@ -9,12 +9,10 @@
 
 namespace causalattn::mpi {
 
+// One block of partial results, in memory the caller owns.
 struct Partial {
-  std::vector<float> out, lse;
-
-  Partial() = default;
-  Partial(int64_t heads, int64_t rows, int64_t dim)
-      : out(static_cast<std::size_t>(heads * rows * dim)), lse(static_cast<std::size_t>(heads * rows)) {}
+  float* out;
+  float* lse;
 };
 
 // The layout of a Partial's out.
@@ -38,7 +36,7 @@ struct SinkPart {
 
 // A Partial as a causalattn_merge part.
 inline causalattn_partial part_of(const Partial& p, int64_t heads, int64_t rows, int64_t dim) {
-  return {p.out.data(), partial_layout(heads, rows, dim), p.lse.data(), CAUSALATTN_DTYPE_F32};
+  return {p.out, partial_layout(heads, rows, dim), p.lse, CAUSALATTN_DTYPE_F32};
 }
 
 }  // namespace causalattn::mpi

@@ -29,6 +29,11 @@ constexpr int64_t kMaxSequences = int64_t{1} << 20;
 constexpr int64_t kMaxHeads = int64_t{1} << 16;
 constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;  // a block goes in messages of at most this
 
+// The ring's memory (two K/V blocks, three f32 results of this rank's queries), kept per calling
+// thread between calls and grown as needed: faulting in fresh pages took longer than a T = 4096
+// ring's transfers.
+thread_local std::vector<std::byte> scratch;
+
 // The sizes every rank agrees on, resolved.
 struct Sizes {
   int64_t q_heads, kv_heads, head_dim, head_dim_v;
@@ -196,15 +201,30 @@ class Ring {
     return true;
   }
 
-  // The buffers: two blocks (the one in hand, the one arriving) and each query piece's partials.
+  // The buffers: two blocks (the one in hand, the one arriving) and each query piece's partials,
+  // carved from this thread's scratch.
   void allocate() {
+    auto round_up = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
     std::size_t largest = 0;
-    for (const Block& b : blocks_) largest = std::max(largest, b.bytes);
-    for (auto& buffer : buffers_) buffer.assign(largest, std::byte{0});
+    for (const Block& b : blocks_) largest = std::max(largest, round_up(b.bytes));
+    std::size_t bytes = 2 * largest + 64;
+    for (const Piece& p : pieces_[rank_]) {
+      bytes += 3 * round_up(static_cast<std::size_t>(z_.q_heads * p.tokens * (z_.head_dim_v + 1)) * sizeof(float));
+    }
+    if (scratch.size() < bytes) scratch.resize(bytes);
+    auto* at = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) / 64 * 64);
+    for (std::byte*& buffer : buffers_) {
+      buffer = at;
+      at += largest;
+    }
     for (const Piece& p : pieces_[rank_]) {
       PieceResult& state = state_.emplace_back();
-      if (p.tokens == 0) continue;
-      for (Partial& partial : state.partials) partial = Partial(z_.q_heads, p.tokens, z_.head_dim_v);
+      const std::size_t rows = static_cast<std::size_t>(z_.q_heads * p.tokens);
+      for (Partial& partial : state.partials) {
+        partial.out = reinterpret_cast<float*>(at);
+        partial.lse = partial.out + rows * static_cast<std::size_t>(z_.head_dim_v);
+        at += round_up(rows * static_cast<std::size_t>(z_.head_dim_v + 1) * sizeof(float));
+      }
     }
   }
 
@@ -217,28 +237,29 @@ class Ring {
       const bool holds = t == 0 || forwards(held, t - 1);
       std::vector<MPI_Request> requests;
       if (holds && forwards(held, t)) {
-        if (Result r = post(buffers_[t % 2].data(), blocks_[held].bytes, (rank_ + 1) % ranks_, true, &requests)) {
+        if (Result r = post(buffers_[t % 2], blocks_[held].bytes, (rank_ + 1) % ranks_, true, &requests)) {
           return r;
         }
         bytes_sent_ += static_cast<int64_t>(blocks_[held].bytes);
       }
       const int arriving = (rank_ - 1 - t + 2 * ranks_) % ranks_;
       if (forwards(arriving, t)) {
-        if (Result r = post(buffers_[(t + 1) % 2].data(), blocks_[arriving].bytes, (rank_ - 1 + ranks_) % ranks_, false,
+        if (Result r = post(buffers_[(t + 1) % 2], blocks_[arriving].bytes, (rank_ - 1 + ranks_) % ranks_, false,
                             &requests)) {
           return r;
         }
       }
       const Clock::time_point compute_start = Clock::now();
       if (holds && sees_[held][rank_] && !*failure) {
-        *failure = compute(held, buffers_[t % 2].data(), requests);
+        *failure = compute(held, buffers_[t % 2], requests);
         ++steps_;
       }
       compute_seconds_ += seconds_since(compute_start);
       const Clock::time_point wait_start = Clock::now();
       if (Result r = wait_all(requests, Deadline::after(timeout_), "a ring step's K/V transfer")) {
         if (r.status == CAUSALATTN_MPI_ERROR_TIMEOUT) {
-          for (auto& buffer : buffers_) abandon(std::move(buffer));
+          abandon(std::move(scratch));  // a late peer may still write into it
+          scratch = {};
         }
         return r;
       }
@@ -326,7 +347,7 @@ class Ring {
   void pack_own_block() {
     const causalattn_attend_args& l = a_.local;
     const Block& b = blocks_[rank_];
-    std::byte* block = buffers_[0].data();
+    std::byte* block = buffers_[0];
     for (int64_t h = 0; h < z_.kv_heads; ++h) {
       for (int64_t t = 0; t < b.tokens; ++t) {
         std::memcpy(block + (h * b.tokens + t) * z_.k_row_bytes,
@@ -361,11 +382,11 @@ class Ring {
           c.k_layout = {0, b.tokens * z_.k_row_units, z_.k_row_units};
           c.v = block + b.v_offset + (g * b.tokens + k.offset) * z_.v_row_bytes;
           c.v_layout = {0, b.tokens * z_.v_row_units, z_.v_row_units};
-          c.out = fresh.out.data() + g * group * q.tokens * z_.head_dim_v;
+          c.out = fresh.out + g * group * q.tokens * z_.head_dim_v;
           c.out_layout = partial_layout(z_.q_heads, q.tokens, z_.head_dim_v);
           c.options = l.options;
           c.options.flags = CAUSALATTN_EXPLICIT_POSITIONS | (causal_ ? 0u : CAUSALATTN_NON_CAUSAL);
-          c.options.lse = fresh.lse.data() + g * group * q.tokens;
+          c.options.lse = fresh.lse + g * group * q.tokens;
           c.window = l.window;
           c.q_dtype = l.q_dtype;
           c.k_dtype = l.k_dtype;
@@ -386,8 +407,8 @@ class Ring {
                                              part_of(fresh, z_.q_heads, q.tokens, z_.head_dim_v)};
         Partial& spare = state.partials[state.spare];
         const causalattn_shape shape{1, z_.q_heads, z_.q_heads, q.tokens, q.tokens, z_.head_dim_v};
-        if (causalattn_merge(&shape, parts, 2, spare.out.data(), partial_layout(z_.q_heads, q.tokens, z_.head_dim_v),
-                             CAUSALATTN_DTYPE_F32, spare.lse.data()) != CAUSALATTN_OK) {
+        if (causalattn_merge(&shape, parts, 2, spare.out, partial_layout(z_.q_heads, q.tokens, z_.head_dim_v),
+                             CAUSALATTN_DTYPE_F32, spare.lse) != CAUSALATTN_OK) {
           return {CAUSALATTN_ERROR_INTERNAL, std::string("merging a ring step: ") + causalattn_last_error()};
         }
         std::swap(state.merged, state.spare);
@@ -406,7 +427,7 @@ class Ring {
   const bool causal_;
   std::vector<std::vector<bool>> sees_;     // [block j][rank r]
   std::vector<Block> blocks_;
-  std::vector<std::byte> buffers_[2];
+  std::byte* buffers_[2] = {nullptr, nullptr};
   std::vector<PieceResult> state_;               // per piece of this rank
   double compute_seconds_ = 0, wait_seconds_ = 0;
   int64_t bytes_sent_ = 0;
