@@ -80,6 +80,22 @@ double alone_on_rank_0(Body body) {
   return seconds;
 }
 
+// A causalattn_attend call on contiguous [heads][tokens][D] tensors.
+causalattn_attend_args contiguous_call(const causalattn_shape& shape, const float* q, const float* k, const float* v,
+                                       float* out) {
+  causalattn_attend_args a{};
+  a.shape = shape;
+  a.q = q;
+  a.q_layout = {shape.q_heads * shape.q_len * shape.head_dim, shape.q_len * shape.head_dim, shape.head_dim};
+  a.k = k;
+  a.k_layout = {shape.kv_heads * shape.kv_len * shape.head_dim, shape.kv_len * shape.head_dim, shape.head_dim};
+  a.v = v;
+  a.v_layout = a.k_layout;
+  a.out = out;
+  a.out_layout = a.q_layout;
+  return a;
+}
+
 double max_over_ranks(double x) {
   double m = 0;
   MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -103,15 +119,7 @@ void ring(const Options& o) {
   std::vector<float> q = random_values(H * n * D, 1 + rank), k = random_values(Hkv * n * D, 100 + rank),
                      v = random_values(Hkv * n * D, 200 + rank), out(static_cast<size_t>(H * n * D));
   causalattn_mpi_ring_args a{};
-  a.local.shape = {1, H, Hkv, n, n, D};
-  a.local.q = q.data();
-  a.local.q_layout = {H * n * D, n * D, D};
-  a.local.k = k.data();
-  a.local.k_layout = {Hkv * n * D, n * D, D};
-  a.local.v = v.data();
-  a.local.v_layout = a.local.k_layout;
-  a.local.out = out.data();
-  a.local.out_layout = a.local.q_layout;
+  a.local = contiguous_call({1, H, Hkv, n, n, D}, q.data(), k.data(), v.data(), out.data());
   a.local.options.num_threads = 1;
   const int64_t seq_len = T;
   a.shard = {1, &seq_len, positions, tokens};
@@ -127,16 +135,8 @@ void ring(const Options& o) {
     all_v = random_values(Hkv * T * D, 9);
     all_out.resize(static_cast<size_t>(H * T * D));
   }
-  causalattn_attend_args whole{};
-  whole.shape = {1, H, Hkv, T, T, D};
-  whole.q = all_q.data();
-  whole.q_layout = {H * T * D, T * D, D};
-  whole.k = all_k.data();
-  whole.k_layout = {Hkv * T * D, T * D, D};
-  whole.v = all_v.data();
-  whole.v_layout = whole.k_layout;
-  whole.out = all_out.data();
-  whole.out_layout = whole.q_layout;
+  causalattn_attend_args whole =
+      contiguous_call({1, H, Hkv, T, T, D}, all_q.data(), all_k.data(), all_v.data(), all_out.data());
   whole.options.num_threads = ranks;
 
   // The ring's transfers alone: ranks - 1 steps of the largest block (K and V of a shard), each
@@ -194,15 +194,7 @@ void decode(const Options& o) {
   std::vector<float> q = random_values(H * D, 5), k = random_values(Hkv * count * D, 10 + rank),
                      v = random_values(Hkv * count * D, 20 + rank), out(static_cast<size_t>(H * D));
   causalattn_mpi_decode_args a{};
-  a.local.shape = {1, H, Hkv, 1, count, D};
-  a.local.q = q.data();
-  a.local.q_layout = {H * D, D, D};
-  a.local.k = k.data();
-  a.local.k_layout = {Hkv * count * D, count * D, D};
-  a.local.v = v.data();
-  a.local.v_layout = a.local.k_layout;
-  a.local.out = out.data();
-  a.local.out_layout = a.local.q_layout;
+  a.local = contiguous_call({1, H, Hkv, 1, count, D}, q.data(), k.data(), v.data(), out.data());
   a.local.options.flags = CAUSALATTN_EXPLICIT_POSITIONS;
   a.local.options.num_threads = 1;
   a.local.q_pos_offset = Tk - 1;
@@ -217,16 +209,7 @@ void decode(const Options& o) {
     all_k = random_values(Hkv * Tk * D, 30);
     all_v = random_values(Hkv * Tk * D, 40);
   }
-  causalattn_attend_args whole{};
-  whole.shape = {1, H, Hkv, 1, Tk, D};
-  whole.q = q.data();
-  whole.q_layout = a.local.q_layout;
-  whole.k = all_k.data();
-  whole.k_layout = {Hkv * Tk * D, Tk * D, D};
-  whole.v = all_v.data();
-  whole.v_layout = whole.k_layout;
-  whole.out = out.data();
-  whole.out_layout = a.local.q_layout;
+  causalattn_attend_args whole = contiguous_call({1, H, Hkv, 1, Tk, D}, q.data(), all_k.data(), all_v.data(), out.data());
   whole.options.num_threads = ranks;
 
   constexpr int kSteps = 20;  // decode steps per repetition: the median step is reported
