@@ -40,7 +40,11 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_SANITIZE=ad
   -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=OFF > /dev/null
 cmake --build "$build" -j "$jobs"
 (cd "$build" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --output-on-failure -j "$jobs" -LE 'build|large' "$@")
+  ctest --output-on-failure -j "$jobs" -LE 'build|large|mpi' "$@")
+# The MPI tests (where built) without the leak check: Open MPI keeps allocations at MPI_Finalize
+# from components it has already unloaded, which no suppression can name.
+(cd "$build" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -L mpi --no-tests=ignore "$@")
 
 # ThreadSanitizer over the tests labelled threads. clang, because its -fsanitize-ignorelist lets
 # TBB's header code stay uninstrumented like Debian's libtbb (tools/sanitizers/tsan-ignorelist.txt).
