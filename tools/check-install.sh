@@ -10,3 +10,6 @@ cmake -S "$consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE
 cmake --build "$work/build" > /dev/null
 "$work/build/consumer_cpp"
 "$work/build/consumer_c"
+if [ -x "$work/build/consumer_mpi" ]; then
+  "$work/build/consumer_mpi"
+fi
