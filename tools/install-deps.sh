@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages causalattn needs, only those missing; quiet when all are there.
-# Usage: tools/install-deps.sh [--report | --torch | --sanitize]
-#   --report    adds what tools/report.sh needs; --torch what its --with-torch needs;
+# Usage: tools/install-deps.sh [--report | --python | --sanitize]
+#   --report    adds what tools/report.sh needs; --python what tools/python-env.sh needs;
 #   --sanitize  what tools/test.sh --sanitize and tools/fuzz.sh need
 set -euo pipefail
 packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev
@@ -11,12 +11,12 @@ packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-d
 case "${1:-}" in
   # OpenBLAS for the textbook baseline (bench only), matplotlib for the plots.
   --report) packages+=(libopenblas-dev python3-matplotlib) ;;
-  # A virtual environment for PyPI's torch.
-  --torch) packages=(python3-venv python3-pip) ;;
+  # A virtual environment for PyPI's packages (tools/python-env.sh).
+  --python) packages=(python3-venv python3-pip) ;;
   # clang for ThreadSanitizer with an ignorelist and for libFuzzer; its runtimes.
   --sanitize) packages+=(clang-14 libclang-rt-14-dev) ;;
   "") ;;
-  *) echo "usage: $0 [--report | --torch | --sanitize]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--report | --python | --sanitize]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${packages[@]}"; do

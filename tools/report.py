@@ -3,7 +3,8 @@
 
 Inputs in OUT_DIR: bench.json (causalattn_bench), headline-*.json (the headline cases again,
 interleaved; optional), memory.jsonl (causalattn_peak_memory, one line per run; optional),
-torch.json (tools/torch_bench.py; optional).
+torch.json (tools/torch_bench.py; optional), peers.json (tools/peers_bench.py; optional), mpi.jsonl
+(causalattn_mpi_bench; optional).
 Usage: report.py OUT_DIR"""
 import glob
 import json
@@ -11,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+
+import report_peers
 
 HEADLINE_T, HEADLINE_D = 4096, 128
 LABELS = {
@@ -667,9 +670,15 @@ def main():
                          f"| {(m['peak_rss_bytes'] - m['rss_before_call_bytes']) / 2**20:.1f} MiB |")
     lines += serving_section(serving, rows, bandwidth, peak, cores)
     lines += modules_section(module_rows, layer_rows, peak, cores)
+    peers_path = os.path.join(out_dir, "peers.json")
+    peers = json.load(open(peers_path)) if os.path.exists(peers_path) else None
+    if peers:
+        lines += report_peers.section(peers, bandwidth, cores)
     mpi_path = os.path.join(out_dir, "mpi.jsonl")
     lines += mpi_section([json.loads(line) for line in open(mpi_path)] if os.path.exists(mpi_path) else [])
     made = plots(rows, peak, peak_all, memory, int(context.get("causalattn_row_block", 0)), cores, out_dir) + decode_plot(serving, bandwidth, cores, out_dir)
+    if peers:
+        made += report_peers.plots(peers, bandwidth, cores, out_dir)
     if made:
         lines += ["", "## Plots", ""] + [f"![{m}]({m})" for m in made]
     open(os.path.join(out_dir, "report.md"), "w").write("\n".join(lines) + "\n")
