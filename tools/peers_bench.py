@@ -1,7 +1,7 @@
 """The CPU attention a user would pick instead of ours, on this machine, for tools/report.py.
 
 tools/report.sh --with-peers runs it: our Python binding, OpenVINO's ScaledDotProductAttention
-(f32, and bf16 where the CPU has it), ONNX Runtime's GroupQueryAttention (com.microsoft) and
+(f32, and bf16 where the CPU has it), ONNX Runtime's GroupQueryAttention and MultiHeadAttention (com.microsoft) and
 llama.cpp's ggml_flash_attn_ext (f16 and f32 K/V, through bench/peers/ggml_attention.cpp), on the
 same shapes and thread counts. Every method is first checked against a float64 reference at a
 small size; one that disagrees is reported as wrong and not timed. Repetitions run in passes, each
@@ -163,6 +163,39 @@ def ort_gqa():
     return prepare
 
 
+def ort_mha():
+    """ONNX Runtime's MultiHeadAttention (com.microsoft): causal through unidirectional=1, which it
+    computes by materialising the T x T scores; no GQA, so K and V are repeated per query head."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    def prepare(c, q, k, v):
+        H, T, D = q.shape
+        Hkv, S, _ = k.shape
+        # Causal is aligned top-left: a one-token decode step runs non-causal (it sees every key).
+        node = helper.make_node("MultiHeadAttention", ["query", "key", "value"], ["output"], domain="com.microsoft",
+                                num_heads=H, unidirectional=int(c["mode"] == "prefill"))
+        f = TensorProto.FLOAT
+        graph = helper.make_graph([node], "mha", [helper.make_tensor_value_info("query", f, [1, T, H * D]),
+                                                  helper.make_tensor_value_info("key", f, [1, S, H * D]),
+                                                  helper.make_tensor_value_info("value", f, [1, S, H * D])],
+                                  [helper.make_tensor_value_info("output", f, None)])
+        model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17),
+                                                                       helper.make_opsetid("com.microsoft", 1)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = c["threads"]
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        g = H // Hkv
+        feed = {"query": q.transpose(1, 0, 2).reshape(1, T, H * D),
+                "key": np.repeat(k, g, axis=0).transpose(1, 0, 2).reshape(1, S, H * D),
+                "value": np.repeat(v, g, axis=0).transpose(1, 0, 2).reshape(1, S, H * D)}
+
+        def run():
+            return session.run(["output"], feed)[0].reshape(T, H, D).transpose(1, 0, 2)
+        return run
+    return prepare
+
+
 def ggml_driver(path, kv_type):
     if not path or not os.path.exists(path):
         raise Skip("ggml was not built (tools/report.sh --with-peers builds it from PyPI's llama-cpp-python sdist)")
@@ -190,6 +223,7 @@ METHODS = [
     ("openvino_f32", "OpenVINO SDPA f32", 4, 1e-4),
     ("openvino_bf16", "OpenVINO SDPA bf16", 4, 3e-2),
     ("ort_gqa", "ONNX Runtime GQA f32", 4, 1e-4),
+    ("ort_mha", "ONNX Runtime MHA f32 (T×T scores)", 4, 1e-4),
     ("ggml_f16", "ggml flash_attn_ext, f16 K/V", 2, 2e-3),  # its one-query path rounds Q to f16
     ("ggml_f32", "ggml flash_attn_ext, f32 K/V", 4, 2e-5),
 ]
@@ -201,7 +235,7 @@ def make_methods(ggml_path):
     factories = {
         "causalattn": lambda: ours("f32"), "causalattn_f16kv": lambda: ours("f16"),
         "openvino_f32": lambda: openvino_sdpa("f32"), "openvino_bf16": lambda: openvino_sdpa("bf16"),
-        "ort_gqa": ort_gqa,
+        "ort_gqa": ort_gqa, "ort_mha": ort_mha,
     }
     for name, _, _, _ in METHODS:
         try:

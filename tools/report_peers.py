@@ -62,13 +62,15 @@ def section(peers, bandwidth, cores):
     present = [m["name"] for m in peers["methods"] if any(k[0] == m["name"] for k in best)]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(peers.get("versions", {}).items()))
     lines = ["", "## Beside the peers (tools/report.sh --with-peers)", "",
-             f"Same inputs and threads for every method ({versions}; ggml from PyPI's llama-cpp-python sdist, built "
-             "Release, native). Prefill: causal, B=1, H=8, GFLOP/s as ours are counted (2·D·T·(T+1)·H). Decode: one "
-             "query, Hq=32, Hkv=8, ms per step and GB/s of K and V read. OpenVINO aligns causal top-left, so its "
-             "one-token decode runs non-causal (it sees every key, as it should); ONNX Runtime's GQA decodes from "
-             "past_key/past_value, copying them into its present outputs each step; ggml's f16 cache path rounds the "
-             "query to f16. Best time over the passes; each pass ran every (method, case) once in a random order "
-             "with the FMA peak measured at its start. \"ours ÷ best peer\" is the best peer's time over ours.", ""]
+             f"Same inputs and threads for every method ({versions}; ggml from PyPI's llama-cpp-python sdist, "
+             "built Release, native). Prefill: causal, B=1, H=8, GFLOP/s as ours are counted (2·D·T·(T+1)·H). "
+             "Decode: one query, Hq=32, Hkv=8, ms per step and GB/s of K and V read. OpenVINO and ONNX Runtime's "
+             "MHA align causal top-left, so their one-token decode runs non-causal (it sees every key, as it "
+             "should). ONNX Runtime's GQA decodes from past_key/past_value, copying them into its present outputs "
+             "each step; its MHA computes causal attention through the whole T × T score matrix "
+             "(unidirectional=1), with K and V repeated per head (no GQA). ggml's f16 cache path rounds the query "
+             "to f16. Best time over the passes; each pass ran every (method, case) once in a random order with "
+             "the FMA peak measured at its start. \"ours ÷ best peer\" is the best peer's time over ours.", ""]
     headline_line = headline(peers, labels, cores)
     if headline_line:
         lines += [f"**Headline: {headline_line}.**", ""]
