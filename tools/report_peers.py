@@ -12,22 +12,21 @@ def _key(r):
 
 
 def best_seconds(rows):
-    """(method, mode, D, threads, size) -> the best time over the passes, and its FMA peak."""
-    best = {}
+    """(method, mode, D, threads, size) -> (best time over the passes, median time, FMA peak)."""
+    times, peaks = {}, {}
     for r in rows:
-        if not r.get("ok"):
-            continue
-        k = (r["method"],) + _key(r)
-        if k not in best or r["seconds"] < best[k][0]:
-            best[k] = (r["seconds"], r.get("fma_peak"))
-    return best
+        if r.get("ok"):
+            k = (r["method"],) + _key(r)
+            times.setdefault(k, []).append(r["seconds"])
+            peaks[k] = max(peaks.get(k) or 0.0, r.get("fma_peak") or 0.0) or None
+    return {k: (min(v), sorted(v)[len(v) // 2], peaks[k]) for k, v in times.items()}
 
 
 def comparisons(peers):
     """Every (peer, point): our time over theirs and the ratio theirs / ours (> 1: we lead)."""
     best = best_seconds(peers["rows"])
     out = []
-    for (method, mode, d, threads, size), (seconds, _) in best.items():
+    for (method, mode, d, threads, size), (seconds, _, _) in best.items():
         if method.startswith("causalattn"):
             continue
         ours = best.get((OURS.get(method, OURS_DEFAULT), mode, d, threads, size))
@@ -93,7 +92,7 @@ def section(peers, bandwidth, cores):
             for threads in sorted({k[3] for k in best if k[1] == mode and k[2] == d}):
                 sizes = sorted({k[4] for k in best if k[1:4] == (mode, d, threads)})
                 methods = [m for m in present if any(k[0] == m and k[1:4] == (mode, d, threads) for k in best)]
-                unit = "GFLOP/s" if mode == "prefill" else "ms (GB/s)"
+                unit = "GFLOP/s, best / median" if mode == "prefill" else "ms, best / median (GB/s at the best)"
                 lines += ["", f"### {mode}, D={d}, {_threads(threads, cores)}: {unit}", "",
                           f"| {'T' if mode == 'prefill' else 'Tk'} | " + " | ".join(labels[m] for m in methods) +
                           " | ours ÷ best peer | FMA peak |", "|---|" + "---|" * (len(methods) + 2)]
@@ -104,12 +103,13 @@ def section(peers, bandwidth, cores):
                         if not got:
                             cells.append("")
                             continue
-                        seconds, peak = got[0], got[1] or peak
+                        seconds, median, peak = got[0], got[1], got[2] or peak
                         if mode == "prefill":
-                            cells.append(f"{2.0 * d * size * (size + 1) * 8 / seconds / 1e9:.1f}")
+                            rate = 2.0 * d * size * (size + 1) * 8 / 1e9
+                            cells.append(f"{rate / seconds:.1f} / {rate / median:.1f}")
                         else:
                             gbps = 2.0 * size * 8 * d * kv_bytes[m] / seconds / 1e9
-                            cells.append(f"{seconds * 1e3:.2f} ({gbps:.1f})")
+                            cells.append(f"{seconds * 1e3:.2f} / {median * 1e3:.2f} ({gbps:.1f})")
                         if not m.startswith("causalattn"):
                             peer_times.append(seconds)
                     ours = best.get((OURS_DEFAULT, mode, d, threads, size))
