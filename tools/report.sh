@@ -49,7 +49,9 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAUSALATTN_BUILD_TESTS
   -DCAUSALATTN_GGML_SOURCE="$ggml_source" > /dev/null
 cmake --build "$build" -j "$(nproc)" > /dev/null
 if [ -n "$ggml_source" ]; then
-  cmake --build "$build" -j "$(nproc)" --target causalattn_ggml_attention > /dev/null || echo "ggml: build failed"
+  # (ggml's own warnings go to the log, not the console.)
+  cmake --build "$build" -j "$(nproc)" --target causalattn_ggml_attention > "$build/ggml-build.log" 2>&1 ||
+    echo "ggml: build failed ($build/ggml-build.log); reported as skipped"
 fi
 out="$root/reports/$(date +%Y-%m-%d)-$(hostname -s)"
 if [ $quick -eq 1 ]; then out="$out-quick"; fi
