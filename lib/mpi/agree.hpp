@@ -29,6 +29,10 @@ Result agree(MPI_Comm comm, const Deadline& deadline, const Result& mine, const 
 Result exchange(MPI_Comm comm, const Deadline& deadline, const std::vector<int64_t>& mine,
                 std::vector<std::vector<int64_t>>* all, const char* what);
 
+// The most query heads a call may give: hash_floats reads that many sinks and slopes of a rank
+// before its own checks have read them.
+constexpr int64_t kMaxHeads = int64_t{1} << 16;
+
 // FNV-1a over n floats' bits (0 for nullptr): sinks and slopes are compared by this.
 int64_t hash_floats(const float* values, int64_t n);
 

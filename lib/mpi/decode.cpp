@@ -24,7 +24,6 @@ namespace causalattn::mpi {
 
 namespace {
 
-constexpr int64_t kMaxHeads = int64_t{1} << 16;
 
 // Sequence s's query rows: the batch and first token they have in q, out and the LSE, and how many.
 struct QueryRows {
@@ -99,10 +98,10 @@ Result check_and_compute(const causalattn_mpi_decode_args& a, int rank, int rank
   // The shape and options first (nothing read through a tensor pointer), so the scratch is sized
   // from checked numbers.
   size_t bytes = 0;
-  if (causalattn_attend_workspace_size(&l, &bytes) != CAUSALATTN_OK) return {CAUSALATTN_ERROR_INVALID_SHAPE, causalattn_last_error()};
+  if (int status = causalattn_attend_workspace_size(&l, &bytes)) return {status, causalattn_last_error()};
   const bool result_rank = a.root < 0 || a.root == rank;
-  if (result_rank && causalattn_attend_validate(&l) != CAUSALATTN_OK) {
-    return {causalattn_attend_validate(&l), causalattn_last_error()};
+  if (result_rank) {
+    if (int status = causalattn_attend_validate(&l)) return {status, causalattn_last_error()};
   }
   try {
     call->emplace(l);

@@ -26,7 +26,6 @@ namespace causalattn::mpi {
 namespace {
 
 constexpr int64_t kMaxSequences = int64_t{1} << 20;
-constexpr int64_t kMaxHeads = int64_t{1} << 16;
 constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;  // a block goes in messages of at most this
 
 // The ring's memory (two K/V blocks, three f32 results of this rank's queries), kept per calling
@@ -137,8 +136,8 @@ Result check_local(const causalattn_mpi_ring_args& a, int64_t* total_tokens) {
   if (l.shape.q_heads < 1 || l.shape.q_heads > kMaxHeads) {
     return {CAUSALATTN_ERROR_INVALID_SHAPE, "local.shape.q_heads must be in [1, 65536]"};
   }
-  if (total > 0 && causalattn_attend_validate(&l) != CAUSALATTN_OK) {
-    return {causalattn_attend_validate(&l), causalattn_last_error()};
+  if (total > 0) {
+    if (int status = causalattn_attend_validate(&l)) return {status, causalattn_last_error()};
   }
   *total_tokens = total;
   return {};
