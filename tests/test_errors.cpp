@@ -146,7 +146,7 @@ TEST(Errors, OutputsThatAliasInputs) {
 }
 
 TEST(Errors, BadOptions) {
-  { Call c; c.options.flags = 8; expect_rejected(c, CAUSALATTN_ERROR_INVALID_OPTION, "unknown bits"); }
+  { Call c; c.options.flags = 16; expect_rejected(c, CAUSALATTN_ERROR_INVALID_OPTION, "unknown bits"); }
   { Call c; c.options.flags = CAUSALATTN_TOP_LEFT | CAUSALATTN_EXPLICIT_POSITIONS; expect_rejected(c, CAUSALATTN_ERROR_INVALID_OPTION, "exclude each other"); }
   { Call c; c.options.scale = 1.0f / 0.0f; expect_rejected(c, CAUSALATTN_ERROR_INVALID_OPTION, "scale"); }
   { Call c; c.options.scale = __builtin_nanf(""); expect_rejected(c, CAUSALATTN_ERROR_INVALID_OPTION, "scale"); }

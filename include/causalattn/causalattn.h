@@ -37,10 +37,22 @@ typedef struct causalattn_layout {
  * ALiBi use the same positions. A worker holding keys [a, b) and queries [c, d) of a long sequence
  * computes exactly its part of the whole (see causalattn_attend_args.sinks for the sink). */
 #define CAUSALATTN_EXPLICIT_POSITIONS 4u
+/* Batch invariance: the output and LSE of query i of a sequence depend only on that query, the
+ * sequence's keys and values it may see, its head, the call's options and dtypes, and the ISA;
+ * never on how the sequence's queries are split into calls (one prefill, chunks of any size, one
+ * token at a time), on the other sequences of the call, on paged or contiguous K/V, the page size
+ * or block table, the thread count or a workspace. One arithmetic serves every query: the
+ * row-block kernel's, over key splits of CAUSALATTN_INVARIANT_SPLIT_KEYS keys at fixed positions
+ * merged in order (docs/batch-invariance.md is the specification). Without it nothing changes.
+ * Not with dropout. Costs: see docs/performance.md. */
+#define CAUSALATTN_BATCH_INVARIANT 8u
+/* The key splits of CAUSALATTN_BATCH_INVARIANT: keys [s·n, (s+1)·n) of every sequence. */
+#define CAUSALATTN_INVARIANT_SPLIT_KEYS 3072
 
 typedef struct causalattn_options { /* all zeros: causal, default scale, all threads */
   uint32_t flags;                   /* 0, or CAUSALATTN_NON_CAUSAL, CAUSALATTN_TOP_LEFT,
-                                       CAUSALATTN_EXPLICIT_POSITIONS (the last two exclusive) */
+                                       CAUSALATTN_EXPLICIT_POSITIONS (these two exclusive),
+                                       CAUSALATTN_BATCH_INVARIANT */
   float scale;                      /* 0: 1/sqrt(head_dim); otherwise finite */
   int32_t num_threads;              /* 0: what the calling TBB arena allows; > 0: at most this many,
                                        and never more than oneTBB may run at once (its

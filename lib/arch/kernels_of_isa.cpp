@@ -5,6 +5,7 @@
 #include "kernels/attention_row_group.hpp"
 #include "kernels/decode_tile.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/invariant_decode.hpp"
 
 namespace causalattn::kernels {
 
@@ -17,6 +18,8 @@ const KernelTable CAUSALATTN_KERNELS = {
     group_workspace_floats<CAUSALATTN_ARCH>,
     decode_workspace_floats<CAUSALATTN_ARCH>,
     decode_chunk<CAUSALATTN_ARCH>,
+    invariant_decode_workspace_floats<CAUSALATTN_ARCH>,
+    invariant_decode_chunk<CAUSALATTN_ARCH>,
     GemmBlocking<CAUSALATTN_ARCH>::kNr,
     GemmBlocking<CAUSALATTN_ARCH>::kMc,
     GemmBlocking<CAUSALATTN_ARCH>::kMr,

@@ -36,7 +36,8 @@ int prepare(const causalattn_attend_args& args, bool with_tensors, Call* call, P
                static_cast<Dtype>(raw_dtype(args.k_dtype)), static_cast<Dtype>(raw_dtype(args.v_dtype)),
                static_cast<Dtype>(raw_dtype(args.out_dtype)), args.options.flags & detail::kAlignmentFlags,
                lengths.uniform() && !detail::has_sequence_offsets(args),
-               args.head_dim_v != 0 ? args.head_dim_v : args.shape.head_dim};
+               args.head_dim_v != 0 ? args.head_dim_v : args.shape.head_dim,
+               (args.options.flags & CAUSALATTN_BATCH_INVARIANT) != 0};
   if (detail::Problem problem = make_plan(*call, with_tensors, plan)) {
     return report(problem.status, std::move(problem.message));
   }

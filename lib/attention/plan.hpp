@@ -32,6 +32,7 @@ struct Call {
   uint32_t alignment;  // 0 (bottom-right), CAUSALATTN_TOP_LEFT or CAUSALATTN_EXPLICIT_POSITIONS
   bool uniform;        // every sequence alike: uniform lengths, no per-sequence offsets
   int64_t head_dim_v;  // V's and out's head size (head_dim_v, or head_dim when 0)
+  bool invariant;      // CAUSALATTN_BATCH_INVARIANT (docs/batch-invariance.md)
 };
 
 // Where sequence s's tensors start, resolved from the packed or padded forms.
@@ -110,7 +111,11 @@ inline kernels::KvRows kv_rows(const Call& c, const Sequence& q, int64_t kv_head
 // consecutive query heads of one KV head; its keys are cut into chunks of kDecodeChunkKeys at
 // fixed positions (multiples of the chunk size: sizes alone decide them), computed in parallel
 // into partial results, then merged in chunk order.
+// In the batch-invariant mode the chunks are the mode's key splits, and the decode kernel is its
+// own, with the row blocks' arithmetic (kernels/invariant_decode.hpp).
 constexpr int64_t kDecodeChunkKeys = 1024;
+
+inline int64_t chunk_keys(const Call& c) { return c.invariant ? CAUSALATTN_INVARIANT_SPLIT_KEYS : kDecodeChunkKeys; }
 
 // (The decode kernel has no dropout: with it, short sequences take the row-block kernel.)
 inline bool is_decode(const Call& c, const Sequence& q) {
@@ -120,7 +125,7 @@ inline bool is_decode(const Call& c, const Sequence& q) {
 struct DecodeSpan {
   int64_t first_key;    // the lowest key any row sees
   int64_t end_key;      // past the highest key any row sees
-  int64_t first_chunk;  // first_key / kDecodeChunkKeys
+  int64_t first_chunk;  // first_key / chunk_keys(c)
   int64_t chunks;
 };
 
@@ -130,8 +135,9 @@ inline DecodeSpan decode_span(const Call& c, const Sequence& q) {
   DecodeSpan d{};
   d.end_key = c.causal ? std::clamp<int64_t>(q.q_len + q.diagonal, 0, q.kv_len) : q.kv_len;
   d.first_key = q.window > 0 ? std::clamp<int64_t>(q.diagonal - q.window + 1, 0, d.end_key) : 0;
-  d.first_chunk = d.first_key / kDecodeChunkKeys;
-  d.chunks = d.end_key > d.first_key ? (d.end_key + kDecodeChunkKeys - 1) / kDecodeChunkKeys - d.first_chunk : 0;
+  const int64_t n = chunk_keys(c);
+  d.first_chunk = d.first_key / n;
+  d.chunks = d.end_key > d.first_key ? (d.end_key + n - 1) / n - d.first_chunk : 0;
   return d;
 }
 

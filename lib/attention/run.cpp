@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "attention/invariant.hpp"
 #include "attention/merge_row.hpp"
 #include "parallel/parallel.hpp"
 
@@ -43,10 +44,15 @@ bool copies_kv(const Call& c) {
   return aliases_in_l1(c.args.k_layout, c.args.shape.head_dim, paged) || aliases_in_l1(c.args.v_layout, c.head_dim_v, paged);
 }
 
-// A slot: the row blocks' workspaces (and the group's, with_group) or a decode chunk's.
+// A slot: the row blocks' workspaces (and the group's, with_group) or a decode chunk's; in the
+// batch-invariant mode always the group's, then the split partials and merges of a row group.
 std::size_t slot_floats(const Call& c, bool with_group) {
   const kernels::KernelTable& kernel = *c.kernel;
   const int64_t D = c.args.shape.head_dim, Dv = c.head_dim_v;
+  if (c.invariant) {
+    return std::max(kMaxGroup * kernel.workspace_floats(D, Dv) + kernel.group_workspace_floats(D, Dv) + invariant_merge_floats(c),
+                    kernel.invariant_decode_workspace_floats(D, Dv));
+  }
   const std::size_t group = with_group ? kernel.group_workspace_floats(D, Dv) : 0;
   return std::max(kMaxGroup * kernel.workspace_floats(D, Dv) + group, kernel.decode_workspace_floats(D, Dv));
 }
@@ -62,12 +68,42 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
                     float* workspace) {
   const causalattn_shape& s = c.args.shape;
   const Sequence q = sequence(c, task.seq);
-  const int64_t head = task.head, kv_head = head / c.group;
+  const int64_t head = task.head;
   const std::size_t block_floats = kernel.workspace_floats(s.head_dim, c.head_dim_v);
   float* const group_workspace = workspace + kMaxGroup * block_floats;
   const int64_t blocks = row_blocks(q, kernel.rows);
   const int64_t groups = row_groups(q, kernel.rows, plan.blocks_per_group);
+  const kernels::RowBlockArgs common = row_block_args(c, task.seq, q, head);
 
+  const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
+  for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
+    kernels::RowBlockArgs block_args[kMaxGroup];
+    int count = 0;
+    const int64_t first = group_ids[g] * plan.blocks_per_group;
+    for (int64_t block = first; block < std::min(first + plan.blocks_per_group, blocks); ++block) {
+      kernels::RowBlockArgs& a = block_args[count];
+      a = common;
+      a.q_begin = block * kernel.rows;
+      a.q_count = std::min<int64_t>(q.q_len - a.q_begin, kernel.rows);
+      a.q = query_row(c, q, head, a.q_begin);
+      a.out = out_row(c, q, head, a.q_begin);
+      a.lse = lse_at(c, q, head, a.q_begin);
+      a.workspace = workspace + count * block_floats;
+      ++count;
+    }
+    if (c.invariant) {
+      run_invariant_blocks(c, q, block_args, count, group_workspace);
+    } else {
+      kernel.row_blocks(block_args, count, group_workspace);
+    }
+  }
+}
+
+}  // namespace
+
+kernels::RowBlockArgs row_block_args(const Call& c, int64_t seq, const Sequence& q, int64_t head) {
+  const causalattn_shape& s = c.args.shape;
+  const int64_t kv_head = head / c.group;
   kernels::RowBlockArgs common{};
   common.q_stride = c.args.q_layout.token * unit_bytes(c.q_dtype);
   common.q_dtype = c.q_dtype;
@@ -86,32 +122,17 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
   common.dropout_threshold = c.dropout_threshold;
   common.dropout_scale = c.dropout_scale;
   common.dropout_seed = c.args.dropout.seed;
-  common.sequence = static_cast<uint32_t>(task.seq);
+  common.sequence = static_cast<uint32_t>(seq);
   common.head = static_cast<uint32_t>(head);
   common.softcap = c.args.softcap;
   common.alibi_slope = alibi_slope_of(c, head);
   common.sink = sink_of(c, q, head);
   common.has_sink = common.sink != -__builtin_inff();  // (a sink of -inf is none)
-
-  const int64_t group_ids[2] = {task.index, groups - 1 - task.index};
-  for (int g = 0; g < (group_ids[0] == group_ids[1] ? 1 : 2); ++g) {
-    kernels::RowBlockArgs block_args[kMaxGroup];
-    int count = 0;
-    const int64_t first = group_ids[g] * plan.blocks_per_group;
-    for (int64_t block = first; block < std::min(first + plan.blocks_per_group, blocks); ++block) {
-      kernels::RowBlockArgs& a = block_args[count];
-      a = common;
-      a.q_begin = block * kernel.rows;
-      a.q_count = std::min<int64_t>(q.q_len - a.q_begin, kernel.rows);
-      a.q = query_row(c, q, head, a.q_begin);
-      a.out = out_row(c, q, head, a.q_begin);
-      a.lse = lse_at(c, q, head, a.q_begin);
-      a.workspace = workspace + count * block_floats;
-      ++count;
-    }
-    kernel.row_blocks(block_args, count, group_workspace);
-  }
+  common.f32_products = c.invariant;
+  return common;
 }
+
+namespace {
 
 // Row r of a decode unit is query t = r % q_len of query head task.head + r / q_len.
 void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const Task& task, float* workspace,
@@ -133,8 +154,8 @@ void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const T
   const int64_t kv_head = task.head / c.group;
   a.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
   a.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
-  a.j_begin = std::max(span.first_key, (span.first_chunk + task.index) * kDecodeChunkKeys);
-  a.j_end = std::min(span.end_key, (span.first_chunk + task.index + 1) * kDecodeChunkKeys);
+  a.j_begin = std::max(span.first_key, (span.first_chunk + task.index) * chunk_keys(c));
+  a.j_end = std::min(span.end_key, (span.first_chunk + task.index + 1) * chunk_keys(c));
   a.head_dim = D;
   a.head_dim_v = Dv;
   a.scale = c.scale;
@@ -142,6 +163,7 @@ void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const T
   a.out = scratch + task.scratch + task.index * rows * Dv;
   a.lse = scratch + task.scratch + span.chunks * rows * Dv + task.index * rows;
   a.workspace = workspace;
+  if (c.invariant) return kernel.invariant_decode_chunk(a);
   kernel.decode_chunk(a);
 }
 
@@ -157,9 +179,16 @@ void run_decode_merge(const Call& c, const Task& task, const float* scratch) {
     std::byte* out = out_row(c, q, head, t);
     float* merged_out = c.out_dtype == Dtype::kF32 ? reinterpret_cast<float*>(out) : merged;
     // The sink joins the merge of the row's chunks: once, however many there are.
-    detail::merge_row(
-        chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * Dv; },
-        Dv, merged_out, lse_at(c, q, head, t), sink_of(c, q, head));
+    if (c.invariant) {
+      float acc[CAUSALATTN_MAX_HEAD_DIM];
+      detail::RunningMerge merge(acc, Dv);
+      for (int64_t p = 0; p < chunks; ++p) merge.add(lses[p * rows + r], outs + (p * rows + r) * Dv);
+      merge.finish(sink_of(c, q, head), merged_out, lse_at(c, q, head, t));
+    } else {
+      detail::merge_row(
+          chunks, [&](int64_t p) { return lses[p * rows + r]; }, [&](int64_t p) { return outs + (p * rows + r) * Dv; },
+          Dv, merged_out, lse_at(c, q, head, t), sink_of(c, q, head));
+    }
     if (merged_out == merged) {
       for (int64_t d = 0; d < Dv; ++d) dtype::store_element<void>(out, c.out_dtype, d, merged[d]);
     }

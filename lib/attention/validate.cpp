@@ -269,7 +269,7 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   }
 
   const causalattn_options& options = a.options;
-  if ((options.flags & ~(CAUSALATTN_NON_CAUSAL | kAlignmentFlags)) != 0) {
+  if ((options.flags & ~(CAUSALATTN_NON_CAUSAL | kAlignmentFlags | CAUSALATTN_BATCH_INVARIANT)) != 0) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "options.flags has unknown bits: " + std::to_string(options.flags));
   }
   const bool causal = (options.flags & CAUSALATTN_NON_CAUSAL) == 0;
@@ -294,6 +294,11 @@ Problem validate_attend(const causalattn_attend_args& a, bool with_tensors, Sequ
   const float p_drop = a.dropout.p;
   if (!(p_drop >= 0.0f && p_drop < 1.0f)) {
     return fail(CAUSALATTN_ERROR_INVALID_OPTION, "dropout.p must be in [0, 1), got " + std::to_string(p_drop));
+  }
+  if (p_drop > 0.0f && (options.flags & CAUSALATTN_BATCH_INVARIANT) != 0) {
+    return fail(CAUSALATTN_ERROR_UNSUPPORTED,
+                "dropout with CAUSALATTN_BATCH_INVARIANT: dropout's mask is drawn per sequence index and query index "
+                "of the call, so it cannot be the same however the queries are batched");
   }
   // Dropout's counter words are 32-bit: sequence, head and query index, and key / 4.
   constexpr int64_t kWord = int64_t{1} << 32;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "causalattn/causalattn.h"
 #include "kernels/attention_microkernels.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/widen.hpp"
@@ -29,11 +30,13 @@ struct BlockState {
         l(m + R), lane_index(l + R) {}
 };
 
-// Query i sees key j iff j <= i + diagonal: keys from kv_end on are never touched.
+// Query i sees key j iff j <= i + diagonal: keys from kv_end on are never touched, nor keys
+// past the block's split (RowBlockArgs::key_end).
 // (A template on Arch, like everything here, so per-ISA objects share no out-of-line symbol.)
 template <class Arch>
 int64_t block_kv_end(const RowBlockArgs& a) {
-  return a.causal ? std::clamp<int64_t>(a.q_begin + a.q_count + a.diagonal, 0, a.kv_len) : a.kv_len;
+  const int64_t end = a.key_end > 0 ? a.key_end : a.kv_len;
+  return a.causal ? std::clamp<int64_t>(a.q_begin + a.q_count + a.diagonal, 0, end) : end;
 }
 
 // The first tile the block needs: with a window, query i needs no key j <= i + diagonal -
@@ -41,9 +44,10 @@ int64_t block_kv_end(const RowBlockArgs& a) {
 // at multiples of kTileKeys, so a block's tiles do not depend on how its range is cut.
 template <class Arch>
 int64_t block_first_tile(const RowBlockArgs& a) {
-  if (a.window == 0) return 0;
+  static_assert(CAUSALATTN_INVARIANT_SPLIT_KEYS % Blocking<Arch>::kTileKeys == 0, "splits start on a tile");
+  if (a.window == 0) return a.key_begin;
   const int64_t first_key = std::max<int64_t>(0, a.q_begin + a.diagonal - a.window + 1);
-  return first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys;
+  return std::max(a.key_begin, first_key / Blocking<Arch>::kTileKeys * Blocking<Arch>::kTileKeys);
 }
 
 // How many keys of [j_begin, j_end) the block computes: those of its tiles that start there.

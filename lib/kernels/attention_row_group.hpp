@@ -37,7 +37,7 @@ template <class Arch>
 void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_workspace) {
   if constexpr (IsaTraits<Arch>::kDotBf16) {
     const RowBlockArgs& a = blocks[0];
-    if (a.q_dtype == Dtype::kBf16 && a.k.dtype == Dtype::kBf16 && a.v.dtype == Dtype::kBf16) {
+    if (!a.f32_products && a.q_dtype == Dtype::kBf16 && a.k.dtype == Dtype::kBf16 && a.v.dtype == Dtype::kBf16) {
       return attention_row_blocks_bf16<Arch>(blocks, count, group_workspace, kChunkKeys<Arch>);
     }
   }

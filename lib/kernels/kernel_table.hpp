@@ -54,6 +54,13 @@ struct RowBlockArgs {
   float alibi_slope;           // 0: none
   bool has_sink;               // false: none
   float sink;
+  // The batch-invariant mode (CAUSALATTN_BATCH_INVARIANT); each field off at zero, so a block
+  // built without them is today's block.
+  // Its softmax covers keys [key_begin, key_end) only (0: kv_len): one split of the mode's fixed
+  // key splits, key_begin a multiple of kTileKeys.
+  int64_t key_begin, key_end;
+  bool f32_products;           // true: bf16 Q, K, V take the f32 kernel, widened, and not the BF16
+                               // dot product, whose rounding of P depends on the block's masking
 };
 
 // Decode: the few queries of one KV head's group (its query heads × a few positions) against a
@@ -108,6 +115,9 @@ struct KernelTable {
   std::size_t (*group_workspace_floats)(int64_t head_dim, int64_t head_dim_v);
   std::size_t (*decode_workspace_floats)(int64_t head_dim, int64_t head_dim_v);
   void (*decode_chunk)(const DecodeArgs& args);
+  // The batch-invariant mode's decode chunk: the row blocks' arithmetic (invariant_decode.hpp).
+  std::size_t (*invariant_decode_workspace_floats)(int64_t head_dim, int64_t head_dim_v);
+  void (*invariant_decode_chunk)(const DecodeArgs& args);
   int gemm_features;                                // features of W per packed panel
   int gemm_rows;                                    // most rows of x a task should take at once
   int gemm_row_panel;                               // rows of the microkernel (tasks take multiples)

@@ -128,6 +128,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
   // Model variants: sinks, softcap, ALiBi slopes, the alignment (explicit positions: small offsets,
   // queries before, among and after their keys).
   const bool with_sinks = in.ConsumeBool(), with_alibi = in.ConsumeBool();
+  const bool invariant = in.ConsumeBool();  // CAUSALATTN_BATCH_INVARIANT (without dropout)
   const float caps[] = {0.0f, 0.0f, 1.0f, 5.0f, 30.0f};
   const float softcap = caps[in.ConsumeIntegralInRange<int>(0, 4)];
   const uint32_t alignments[] = {0u, 0u, CAUSALATTN_TOP_LEFT, CAUSALATTN_EXPLICIT_POSITIONS};
@@ -226,6 +227,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
   a.window = window;
   a.dropout = {p_drop, seed};
   a.options.flags |= alignment;
+  if (invariant && p_drop == 0.0f) a.options.flags |= CAUSALATTN_BATCH_INVARIANT;
   a.q_pos_offset = q_pos;
   a.kv_pos_offset = kv_pos;
   a.sinks = with_sinks ? sinks.data() : nullptr;

@@ -1,0 +1,291 @@
+// The batch-invariant mode's decode kernel (CAUSALATTN_BATCH_INVARIANT): a KV head's few query
+// rows (DecodeArgs) against one key split, with the row-block kernel's arithmetic for every
+// (query, key), so that a decoded token gets the bits of the same token prefilled
+// (docs/batch-invariance.md), but laid out for few queries: the tile's K is transposed once for
+// all rows and the scores take keys in lanes, the output takes head_dim in lanes; K and V are
+// read in their stored types (KT, VT), widened exactly as they load. What must match
+// the row block, and does:
+// - a score is the FMA chain over d = 0, 1, ... of (q_d · scale) · k_d from 0, then the softcap,
+//   then ALiBi's fma(slope, j - top, s) with both relative to the tile's first key;
+// - tiles of kTileKeys keys at multiples of kTileKeys; per tile the maximum over the row's visible
+//   scores, m_ref = m (or 0 while it is -inf), the weights exp(s - m_ref), their sum added key by
+//   key from 0 in key order, alpha = exp(m_old - m_ref) and l = fma(l, alpha, sum);
+// - an output dim is acc = acc · alpha, then the FMA chain over the row's visible keys in order;
+// - finally out = acc · (1 / l) and lse = m + log(l) less ALiBi's constant rest.
+// A tile a row sees no key of leaves its state as the row block's masked tile does: unchanged.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/attention_microkernels.hpp"
+#include "kernels/decode_tile.hpp"
+#include "kernels/kv_rows.hpp"
+#include "kernels/widen.hpp"
+
+namespace causalattn::kernels {
+
+template <class Arch>
+struct InvariantDecode {
+  static constexpr int64_t W = Vec<Arch>::size;
+  static constexpr int64_t kTile = Blocking<Arch>::kTileKeys;
+  static constexpr int kRowGroup = kManyRegisters<Arch> ? 4 : 2;  // rows sharing each K or V load
+  static constexpr int kKeyVectors = kManyRegisters<Arch> ? 3 : 2;  // score vectors per row in registers
+  static constexpr int kDimVectors = 4;                             // output vectors per row in registers
+  static constexpr int64_t kAheadTiles = 1;                         // prefetch distance
+  static_assert(kTile % W == 0 && (kTile / W) % kKeyVectors == 0, "a tile is whole score blocks");
+
+  static constexpr int64_t padded(int64_t n) { return (n + W - 1) / W * W; }
+
+  // Workspace: scaled queries [rows][D], the tile's K transposed [padded D][kTile], scores then
+  // weights [rows][kTile], output accumulators [rows][padded Dv], max and sum [rows], lane indices.
+  static constexpr std::size_t workspace_floats(int64_t head_dim, int64_t head_dim_v) {
+    return static_cast<std::size_t>(kDecodeRows * head_dim + padded(head_dim) * kTile + kDecodeRows * kTile +
+                                    kDecodeRows * padded(head_dim_v) + 2 * kDecodeRows + W);
+  }
+};
+
+template <class Arch>
+constexpr std::size_t invariant_decode_workspace_floats(int64_t head_dim, int64_t head_dim_v) {
+  return InvariantDecode<Arch>::workspace_floats(head_dim, head_dim_v);
+}
+
+// Tile `tile`'s K and V rows (keys [j0, j0 + T) ∩ [, j_end)) into L2, kAheadTiles tiles before
+// they are used: a paged cache's rows jump between pages, where the hardware's prefetch starts
+// over.
+template <class Arch>
+void prefetch_tile(const DecodeArgs& a, int64_t j0, int64_t k_bytes, int64_t v_bytes) {
+  constexpr int64_t T = InvariantDecode<Arch>::kTile;
+  const int64_t n = std::max<int64_t>(0, std::min(j0 + T, a.j_end) - j0);
+  const std::byte* rows[T];
+  fill_rows<Arch>(a.k, j0, n, rows);
+  for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(rows[i], k_bytes);
+  fill_rows<Arch>(a.v, j0, n, rows);
+  for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(rows[i], v_bytes);
+}
+
+// kt[d][i] = K row i's element d for the tile's n keys (rows), 0 for i in [n, padded n).
+template <class Arch, Dtype KT>
+void transpose_keys(const std::byte* const* rows, int64_t n, int64_t head_dim, float* kt) {
+  using V = Vec<Arch>;
+  using P = InvariantDecode<Arch>;
+  constexpr int64_t W = P::W, T = P::kTile;
+  const int64_t d_vec_end = head_dim / W * W;
+  for (int64_t i0 = 0; i0 < n; i0 += W) {
+    for (int64_t d0 = 0; d0 < d_vec_end; d0 += W) {
+      V block[W];
+      for (int64_t r = 0; r < W; ++r) block[r] = i0 + r < n ? load_as<Arch, KT>(rows[i0 + r], d0) : V(0.0f);
+      transpose_square<Arch>(block);
+      for (int64_t t = 0; t < W; ++t) block[t].store_aligned(kt + (d0 + t) * T + i0);
+    }
+    for (int64_t d = d_vec_end; d < head_dim; ++d)
+      for (int64_t r = 0; r < W; ++r) kt[d * T + i0 + r] = i0 + r < n ? dtype::element<Arch>(rows[i0 + r], KT, d) : 0.0f;
+  }
+}
+
+// Scores of rows [r0, r0 + NR) for the tile's keys in lanes: s[r][i] = Σ_d qs[r][d] · kt[d][i].
+template <class Arch, int NR>
+void score_rows(const float* qs, int64_t head_dim, const float* kt, int64_t n, float* s) {
+  using V = Vec<Arch>;
+  using P = InvariantDecode<Arch>;
+  constexpr int64_t W = P::W, T = P::kTile;
+  constexpr int KV = P::kKeyVectors;
+  for (int64_t i0 = 0; i0 < n; i0 += KV * W) {
+    V acc[NR][KV];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int k = 0; k < KV; ++k) acc[r][k] = V(0.0f);
+    for (int64_t d = 0; d < head_dim; ++d) {
+      V keys[KV];
+#pragma GCC unroll 4
+      for (int k = 0; k < KV; ++k) keys[k] = V::load_aligned(kt + d * T + i0 + k * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const V q(qs[r * head_dim + d]);
+#pragma GCC unroll 4
+        for (int k = 0; k < KV; ++k) acc[r][k] = fmadd<Arch>(q, keys[k], acc[r][k]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int k = 0; k < KV; ++k) acc[r][k].store_aligned(s + r * T + i0 + k * W);
+  }
+}
+
+// Output dims [d0, d0 + ND·W) of rows [r0, r0 + NR): acc = ot · alpha, then the FMA chain over each
+// row's visible keys [from[r], to[r]) of the tile (local indices) with weights p.
+template <class Arch, int NR, int ND, Dtype VT>
+void output_rows(const float* p, const std::byte* const* vrows, const int64_t* from, const int64_t* to, const float* alpha,
+                 int64_t d0, int64_t dpv, float* ot) {
+  using V = Vec<Arch>;
+  using P = InvariantDecode<Arch>;
+  constexpr int64_t W = P::W, T = P::kTile;
+  V acc[NR][ND];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < ND; ++k) acc[r][k] = V::load_aligned(ot + r * dpv + d0 + k * W) * V(alpha[r]);
+  int64_t lo = from[0], hi = to[0], common_lo = from[0], common_hi = to[0];
+  for (int r = 1; r < NR; ++r) {
+    lo = std::min(lo, from[r]), hi = std::max(hi, to[r]);
+    common_lo = std::max(common_lo, from[r]), common_hi = std::min(common_hi, to[r]);
+  }
+  // Keys every row sees, without a test; the rest, row by row.
+  auto keys = [&](int64_t begin, int64_t end, auto all_rows) {
+    for (int64_t i = begin; i < end; ++i) {
+      V values[ND];
+      load_vectors<Arch, VT, ND>(vrows[i], d0, values);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        if (!all_rows() && (i < from[r] || i >= to[r])) continue;
+        const V w(p[r * T + i]);
+#pragma GCC unroll 4
+        for (int k = 0; k < ND; ++k) acc[r][k] = fmadd<Arch>(w, values[k], acc[r][k]);
+      }
+    }
+  };
+  if (common_lo < common_hi) {
+    keys(lo, common_lo, std::false_type{});
+    keys(common_lo, common_hi, std::true_type{});
+    keys(common_hi, hi, std::false_type{});
+  } else {
+    keys(lo, hi, std::false_type{});
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < ND; ++k) acc[r][k].store_aligned(ot + r * dpv + d0 + k * W);
+}
+
+template <class Arch, Dtype KT, Dtype VT>
+void invariant_decode_chunk_typed(const DecodeArgs& a) {
+  using V = Vec<Arch>;
+  using P = InvariantDecode<Arch>;
+  constexpr int64_t W = P::W, T = P::kTile;
+  constexpr float kNegInf = -__builtin_inff();
+  const int rows = a.rows;
+  const int64_t D = a.head_dim, Dv = a.head_dim_v, dpv = P::padded(Dv);
+  float* const qs = a.workspace;
+  float* const kt = qs + kDecodeRows * D;
+  float* const s = kt + P::padded(D) * T;
+  float* const ot = s + kDecodeRows * T;
+  float* const m = ot + kDecodeRows * dpv;
+  float* const l = m + kDecodeRows;
+  float* const iota = l + kDecodeRows;  // 0, 1, ..., W - 1
+  for (int64_t i = 0; i < W; ++i) iota[i] = static_cast<float>(i);
+  // The queries as begin_block packs them: widened, times the scale.
+  for (int r = 0; r < rows; ++r) {
+    const int64_t d_vec_end = D / W * W;
+    for (int64_t d = 0; d < d_vec_end; d += W) (load_any<Arch>(a.q[r], a.q_dtype, d) * V(a.scale)).store_unaligned(qs + r * D + d);
+    for (int64_t d = d_vec_end; d < D; ++d) qs[r * D + d] = dtype::element<Arch>(a.q[r], a.q_dtype, d) * a.scale;
+    for (int64_t d = 0; d < dpv; ++d) ot[r * dpv + d] = 0.0f;
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+  const bool softcapped = a.softcap != 0.0f;
+  const V cap(a.softcap), inv_cap(softcapped ? 1.0f / a.softcap : 0.0f);
+  const std::byte* krows[T];
+  const std::byte* vrows[T];
+  const int64_t k_bytes = row_bytes<Arch>(KT, D), v_bytes = row_bytes<Arch>(VT, Dv);
+  const int64_t first_tile = a.j_begin / T * T;
+  for (int64_t j0 = first_tile; j0 < a.j_end; j0 += T) {
+    const int64_t lo = std::max(j0, a.j_begin), n = std::min(j0 + T, a.j_end) - lo;  // keys [lo, lo + n)
+    // Local index i is key lo + i; each row's visible keys [from, to) of them.
+    int64_t from[kDecodeRows], to[kDecodeRows];
+    bool any = false;
+    for (int r = 0; r < rows; ++r) {
+      from[r] = std::clamp<int64_t>(a.first_key[r] - lo, 0, n);
+      to[r] = std::clamp<int64_t>(a.last_key[r] + 1 - lo, from[r], n);
+      any |= to[r] > from[r];
+    }
+    if (!any) continue;
+    if (j0 == first_tile) {
+      for (int64_t t = 1; t < P::kAheadTiles; ++t) prefetch_tile<Arch>(a, j0 + t * T, k_bytes, v_bytes);
+    }
+    prefetch_tile<Arch>(a, j0 + P::kAheadTiles * T, k_bytes, v_bytes);
+    fill_rows<Arch>(a.k, lo, n, krows);
+    fill_rows<Arch>(a.v, lo, n, vrows);
+    transpose_keys<Arch, KT>(krows, n, D, kt);
+    for (int r0 = 0; r0 < rows; r0 += P::kRowGroup) {
+      with_block_size<P::kRowGroup>(std::min(P::kRowGroup, rows - r0),
+                                    [&](auto nr) { score_rows<Arch, nr()>(qs + r0 * D, D, kt, n, s + r0 * T); });
+    }
+    float alpha[kDecodeRows];
+    for (int r = 0; r < rows; ++r) {
+      alpha[r] = 1.0f;
+      if (to[r] == from[r]) continue;  // as a masked tile: nothing changes
+      float* const sr = s + r * T;
+      const float top = static_cast<float>(a.last_key[r] - j0), first = static_cast<float>(lo - j0);
+      V mx(kNegInf);
+      for (int64_t i = 0; i < n; i += W) {
+        V x = V::load_aligned(sr + i);
+        if (softcapped) x = softcap<Arch>(x, cap, inv_cap);
+        if (a.alibi_slope[r] != 0.0f) x = fmadd<Arch>(V(a.alibi_slope[r]), (V::load_aligned(iota) + V(first + static_cast<float>(i))) - V(top), x);
+        const V index = V::load_aligned(iota) + V(static_cast<float>(i));
+        x = xsimd::select((index >= V(static_cast<float>(from[r]))) & (index < V(static_cast<float>(to[r]))), x, V(kNegInf));
+        x.store_aligned(sr + i);
+        mx = xsimd::max(mx, x);
+      }
+      alignas(64) float lanes[W];
+      mx.store_aligned(lanes);
+      float m_new = m[r];
+      for (int64_t i = 0; i < W; ++i) m_new = std::max(m_new, lanes[i]);
+      const float m_ref = m_new == kNegInf ? 0.0f : m_new;
+      for (int64_t i = 0; i < n; i += W) {
+        V y = V::load_aligned(sr + i) - V(m_ref);
+        exp_nonpositive<Arch, 1>(&y);
+        y.store_aligned(sr + i);
+      }
+      alpha[r] = exp_nonpositive<Arch>(V(m[r] - m_ref)).get(0);
+      m[r] = m_new;
+    }
+    // Each row's weights summed key by key; the rows' chains interleaved.
+    float sum[kDecodeRows] = {};
+    for (int64_t i = 0; i < n; ++i)
+      for (int r = 0; r < rows; ++r) sum[r] += s[r * T + i];
+    for (int r = 0; r < rows; ++r) {
+      if (to[r] > from[r]) l[r] = fmadd<Arch>(V(l[r]), V(alpha[r]), V(sum[r])).get(0);
+    }
+    // The output: rows in groups sharing each V load, dims in vectors of W, the dims past the
+    // last multiple of W one by one (each through the same vector fmadd, so SSE2's unfused one too).
+    const int64_t dv_vec_end = Dv / W * W;
+    for (int r0 = 0; r0 < rows; r0 += P::kRowGroup) {
+      with_block_size<P::kRowGroup>(std::min(P::kRowGroup, rows - r0), [&](auto nr) {
+        int64_t d0 = 0;
+        for (; d0 + P::kDimVectors * W <= dv_vec_end; d0 += P::kDimVectors * W) {
+          output_rows<Arch, nr(), P::kDimVectors, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv);
+        }
+        for (; d0 < dv_vec_end; d0 += W) output_rows<Arch, nr(), 1, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv);
+      });
+    }
+    for (int r = 0; r < rows; ++r) {
+      for (int64_t d = dv_vec_end; d < Dv; ++d) {
+        V acc = V(ot[r * dpv + d]) * V(alpha[r]);
+        for (int64_t i = from[r]; i < to[r]; ++i) acc = fmadd<Arch>(V(s[r * T + i]), V(dtype::element<Arch>(vrows[i], VT, d)), acc);
+        ot[r * dpv + d] = acc.get(0);
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const float inv_l = 1.0f / l[r];
+    for (int64_t d = 0; d < Dv; ++d) a.out[r * Dv + d] = ot[r * dpv + d] * inv_l;
+    float lse = l[r] == 0.0f ? kNegInf : m[r] + __builtin_logf(l[r]);
+    if (l[r] != 0.0f && a.alibi_slope[r] != 0.0f) {
+      lse -= static_cast<float>(static_cast<double>(a.alibi_slope[r]) * static_cast<double>(a.position[r] - a.last_key[r]));
+    }
+    a.lse[r] = lse;
+  }
+}
+
+template <class Arch>
+void invariant_decode_chunk(const DecodeArgs& a) {
+  with_dtype(a.k.dtype, [&](auto kt) {
+    with_dtype(a.v.dtype, [&](auto vt) { invariant_decode_chunk_typed<Arch, kt(), vt()>(a); });
+  });
+}
+
+}  // namespace causalattn::kernels
