@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 using causalattn::AttentionModule;
 using causalattn::CausalAttention;
 using causalattn::HostTensor;
+using causalattn::KvCache;
 using causalattn::MultiHeadAttention;
 using causalattn::StateDict;
 using causalattn::testing::known_isas;
@@ -221,6 +222,43 @@ TEST(ModulesState, SameBitsForAnyThreadCount) {
     module.set_num_threads(threads);
     EXPECT_EQ(module.forward(x, 2, 257), one) << threads << " threads";
   }
+}
+
+// With the batch-invariant mode, a prompt and then the rest token by token (or in chunks) through
+// a KV cache give the bits of one forward over the whole text, on every ISA the CPU runs; the
+// text is long enough to cross the mode's first key split.
+TEST(ModulesState, BatchInvariantPromptThenTokensGiveTheWholeTextsBits) {
+  const int64_t T = CAUSALATTN_INVARIANT_SPLIT_KEYS + 40, d = 64, batch = 2;
+  MultiHeadAttention module(d, d, T, 0.0f, 4, true);
+  module.eval();
+  module.set_batch_invariant(true);
+  std::vector<float> x(batch * T * d);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  for (const std::string& isa : causalattn::testing::known_isas()) {
+    if (!causalattn::testing::select_isa_or_skip(isa)) continue;
+    const std::vector<float> whole = module.forward(x, batch, T);
+    KvCache cache(module, batch);
+    std::vector<float> y(whole.size(), -1.0f), step;
+    // The prompt, a chunk of 13, then one token at a time.
+    for (int64_t t0 = 0; t0 < T;) {
+      const int64_t n = t0 == 0 ? T - 60 : t0 == T - 60 ? 13 : 1;
+      std::vector<float> xs(batch * n * d);
+      for (int64_t b = 0; b < batch; ++b) std::copy_n(x.begin() + (b * T + t0) * d, n * d, xs.begin() + b * n * d);
+      step.assign(xs.size(), 0.0f);
+      module.forward_next(xs.data(), batch, n, d, cache, step.data());
+      for (int64_t b = 0; b < batch; ++b) std::copy_n(step.begin() + b * n * d, n * d, y.begin() + (b * T + t0) * d);
+      t0 += n;
+    }
+    EXPECT_EQ(cache.tokens(), T);
+    ASSERT_EQ(std::memcmp(y.data(), whole.data(), y.size() * sizeof(float)), 0) << isa;
+    // Past the context, the cache refuses and keeps its tokens.
+    std::vector<float> one(batch * d, 0.5f), out(batch * d);
+    EXPECT_THROW(module.forward_next(one.data(), batch, 1, d, cache, out.data()), causalattn::Error);
+    EXPECT_EQ(cache.tokens(), T);
+  }
+  causalattn_set_isa(nullptr);
 }
 
 // An Error with this status whose message contains `text`.

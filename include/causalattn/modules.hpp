@@ -19,6 +19,23 @@ namespace detail {
 struct AttentionModuleState;
 }
 
+class AttentionModule;
+
+// The keys and values a module has projected so far, for incremental decoding
+// (AttentionModule::forward_next): `batch` sequences of up to the module's context_length tokens.
+class CAUSALATTN_API KvCache {
+ public:
+  KvCache(const AttentionModule& module, int64_t batch);
+  int64_t batch() const { return batch_; }
+  int64_t tokens() const { return tokens_; }  // cached per sequence so far
+  void clear() { tokens_ = 0; }
+
+ private:
+  friend class AttentionModule;
+  int64_t batch_, d_out_, context_length_, tokens_ = 0;
+  std::vector<float> k_, v_;  // [batch][context_length][d_out]
+};
+
 // What both modules share: forward, training mode and dropout, and the state dict.
 // A module's forward may run on several threads at once; loading weights, train() and eval()
 // must not run concurrently with anything else on the same module. A moved-from module throws.
@@ -35,6 +52,16 @@ class CAUSALATTN_API AttentionModule {
   void forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const;
   // The same with x's size checked against batch × num_tokens × d_in; returns y.
   std::vector<float> forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const;
+  // Incremental decoding: y for the next num_tokens tokens of each of cache.batch() == batch
+  // sequences, which attend to the cache's tokens and to themselves; their keys and values are
+  // appended to the cache (cache.tokens() moves on only when the call succeeds). cache.tokens() + num_tokens <=
+  // context_length. With set_batch_invariant(true), a prompt then token by token gives the bits of
+  // forward over the whole text.
+  void forward_next(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache& cache, float* y) const;
+
+  // CAUSALATTN_BATCH_INVARIANT for forward and forward_next: each token's output the same bits
+  // however the text is split into calls or batched (docs/batch-invariance.md). No dropout with it.
+  void set_batch_invariant(bool on);
 
   // As nn.Module: a new module is in training mode, where dropout (p > 0) drops attention
   // weights; eval() turns it off. Each training-mode forward draws a fresh dropout stream:
@@ -72,6 +99,7 @@ class CAUSALATTN_API AttentionModule {
 
  private:
   detail::AttentionModuleState& checked_state() const;  // throws for a moved-from module
+  void run(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache, float* y) const;
   std::unique_ptr<detail::AttentionModuleState> state_;
 };
 

@@ -22,6 +22,7 @@ struct AttentionModuleState {
   float dropout;
   bool qkv_bias, out_proj;
   bool training = true;
+  bool batch_invariant = false;
   int num_threads = 0;
   std::atomic<uint64_t> next_seed{0};
   StateDict params;  // PyTorch's names; "mask" is not kept (it is implied)
@@ -161,13 +162,42 @@ AttentionModuleState& AttentionModule::checked_state() const {
 }
 
 void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const {
+  run(x, batch, num_tokens, d_in, nullptr, y);
+}
+
+void AttentionModule::forward_next(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache& cache,
+                                   float* y) const {
+  run(x, batch, num_tokens, d_in, &cache, y);
+}
+
+KvCache::KvCache(const AttentionModule& module, int64_t batch)
+    : batch_(batch), d_out_(module.d_out()), context_length_(module.context_length()) {
+  if (batch <= 0) throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "a KV cache's batch must be positive, got " + std::to_string(batch));
+  int64_t elements = 0;
+  if (__builtin_mul_overflow(batch, context_length_, &elements) || __builtin_mul_overflow(elements, d_out_, &elements)) {
+    throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "a KV cache of batch " + std::to_string(batch) + " overflows int64");
+  }
+  k_.assign(static_cast<size_t>(elements), 0.0f);
+  v_.assign(static_cast<size_t>(elements), 0.0f);
+}
+
+void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache,
+                          float* y) const {
   const AttentionModuleState& m = checked_state();
   if (x == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
   if (y == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "y is NULL");
   if (batch <= 0) fail(CAUSALATTN_ERROR_INVALID_SHAPE, "batch must be positive, got " + std::to_string(batch));
-  if (num_tokens <= 0 || num_tokens > m.context_length) {
-    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "num_tokens must be in [1, context_length = " +
-                                             std::to_string(m.context_length) + "], got " + std::to_string(num_tokens));
+  const int64_t past = cache != nullptr ? cache->tokens_ : 0;
+  if (num_tokens <= 0 || num_tokens > m.context_length - past) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "num_tokens must be in [1, context_length = " + std::to_string(m.context_length) +
+                                             (cache != nullptr ? " - the cache's " + std::to_string(past) + " tokens" : "") +
+                                             "], got " + std::to_string(num_tokens));
+  }
+  if (cache != nullptr && (cache->batch_ != batch || cache->d_out_ != m.d_out || cache->context_length_ != m.context_length)) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "the KV cache is not this module's for batch " + std::to_string(batch) +
+                                             " (it holds batch " + std::to_string(cache->batch_) + ", d_out " +
+                                             std::to_string(cache->d_out_) + ", context_length " +
+                                             std::to_string(cache->context_length_) + ")");
   }
   if (d_in != m.d_in) {
     fail(CAUSALATTN_ERROR_INVALID_SHAPE,
@@ -199,15 +229,30 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
   float* const context =
       m.out_proj ? parallel::thread_buffer<struct AttentionOutput>(static_cast<size_t>(rows * m.d_out)) : nullptr;
   causalattn_attend_args a{};
-  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
+  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, past + num_tokens, m.head_dim};
   const causalattn_layout qkv_layout{num_tokens * qkv_stride, m.head_dim, qkv_stride};
   a.q = qkv;
   a.k = qkv + m.d_out;
   a.v = qkv + 2 * m.d_out;
   a.q_layout = a.k_layout = a.v_layout = qkv_layout;
+  if (cache != nullptr) {
+    // The new tokens' keys and values go past the cached ones: until tokens_ moves on (when the
+    // call succeeds) they are not part of the cache.
+    const int64_t C = m.context_length;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < num_tokens; ++t) {
+        const float* row = qkv + (b * num_tokens + t) * qkv_stride;
+        std::copy(row + m.d_out, row + 2 * m.d_out, cache->k_.begin() + (b * C + past + t) * m.d_out);
+        std::copy(row + 2 * m.d_out, row + 3 * m.d_out, cache->v_.begin() + (b * C + past + t) * m.d_out);
+      }
+    a.k = cache->k_.data();
+    a.v = cache->v_.data();
+    a.k_layout = a.v_layout = {C * m.d_out, m.head_dim, m.d_out};
+  }
   a.out = m.out_proj ? context : y;
   a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
   a.options.num_threads = m.num_threads;
+  if (m.batch_invariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
   if (m.training && m.dropout > 0.0f) {
     a.dropout = {m.dropout, checked_state().next_seed.fetch_add(1, std::memory_order_relaxed)};
   }
@@ -217,6 +262,7 @@ void AttentionModule::forward(const float* x, int64_t batch, int64_t num_tokens,
     linear::apply(kernel, out_w, m.d_out, m.d_out, m.params.at("out_proj.bias").data.data(), context, m.d_out,
                   rows, y, m.d_out, m.num_threads);
   }
+  if (cache != nullptr) cache->tokens_ = past + num_tokens;
 }
 
 std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const {
@@ -237,6 +283,8 @@ std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t
 void AttentionModule::train(bool on) { checked_state().training = on; }
 bool AttentionModule::training() const { return checked_state().training; }
 void AttentionModule::manual_seed(uint64_t seed) { checked_state().next_seed.store(seed, std::memory_order_relaxed); }
+
+void AttentionModule::set_batch_invariant(bool on) { checked_state().batch_invariant = on; }
 
 void AttentionModule::set_num_threads(int num_threads) {
   if (num_threads < 0) fail(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
