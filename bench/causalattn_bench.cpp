@@ -243,7 +243,8 @@ std::vector<uint64_t> stored(const std::vector<float>& x, causalattn_dtype t) {
 // Decode: one new token per sequence against a paged KV cache of Tk keys per sequence, pages of
 // 16 tokens laid out [page][kv head][slot][D] (a head's tokens of a page are contiguous), Hq=32,
 // Hkv=8, D=128, K and V stored as kv_dtype (a causalattn_dtype). Memory-bound: the rate reported
-// is the bytes of K and V read per second, as stored. args: Tk, batch, threads (0 = all), kv_dtype
+// is the bytes of K and V read per second, as stored. args: Tk, batch, threads (0 = all), kv_dtype,
+// invariant (1: CAUSALATTN_BATCH_INVARIANT)
 void BM_Decode(benchmark::State& state) {
   const int64_t kv_len = state.range(0), batch = state.range(1), D = kDecodeHeadDim;
   const auto kv_dtype = static_cast<causalattn_dtype>(state.range(3));
@@ -278,6 +279,7 @@ void BM_Decode(benchmark::State& state) {
   a.seq_lens = &lens;
   a.pages = &pages;
   a.k_dtype = a.v_dtype = kv_dtype;
+  if (state.range(4) != 0) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
   if (causalattn_attend(&a) != CAUSALATTN_OK) {
     state.SkipWithError(causalattn_last_error());
     return;
@@ -333,7 +335,7 @@ void BM_PrefillDtypes(benchmark::State& state) {
 }
 
 // The model variants of causalattn_attend_args, for BM_Variants.
-enum Variant : int64_t { kPlain, kSinks, kSoftcap, kAlibi, kTopLeft, kOffsets, kVariantCount };
+enum Variant : int64_t { kPlain, kSinks, kSoftcap, kAlibi, kTopLeft, kOffsets, kBatchInvariant, kVariantCount };
 
 // Causal prefill, B=1, H=8, f32, with one model variant, against the plain kernel (variant 0) in
 // the same run: the rate is the plain causal flops'. args: T, D, variant, threads (0 = all)
@@ -362,6 +364,7 @@ void BM_Variants(benchmark::State& state) {
     a.options.flags = CAUSALATTN_EXPLICIT_POSITIONS;
     a.q_pos_offset = a.kv_pos_offset = 1 << 20;
   }
+  if (variant == kBatchInvariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
   time_attend(state, a, causal_flops(kHeads, t, d));
 }
 
@@ -626,12 +629,16 @@ void register_benchmarks() {
         for (int64_t kv_dtype = CAUSALATTN_DTYPE_F32; kv_dtype <= CAUSALATTN_DTYPE_Q8_0; ++kv_dtype) {
           // The 16- and 8-bit caches at the lengths the targets name, beside f32 at every one.
           if (kv_dtype != CAUSALATTN_DTYPE_F32 && kv_len < 2048) continue;
-          benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
-              ->Args({kv_len, batch, threads, kv_dtype})
-              ->ArgNames({"Tk", "batch", "threads", "kv_dtype"})
-              ->Unit(benchmark::kMillisecond)
-              ->UseRealTime()
-              ->Repetitions(kv_len * batch >= 262144 ? 2 : 3);
+          // The batch-invariant mode beside the default at the length its cost is measured at.
+          const bool with_invariant = (kv_len == 32768 && kv_dtype != CAUSALATTN_DTYPE_BF16) || kv_dtype == 0;
+          for (int64_t invariant = 0; invariant <= (with_invariant ? 1 : 0); ++invariant) {
+            benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
+                ->Args({kv_len, batch, threads, kv_dtype, invariant})
+                ->ArgNames({"Tk", "batch", "threads", "kv_dtype", "invariant"})
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->Repetitions(kv_len * batch >= 262144 ? 2 : 3);
+          }
         }
       }
     }
