@@ -630,7 +630,7 @@ void register_benchmarks() {
           // The 16- and 8-bit caches at the lengths the targets name, beside f32 at every one.
           if (kv_dtype != CAUSALATTN_DTYPE_F32 && kv_len < 2048) continue;
           // The batch-invariant mode beside the default at the length its cost is measured at.
-          const bool with_invariant = (kv_len == 32768 && kv_dtype != CAUSALATTN_DTYPE_BF16) || kv_dtype == 0;
+          const bool with_invariant = kv_len == 32768 && kv_dtype != CAUSALATTN_DTYPE_BF16;
           for (int64_t invariant = 0; invariant <= (with_invariant ? 1 : 0); ++invariant) {
             benchmark::RegisterBenchmark("BM_Decode", BM_Decode)
                 ->Args({kv_len, batch, threads, kv_dtype, invariant})
