@@ -1,7 +1,7 @@
 // The batch-invariant mode's decode kernel (CAUSALATTN_BATCH_INVARIANT): a KV head's few query
 // rows (DecodeArgs) against one key split, with the row-block kernel's arithmetic for every
 // (query, key), so that a decoded token gets the bits of the same token prefilled
-// (docs/batch-invariance.md), but laid out for few queries: the tile's K is transposed once for
+// (docs/batch-invariance.md), but laid out for few queries: the tile's K is transposed in registers for
 // all rows and the scores take keys in lanes, the output takes head_dim in lanes; K and V are
 // read in their stored types (KT, VT), widened exactly as they load. What must match
 // the row block, and does:
@@ -32,18 +32,16 @@ struct InvariantDecode {
   static constexpr int64_t W = Vec<Arch>::size;
   static constexpr int64_t kTile = Blocking<Arch>::kTileKeys;
   static constexpr int kRowGroup = kManyRegisters<Arch> ? 4 : 2;  // rows sharing each K or V load
-  static constexpr int kKeyVectors = kManyRegisters<Arch> ? 3 : 2;  // score vectors per row in registers
   static constexpr int kDimVectors = 4;                             // output vectors per row in registers
-  static constexpr int64_t kAheadTiles = 1;                         // prefetch distance
-  static_assert(kTile % W == 0 && (kTile / W) % kKeyVectors == 0, "a tile is whole score blocks");
+  static_assert(kTile % W == 0, "a tile is whole key vectors");
 
   static constexpr int64_t padded(int64_t n) { return (n + W - 1) / W * W; }
 
-  // Workspace: scaled queries [rows][D], the tile's K transposed [padded D][kTile], scores then
-  // weights [rows][kTile], output accumulators [rows][padded Dv], max and sum [rows], lane indices.
+  // Workspace: scaled queries [rows][D], scores then weights [rows][kTile], output accumulators
+  // [rows][padded Dv], max and sum [rows], lane indices.
   static constexpr std::size_t workspace_floats(int64_t head_dim, int64_t head_dim_v) {
-    return static_cast<std::size_t>(kDecodeRows * head_dim + padded(head_dim) * kTile + kDecodeRows * kTile +
-                                    kDecodeRows * padded(head_dim_v) + 2 * kDecodeRows + W);
+    return static_cast<std::size_t>(kDecodeRows * head_dim + kDecodeRows * kTile + kDecodeRows * padded(head_dim_v) +
+                                    2 * kDecodeRows + W);
   }
 };
 
@@ -52,75 +50,61 @@ constexpr std::size_t invariant_decode_workspace_floats(int64_t head_dim, int64_
   return InvariantDecode<Arch>::workspace_floats(head_dim, head_dim_v);
 }
 
-// Tile `tile`'s K and V rows (keys [j0, j0 + T) ∩ [, j_end)) into L2, kAheadTiles tiles before
-// they are used: a paged cache's rows jump between pages, where the hardware's prefetch starts
-// over.
+// Prefetch into L2, which a paged cache needs (its rows jump between pages, where the hardware's
+// prefetch starts over): a tile's V rows when the tile starts (the output pass comes after the
+// scores), the next tile's K rows a key at a time during the first output pass. (Measured on Zen 4
+// against the other placements tried: docs/performance.md, "Batch invariance".)
+struct AheadRows {
+  const std::byte* const* k;
+  const std::byte* const* v;
+  int64_t n, k_bytes, v_bytes;
+};
+
 template <class Arch>
-void prefetch_tile(const DecodeArgs& a, int64_t j0, int64_t k_bytes, int64_t v_bytes) {
-  constexpr int64_t T = InvariantDecode<Arch>::kTile;
-  const int64_t n = std::max<int64_t>(0, std::min(j0 + T, a.j_end) - j0);
-  const std::byte* rows[T];
-  fill_rows<Arch>(a.k, j0, n, rows);
-  for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(rows[i], k_bytes);
-  fill_rows<Arch>(a.v, j0, n, rows);
-  for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(rows[i], v_bytes);
+inline void prefetch_ahead(const AheadRows* ahead, int64_t begin, int64_t end) {
+  if (ahead == nullptr) return;
+  for (int64_t i = begin; i < std::min(end, ahead->n); ++i) prefetch_row<Arch>(ahead->k[i], ahead->k_bytes);
 }
 
-// kt[d][i] = K row i's element d for the tile's n keys (rows), 0 for i in [n, padded n).
-template <class Arch, Dtype KT>
-void transpose_keys(const std::byte* const* rows, int64_t n, int64_t head_dim, float* kt) {
+// Scores of the NR rows for the tile's n keys, keys in lanes: W keys' rows are loaded a block of W
+// dims at a time and transposed in registers, each transposed vector (one dim of W keys) then
+// feeds every row's FMA chain, d in order: s[r][i] = Σ_d qs[r][d] · k_i[d].
+template <class Arch, int NR, Dtype KT>
+void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* qs, int64_t head_dim, float* s) {
   using V = Vec<Arch>;
   using P = InvariantDecode<Arch>;
   constexpr int64_t W = P::W, T = P::kTile;
   const int64_t d_vec_end = head_dim / W * W;
   for (int64_t i0 = 0; i0 < n; i0 += W) {
+    const int64_t keys = std::min(W, n - i0);
+    V acc[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
     for (int64_t d0 = 0; d0 < d_vec_end; d0 += W) {
       V block[W];
-      for (int64_t r = 0; r < W; ++r) block[r] = i0 + r < n ? load_as<Arch, KT>(rows[i0 + r], d0) : V(0.0f);
+#pragma GCC unroll 16
+      for (int64_t k = 0; k < W; ++k) block[k] = k < keys ? load_as<Arch, KT>(krows[i0 + k], d0) : V(0.0f);
       transpose_square<Arch>(block);
-      for (int64_t t = 0; t < W; ++t) block[t].store_aligned(kt + (d0 + t) * T + i0);
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < W; ++t)
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * head_dim + d0 + t]), block[t], acc[r]);
     }
-    for (int64_t d = d_vec_end; d < head_dim; ++d)
-      for (int64_t r = 0; r < W; ++r) kt[d * T + i0 + r] = i0 + r < n ? dtype::element<Arch>(rows[i0 + r], KT, d) : 0.0f;
+    for (int64_t d = d_vec_end; d < head_dim; ++d) {
+      alignas(64) float column[W];
+      for (int64_t k = 0; k < W; ++k) column[k] = k < keys ? dtype::element<Arch>(krows[i0 + k], KT, d) : 0.0f;
+      const V x = V::load_aligned(column);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * head_dim + d]), x, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[r].store_aligned(s + r * T + i0);
   }
 }
 
-// Scores of rows [r0, r0 + NR) for the tile's keys in lanes: s[r][i] = Σ_d qs[r][d] · kt[d][i].
-template <class Arch, int NR>
-void score_rows(const float* qs, int64_t head_dim, const float* kt, int64_t n, float* s) {
-  using V = Vec<Arch>;
-  using P = InvariantDecode<Arch>;
-  constexpr int64_t W = P::W, T = P::kTile;
-  constexpr int KV = P::kKeyVectors;
-  for (int64_t i0 = 0; i0 < n; i0 += KV * W) {
-    V acc[NR][KV];
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 4
-      for (int k = 0; k < KV; ++k) acc[r][k] = V(0.0f);
-    for (int64_t d = 0; d < head_dim; ++d) {
-      V keys[KV];
-#pragma GCC unroll 4
-      for (int k = 0; k < KV; ++k) keys[k] = V::load_aligned(kt + d * T + i0 + k * W);
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) {
-        const V q(qs[r * head_dim + d]);
-#pragma GCC unroll 4
-        for (int k = 0; k < KV; ++k) acc[r][k] = fmadd<Arch>(q, keys[k], acc[r][k]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 4
-      for (int k = 0; k < KV; ++k) acc[r][k].store_aligned(s + r * T + i0 + k * W);
-  }
-}
-
-// Output dims [d0, d0 + ND·W) of rows [r0, r0 + NR): acc = ot · alpha, then the FMA chain over each
-// row's visible keys [from[r], to[r]) of the tile (local indices) with weights p.
 template <class Arch, int NR, int ND, Dtype VT>
 void output_rows(const float* p, const std::byte* const* vrows, const int64_t* from, const int64_t* to, const float* alpha,
-                 int64_t d0, int64_t dpv, float* ot) {
+                 int64_t d0, int64_t dpv, float* ot, const AheadRows* ahead) {
   using V = Vec<Arch>;
   using P = InvariantDecode<Arch>;
   constexpr int64_t W = P::W, T = P::kTile;
@@ -137,6 +121,7 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
   // Keys every row sees, without a test; the rest, row by row.
   auto keys = [&](int64_t begin, int64_t end, auto all_rows) {
     for (int64_t i = begin; i < end; ++i) {
+      prefetch_ahead<Arch>(ahead, i, i + 1);
       V values[ND];
       load_vectors<Arch, VT, ND>(vrows[i], d0, values);
 #pragma GCC unroll 8
@@ -148,6 +133,7 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
       }
     }
   };
+  prefetch_ahead<Arch>(ahead, 0, lo);
   if (common_lo < common_hi) {
     keys(lo, common_lo, std::false_type{});
     keys(common_lo, common_hi, std::true_type{});
@@ -155,6 +141,7 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
   } else {
     keys(lo, hi, std::false_type{});
   }
+  prefetch_ahead<Arch>(ahead, hi, InvariantDecode<Arch>::kTile);
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
@@ -170,8 +157,7 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
   const int rows = a.rows;
   const int64_t D = a.head_dim, Dv = a.head_dim_v, dpv = P::padded(Dv);
   float* const qs = a.workspace;
-  float* const kt = qs + kDecodeRows * D;
-  float* const s = kt + P::padded(D) * T;
+  float* const s = qs + kDecodeRows * D;
   float* const ot = s + kDecodeRows * T;
   float* const m = ot + kDecodeRows * dpv;
   float* const l = m + kDecodeRows;
@@ -186,13 +172,15 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
+  const int64_t dv_vec_end = Dv / W * W;
   const bool softcapped = a.softcap != 0.0f;
   const V cap(a.softcap), inv_cap(softcapped ? 1.0f / a.softcap : 0.0f);
   const std::byte* krows[T];
   const std::byte* vrows[T];
+  const std::byte* ahead_k[T];
+  const std::byte* ahead_v[T];
   const int64_t k_bytes = row_bytes<Arch>(KT, D), v_bytes = row_bytes<Arch>(VT, Dv);
-  const int64_t first_tile = a.j_begin / T * T;
-  for (int64_t j0 = first_tile; j0 < a.j_end; j0 += T) {
+  for (int64_t j0 = a.j_begin / T * T; j0 < a.j_end; j0 += T) {
     const int64_t lo = std::max(j0, a.j_begin), n = std::min(j0 + T, a.j_end) - lo;  // keys [lo, lo + n)
     // Local index i is key lo + i; each row's visible keys [from, to) of them.
     int64_t from[kDecodeRows], to[kDecodeRows];
@@ -203,17 +191,15 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
       any |= to[r] > from[r];
     }
     if (!any) continue;
-    if (j0 == first_tile) {
-      for (int64_t t = 1; t < P::kAheadTiles; ++t) prefetch_tile<Arch>(a, j0 + t * T, k_bytes, v_bytes);
-    }
-    prefetch_tile<Arch>(a, j0 + P::kAheadTiles * T, k_bytes, v_bytes);
+    const int64_t next = j0 + T, next_n = std::max<int64_t>(0, std::min(next + T, a.j_end) - next);
+    fill_rows<Arch>(a.k, next, next_n, ahead_k);
+    fill_rows<Arch>(a.v, next, next_n, ahead_v);
+    const AheadRows ahead{ahead_k, ahead_v, next_n, k_bytes, v_bytes};
     fill_rows<Arch>(a.k, lo, n, krows);
     fill_rows<Arch>(a.v, lo, n, vrows);
-    transpose_keys<Arch, KT>(krows, n, D, kt);
-    for (int r0 = 0; r0 < rows; r0 += P::kRowGroup) {
-      with_block_size<P::kRowGroup>(std::min(P::kRowGroup, rows - r0),
-                                    [&](auto nr) { score_rows<Arch, nr()>(qs + r0 * D, D, kt, n, s + r0 * T); });
-    }
+    for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(vrows[i], v_bytes);
+    if (dv_vec_end == 0) prefetch_ahead<Arch>(&ahead, 0, T);  // no output pass to spread it over
+    with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, s); });
     float alpha[kDecodeRows];
     for (int r = 0; r < rows; ++r) {
       alpha[r] = 1.0f;
@@ -252,14 +238,17 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
     }
     // The output: rows in groups sharing each V load, dims in vectors of W, the dims past the
     // last multiple of W one by one (each through the same vector fmadd, so SSE2's unfused one too).
-    const int64_t dv_vec_end = Dv / W * W;
     for (int r0 = 0; r0 < rows; r0 += P::kRowGroup) {
       with_block_size<P::kRowGroup>(std::min(P::kRowGroup, rows - r0), [&](auto nr) {
         int64_t d0 = 0;
         for (; d0 + P::kDimVectors * W <= dv_vec_end; d0 += P::kDimVectors * W) {
-          output_rows<Arch, nr(), P::kDimVectors, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv);
+          output_rows<Arch, nr(), P::kDimVectors, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv,
+                                                      ot + r0 * dpv, r0 == 0 && d0 == 0 ? &ahead : nullptr);
         }
-        for (; d0 < dv_vec_end; d0 += W) output_rows<Arch, nr(), 1, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv);
+        for (; d0 < dv_vec_end; d0 += W) {
+          output_rows<Arch, nr(), 1, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv,
+                                         r0 == 0 && d0 == 0 ? &ahead : nullptr);
+        }
       });
     }
     for (int r = 0; r < rows; ++r) {
