@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "attention/merge_row.hpp"
-#include "attention/run.hpp"
 
 namespace causalattn::attention {
 namespace {

@@ -1,8 +1,8 @@
-// The batch-invariant mode's tasks (CAUSALATTN_BATCH_INVARIANT; docs/batch-invariance.md is the
-// specification): every query goes through the row-block kernel, over the key splits of
-// CAUSALATTN_INVARIANT_SPLIT_KEYS keys at fixed positions, and the splits' partial results are
-// folded in split order by RunningMerge, whether one task computed them one after another (a row
-// group) or tasks computed them in parallel (a unit of a decode-shaped sequence).
+// The batch-invariant mode's row groups (CAUSALATTN_BATCH_INVARIANT; docs/batch-invariance.md is
+// the specification): a group's row blocks run split by split over the key splits of
+// CAUSALATTN_INVARIANT_SPLIT_KEYS keys at fixed positions, and each row's partial results are
+// folded in split order by RunningMerge, as the decode units' splits, computed in parallel by the
+// mode's decode kernel, are folded after them (run_decode_merge).
 #pragma once
 
 #include <cstddef>

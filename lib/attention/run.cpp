@@ -64,6 +64,39 @@ bool caller_slots_have_group(const Plan& plan) { return plan.row_tasks > 0; }
 
 std::size_t slot_bytes(const Call& c, bool with_group) { return (slot_floats(c, with_group) * sizeof(float) + 63) / 64 * 64; }
 
+// What every row block of (sequence seq, resolved as q, query head `head`) shares: its tensors' K
+// and V rows, strides, dtypes, mask, variants (the block's rows, q, out, lse and workspace are left).
+kernels::RowBlockArgs row_block_args(const Call& c, int64_t seq, const Sequence& q, int64_t head) {
+  const causalattn_shape& s = c.args.shape;
+  const int64_t kv_head = head / c.group;
+  kernels::RowBlockArgs common{};
+  common.q_stride = c.args.q_layout.token * unit_bytes(c.q_dtype);
+  common.q_dtype = c.q_dtype;
+  common.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
+  common.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
+  common.out_stride = c.args.out_layout.token * unit_bytes(c.out_dtype);
+  common.out_dtype = c.out_dtype;
+  common.kv_len = q.kv_len;
+  common.diagonal = q.diagonal;
+  common.causal = c.causal;
+  common.window = q.window;
+  common.head_dim = s.head_dim;
+  common.head_dim_v = c.head_dim_v;
+  common.scale = c.scale;
+  common.copy_kv = copies_kv(c);
+  common.dropout_threshold = c.dropout_threshold;
+  common.dropout_scale = c.dropout_scale;
+  common.dropout_seed = c.args.dropout.seed;
+  common.sequence = static_cast<uint32_t>(seq);
+  common.head = static_cast<uint32_t>(head);
+  common.softcap = c.args.softcap;
+  common.alibi_slope = alibi_slope_of(c, head);
+  common.sink = sink_of(c, q, head);
+  common.has_sink = common.sink != -__builtin_inff();  // (a sink of -inf is none)
+  common.f32_products = c.invariant;
+  return common;
+}
+
 void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Plan& plan, const Task& task,
                     float* workspace) {
   const causalattn_shape& s = c.args.shape;
@@ -98,41 +131,6 @@ void run_row_groups(const kernels::KernelTable& kernel, const Call& c, const Pla
     }
   }
 }
-
-}  // namespace
-
-kernels::RowBlockArgs row_block_args(const Call& c, int64_t seq, const Sequence& q, int64_t head) {
-  const causalattn_shape& s = c.args.shape;
-  const int64_t kv_head = head / c.group;
-  kernels::RowBlockArgs common{};
-  common.q_stride = c.args.q_layout.token * unit_bytes(c.q_dtype);
-  common.q_dtype = c.q_dtype;
-  common.k = kv_rows(c, q, kv_head, c.args.k, c.args.k_layout, c.k_dtype);
-  common.v = kv_rows(c, q, kv_head, c.args.v, c.args.v_layout, c.v_dtype);
-  common.out_stride = c.args.out_layout.token * unit_bytes(c.out_dtype);
-  common.out_dtype = c.out_dtype;
-  common.kv_len = q.kv_len;
-  common.diagonal = q.diagonal;
-  common.causal = c.causal;
-  common.window = q.window;
-  common.head_dim = s.head_dim;
-  common.head_dim_v = c.head_dim_v;
-  common.scale = c.scale;
-  common.copy_kv = copies_kv(c);
-  common.dropout_threshold = c.dropout_threshold;
-  common.dropout_scale = c.dropout_scale;
-  common.dropout_seed = c.args.dropout.seed;
-  common.sequence = static_cast<uint32_t>(seq);
-  common.head = static_cast<uint32_t>(head);
-  common.softcap = c.args.softcap;
-  common.alibi_slope = alibi_slope_of(c, head);
-  common.sink = sink_of(c, q, head);
-  common.has_sink = common.sink != -__builtin_inff();  // (a sink of -inf is none)
-  common.f32_products = c.invariant;
-  return common;
-}
-
-namespace {
 
 // Row r of a decode unit is query t = r % q_len of query head task.head + r / q_len.
 void run_decode_chunk(const kernels::KernelTable& kernel, const Call& c, const Task& task, float* workspace,

@@ -16,8 +16,4 @@ std::size_t workspace_bytes(const Call& c, const Plan& plan);
 // The call's tasks. user_workspace: nullptr, or workspace_bytes(c, plan) bytes.
 void run(const Call& c, const Plan& plan, void* user_workspace);
 
-// What every row block of (sequence seq, resolved as q, query head `head`) shares: its tensors' K and V rows,
-// strides, dtypes, mask, variants (the block's rows, q, out, lse and workspace are left to fill).
-kernels::RowBlockArgs row_block_args(const Call& c, int64_t seq, const Sequence& q, int64_t head);
-
 }  // namespace causalattn::attention
