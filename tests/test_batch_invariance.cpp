@@ -344,7 +344,7 @@ TEST_P(BatchInvariance, F32GroupedQueryAttention) {
 }
 
 TEST_P(BatchInvariance, TwoSplitBoundaries) {
-  expect_invariant({2 * kSplit + 100, 2, 1, 24, 24}, 2);
+  expect_invariant({2 * kSplit + 100, 2, 1, 27, 19}, 2);  // odd sizes: rows of no whole vector
 }
 
 TEST_P(BatchInvariance, WindowSinksSoftcapAlibiAndHeadDimV) {

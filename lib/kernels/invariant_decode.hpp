@@ -37,10 +37,10 @@ struct InvariantDecode {
 
   static constexpr int64_t padded(int64_t n) { return (n + W - 1) / W * W; }
 
-  // Workspace: scaled queries [rows][D], scores then weights [rows][kTile], output accumulators
+  // Workspace: scaled queries [rows][padded D], scores then weights [rows][kTile], output accumulators
   // [rows][padded Dv], max and sum [rows], lane indices.
   static constexpr std::size_t workspace_floats(int64_t head_dim, int64_t head_dim_v) {
-    return static_cast<std::size_t>(kDecodeRows * head_dim + kDecodeRows * kTile + kDecodeRows * padded(head_dim_v) +
+    return static_cast<std::size_t>(kDecodeRows * padded(head_dim) + kDecodeRows * kTile + kDecodeRows * padded(head_dim_v) +
                                     2 * kDecodeRows + W);
   }
 };
@@ -70,7 +70,8 @@ inline void prefetch_ahead(const AheadRows* ahead, int64_t begin, int64_t end) {
 // dims at a time and transposed in registers, each transposed vector (one dim of W keys) then
 // feeds every row's FMA chain, d in order: s[r][i] = Σ_d qs[r][d] · k_i[d].
 template <class Arch, int NR, Dtype KT>
-void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* qs, int64_t head_dim, float* s) {
+void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* qs, int64_t head_dim, int64_t qs_stride,
+                         float* s) {
   using V = Vec<Arch>;
   using P = InvariantDecode<Arch>;
   constexpr int64_t W = P::W, T = P::kTile;
@@ -88,14 +89,14 @@ void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* 
 #pragma GCC unroll 16
       for (int64_t t = 0; t < W; ++t)
 #pragma GCC unroll 8
-        for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * head_dim + d0 + t]), block[t], acc[r]);
+        for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * qs_stride + d0 + t]), block[t], acc[r]);
     }
     for (int64_t d = d_vec_end; d < head_dim; ++d) {
       alignas(64) float column[W];
       for (int64_t k = 0; k < W; ++k) column[k] = k < keys ? dtype::element<Arch>(krows[i0 + k], KT, d) : 0.0f;
       const V x = V::load_aligned(column);
 #pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * head_dim + d]), x, acc[r]);
+      for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V(qs[r * qs_stride + d]), x, acc[r]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[r].store_aligned(s + r * T + i0);
@@ -155,9 +156,9 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
   constexpr int64_t W = P::W, T = P::kTile;
   constexpr float kNegInf = -__builtin_inff();
   const int rows = a.rows;
-  const int64_t D = a.head_dim, Dv = a.head_dim_v, dpv = P::padded(Dv);
+  const int64_t D = a.head_dim, dp = P::padded(D), Dv = a.head_dim_v, dpv = P::padded(Dv);
   float* const qs = a.workspace;
-  float* const s = qs + kDecodeRows * D;
+  float* const s = qs + kDecodeRows * dp;  // 64-byte aligned: rows of qs are padded
   float* const ot = s + kDecodeRows * T;
   float* const m = ot + kDecodeRows * dpv;
   float* const l = m + kDecodeRows;
@@ -166,8 +167,8 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
   // The queries as begin_block packs them: widened, times the scale.
   for (int r = 0; r < rows; ++r) {
     const int64_t d_vec_end = D / W * W;
-    for (int64_t d = 0; d < d_vec_end; d += W) (load_any<Arch>(a.q[r], a.q_dtype, d) * V(a.scale)).store_unaligned(qs + r * D + d);
-    for (int64_t d = d_vec_end; d < D; ++d) qs[r * D + d] = dtype::element<Arch>(a.q[r], a.q_dtype, d) * a.scale;
+    for (int64_t d = 0; d < d_vec_end; d += W) (load_any<Arch>(a.q[r], a.q_dtype, d) * V(a.scale)).store_unaligned(qs + r * dp + d);
+    for (int64_t d = d_vec_end; d < D; ++d) qs[r * dp + d] = dtype::element<Arch>(a.q[r], a.q_dtype, d) * a.scale;
     for (int64_t d = 0; d < dpv; ++d) ot[r * dpv + d] = 0.0f;
     m[r] = kNegInf;
     l[r] = 0.0f;
@@ -199,7 +200,7 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
     fill_rows<Arch>(a.v, lo, n, vrows);
     for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(vrows[i], v_bytes);
     if (dv_vec_end == 0) prefetch_ahead<Arch>(&ahead, 0, T);  // no output pass to spread it over
-    with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, s); });
+    with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, dp, s); });
     float alpha[kDecodeRows];
     for (int r = 0; r < rows; ++r) {
       alpha[r] = 1.0f;
