@@ -214,20 +214,18 @@ Rows in_batch(const Sequence& s, int64_t q0, const std::vector<Other>& others, s
   causalattn_attend_args a = base_args(s, threads);
   causalattn_seq_lens lens{};
   if (packed) {
-    a.shape = {n, c.q_heads, c.kv_heads, q_tokens, kv_tokens, c.D};
     lens.cu_q_lens = cu_q.data();
     lens.cu_kv_lens = cu_kv.data();
-    a.q_layout = bthd(c.q_dtype, q_tokens, c.q_heads, c.D);
-    a.k_layout = bthd(c.k_dtype, kv_tokens, c.kv_heads, c.D);
-    a.v_layout = bthd(c.v_dtype, kv_tokens, c.kv_heads, c.Dv);
   } else {
-    a.shape = {n, c.q_heads, c.kv_heads, max_q, max_kv, c.D};
     lens.q_lens = q_lens.data();
     lens.kv_lens = kv_lens.data();
-    a.q_layout = bthd(c.q_dtype, max_q, c.q_heads, c.D);
-    a.k_layout = bthd(c.k_dtype, max_kv, c.kv_heads, c.D);
-    a.v_layout = bthd(c.v_dtype, max_kv, c.kv_heads, c.Dv);
   }
+  // Tokens per batch entry: packed, all of them in batch 0; padded, the longest sequence's.
+  const int64_t q_span = packed ? q_tokens : max_q, kv_span = packed ? kv_tokens : max_kv;
+  a.shape = {n, c.q_heads, c.kv_heads, q_span, kv_span, c.D};
+  a.q_layout = bthd(c.q_dtype, q_span, c.q_heads, c.D);
+  a.k_layout = bthd(c.k_dtype, kv_span, c.kv_heads, c.D);
+  a.v_layout = bthd(c.v_dtype, kv_span, c.kv_heads, c.Dv);
   a.seq_lens = &lens;
   a.q = q.data();
   a.k = k.data();
@@ -235,7 +233,7 @@ Rows in_batch(const Sequence& s, int64_t q0, const std::vector<Other>& others, s
   std::vector<unsigned char> out(q_tokens * s.out_row_bytes(), 0xA5);
   std::vector<float> lse(static_cast<std::size_t>(c.q_heads * q_tokens), -7.0f);
   a.out = out.data();
-  a.out_layout = bthd(c.out_dtype, packed ? q_tokens : max_q, c.q_heads, c.Dv);
+  a.out_layout = bthd(c.out_dtype, q_span, c.q_heads, c.Dv);
   a.options.lse = lse.data();
   EXPECT_EQ(causalattn_attend(&a), CAUSALATTN_OK) << causalattn_last_error();
   // Our rows: out tokens from q_token(index); lse [q_heads][q_tokens] packed, [n][q_heads][max_q] padded.

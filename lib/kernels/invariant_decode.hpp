@@ -206,14 +206,18 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
       alpha[r] = 1.0f;
       if (to[r] == from[r]) continue;  // as a masked tile: nothing changes
       float* const sr = s + r * T;
-      const float top = static_cast<float>(a.last_key[r] - j0), first = static_cast<float>(lo - j0);
+      // Local key indices, and for ALiBi the key and the row's last visible key relative to the
+      // tile's first key, as the row block takes them (exact integers in f32).
+      const V key_lanes = V::load_aligned(iota), first(static_cast<float>(lo - j0)), top(static_cast<float>(a.last_key[r] - j0));
+      const V from_key(static_cast<float>(from[r])), to_key(static_cast<float>(to[r])), slope(a.alibi_slope[r]);
+      const bool alibi = a.alibi_slope[r] != 0.0f;
       V mx(kNegInf);
       for (int64_t i = 0; i < n; i += W) {
+        const V index = key_lanes + V(static_cast<float>(i));
         V x = V::load_aligned(sr + i);
         if (softcapped) x = softcap<Arch>(x, cap, inv_cap);
-        if (a.alibi_slope[r] != 0.0f) x = fmadd<Arch>(V(a.alibi_slope[r]), (V::load_aligned(iota) + V(first + static_cast<float>(i))) - V(top), x);
-        const V index = V::load_aligned(iota) + V(static_cast<float>(i));
-        x = xsimd::select((index >= V(static_cast<float>(from[r]))) & (index < V(static_cast<float>(to[r]))), x, V(kNegInf));
+        if (alibi) x = fmadd<Arch>(slope, (index + first) - top, x);
+        x = xsimd::select((index >= from_key) & (index < to_key), x, V(kNegInf));
         x.store_aligned(sr + i);
         mx = xsimd::max(mx, x);
       }
