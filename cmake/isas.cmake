@@ -23,6 +23,12 @@ macro(causalattn_isa name)
   set(CAUSALATTN_ISA_CPU_CHECK_INCLUDES_${name} ${isa_CPU_CHECK_INCLUDES})
 endmacro()
 
+# amx: avx512bf16 plus the AMX tile kernel for bf16 prefill (Q, K and V all bf16; attention_amx.hpp);
+# everything else runs the avx512 kernels. Picked only where the OS grants the tile state.
+causalattn_isa(amx ARCH "causalattn::kernels::amx"
+  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16 -mamx-tile -mamx-bf16
+  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16() && cpu_runs_amx_bf16()"
+  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
 causalattn_isa(avx512 ARCH "xsimd::avx512bw"
   FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
   CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"

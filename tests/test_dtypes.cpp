@@ -397,12 +397,12 @@ struct TypedRun {
   }
 };
 
-// The bf16 dot-product kernel (ISA avx512bf16) runs prefill when Q, K and V are all bf16: it
-// rounds the weights P to bf16 for P·V, which adds at most 2^-9 · max|v| to an output
-// (lib/kernels/attention_bf16.hpp derives it).
+// The bf16 dot-product kernel (ISA avx512bf16) and the AMX kernel (ISA amx) run prefill when Q, K
+// and V are all bf16: they round the weights P to bf16 for P·V, which adds at most 2^-9 · max|v|
+// to an output (lib/kernels/attention_bf16.hpp derives it).
 bool uses_bf16_kernel(const Case& c) {
-  return std::string(causalattn_isa()) == "avx512bf16" && c.q_dtype == kBf16 && c.k_dtype == kBf16 &&
-         c.v_dtype == kBf16;
+  const std::string isa = causalattn_isa();
+  return (isa == "avx512bf16" || isa == "amx") && c.q_dtype == kBf16 && c.k_dtype == kBf16 && c.v_dtype == kBf16;
 }
 
 double max_abs(const std::vector<float>& x) {
@@ -530,7 +530,11 @@ TEST_P(Dtypes, AllBf16) {
   };
   const Shape shapes[] = {{100, 203, 64, true, 0, 0.0f},  {61, 130, 33, false, 0, 0.0f}, {97, 97, 128, true, 0, 0.0f},
                           {200, 900, 80, true, 75, 0.0f}, {50, 333, 7, true, 0, 0.2f},   {9, 1000, 64, false, 0, 0.0f},
-                          {300, 1200, 96, true, 0, 0.0f}, {1, 50, 64, true, 0, 0.0f}};
+                          {300, 1200, 96, true, 0, 0.0f}, {1, 50, 64, true, 0, 0.0f},
+                          // the AMX kernel's shapes (head_dim a multiple of 32): a window's
+                          // edges, dropout, several chunks, non-causal
+                          {200, 900, 64, true, 75, 0.0f}, {150, 500, 128, true, 0, 0.2f},
+                          {130, 1000, 32, true, 0, 0.0f}, {70, 800, 64, false, 0, 0.0f}};
   for (const Shape& shape : shapes) {
     Case c;
     c.q_dtype = c.k_dtype = c.v_dtype = kBf16;
@@ -617,6 +621,38 @@ TEST_P(Dtypes, FutureKeysDoNotReachEarlierQueries) {
           ASSERT_EQ(bits(run.out_f32[at]), bits(before[at])) << "head " << h << " query " << i;
         }
   }
+}
+
+// All bf16 on the kernels that round P (the bf16 dot product, the AMX tiles): a NaN in V or huge
+// K at a future position does not reach an earlier query through the tiles either, with runs of
+// whole tiles before the diagonal.
+TEST_P(Dtypes, AllBf16FutureNanDoesNotReachEarlierQueries) {
+  Case c;
+  c.q_dtype = c.k_dtype = c.v_dtype = c.out_dtype = kBf16;
+  c.q_len = c.kv_len = 300;
+  SCOPED_TRACE(c.describe());
+  TypedRun run(c);
+  ASSERT_EQ(run.attend(kF32), CAUSALATTN_OK);
+  const std::vector<float> before = run.out_f32;
+  constexpr int64_t kFirstFuture = 150;
+  for (int64_t h = 0; h < c.kv_heads; ++h)
+    for (int64_t j = kFirstFuture; j < c.kv_len; ++j)
+      for (int64_t d = 0; d < c.head_dim; ++d) {
+        run.k[(h * c.kv_len + j) * c.head_dim + d] *= 1000.0f;
+        run.v[(h * c.kv_len + j) * c.head_dim + d] = std::numeric_limits<float>::quiet_NaN();
+      }
+  run.restore_kv();
+  ASSERT_EQ(run.attend(kF32), CAUSALATTN_OK);
+  for (int64_t h = 0; h < c.q_heads; ++h)
+    for (int64_t i = 0; i < c.q_len; ++i)
+      for (int64_t d = 0; d < c.head_dim; ++d) {
+        const size_t at = static_cast<size_t>((h * c.q_len + i) * c.head_dim + d);
+        if (i < kFirstFuture) {
+          ASSERT_EQ(bits(run.out_f32[at]), bits(before[at])) << "head " << h << " query " << i;
+        } else {
+          ASSERT_TRUE(std::isnan(run.out_f32[at])) << "head " << h << " query " << i << " sees a NaN value";
+        }
+      }
 }
 
 // One key: every output row is V's row exactly (weight 1), so the kernels' widening of V and the

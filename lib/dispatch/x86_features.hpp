@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace causalattn::dispatch {
 
@@ -17,6 +19,26 @@ inline bool cpu_has_f16c() {
 inline bool cpu_has_avx512_bf16() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && (eax & (1u << 5)) != 0;
+}
+
+// CPUID.(EAX=7, ECX=0):EDX bits 22 (AMX-BF16) and 24 (AMX-TILE), and the OS's permission to use
+// the tile data (Linux 5.16 and later grant it on request, per process, with
+// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); a kernel that does not know the request, or
+// a process whose signal stacks are too small for the tile state, is refused). Asking is
+// idempotent: the first check makes the request, later ones see it granted.
+inline bool cpu_runs_amx_bf16() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((edx & (1u << 22)) == 0 || (edx & (1u << 24)) == 0) return false;
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr long kGetPermission = 0x1022, kRequestPermission = 0x1023, kTileData = 18;
+  unsigned long granted = 0;
+  if (syscall(SYS_arch_prctl, kGetPermission, &granted) != 0) return false;
+  if ((granted & (1ul << kTileData)) == 0 && syscall(SYS_arch_prctl, kRequestPermission, kTileData) != 0) return false;
+  return syscall(SYS_arch_prctl, kGetPermission, &granted) == 0 && (granted & (1ul << kTileData)) != 0;
+#else
+  return false;
+#endif
 }
 
 }  // namespace causalattn::dispatch

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/attention_amx.hpp"
 #include "kernels/attention_bf16.hpp"
 #include "kernels/attention_row_block.hpp"
 #include "kernels/widen.hpp"
@@ -22,10 +23,14 @@ constexpr int64_t kChunkKeys = 4 * Blocking<Arch>::kTileKeys;
 
 // The group workspace: a chunk of K and of V in f32, [kChunkKeys][head_dim] and
 // [kChunkKeys][head_dim_v] (the bf16 kernel keeps V's key pairs and f32 rows there, 1.5 ·
-// [kChunkKeys][head_dim_v]).
+// [kChunkKeys][head_dim_v]; the AMX kernel K and V in bf16 and V in f32).
 template <class Arch>
 constexpr std::size_t group_workspace_floats(int64_t head_dim, int64_t head_dim_v) {
-  return static_cast<std::size_t>(kChunkKeys<Arch> * std::max(head_dim + head_dim_v, head_dim_v + head_dim_v / 2));
+  const auto floats = static_cast<std::size_t>(kChunkKeys<Arch> * std::max(head_dim + head_dim_v, head_dim_v + head_dim_v / 2));
+  if constexpr (IsaTraits<Arch>::kAmx) {
+    return std::max(floats, amx_group_workspace_floats<Arch>(kChunkKeys<Arch>, head_dim, head_dim_v));
+  }
+  return floats;
 }
 
 // A group of row blocks of one (batch, head), each with its own workspace. KV is walked in
@@ -35,7 +40,11 @@ constexpr std::size_t group_workspace_floats(int64_t head_dim, int64_t head_dim_
 // widened exactly give the bits of the same values stored in f32.
 template <class Arch>
 void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_workspace) {
-  if constexpr (IsaTraits<Arch>::kDotBf16) {
+  if constexpr (IsaTraits<Arch>::kAmx) {
+    // The AMX row: bf16 on the tiles where the shape allows, else the f32 kernel (the BF16 dot
+    // product is slower than the f32 FMAs on the CPUs that have AMX).
+    if (amx_runs<Arch>(blocks[0])) return attention_row_blocks_amx<Arch>(blocks, count, group_workspace, kChunkKeys<Arch>);
+  } else if constexpr (IsaTraits<Arch>::kDotBf16) {
     const RowBlockArgs& a = blocks[0];
     if (!a.f32_products && a.q_dtype == Dtype::kBf16 && a.k.dtype == Dtype::kBf16 && a.v.dtype == Dtype::kBf16) {
       return attention_row_blocks_bf16<Arch>(blocks, count, group_workspace, kChunkKeys<Arch>);

@@ -38,6 +38,7 @@ inline void for_each_index(Fn&& fn) {
 //   kRegisters                   vector registers, which the blockings derive from
 //   kFusedMultiplyAdd            fmadd rounds once
 //   kDotBf16                     dot_bf16(acc, a, b) and pair_bf16(p0, p1) exist (vdpbf16ps)
+//   kAmx                         the AMX tile operations exist (x86.hpp, attention_amx.hpp)
 //   fmadd(a, b, c)               a * b + c, fused wherever the ISA has FMA; through intrinsics, so
 //                                results do not depend on -ffp-contract (xsimd 8.1's fma is a
 //                                plain a * b + c on AVX-512)

@@ -1,11 +1,12 @@
-// The x86 rows of the ISA table as IsaTraits (lib/kernels/simd.hpp): AVX-512 with BF16, AVX-512
-// (F/CD/DQ/BW/VL + FMA + F16C), AVX2 + FMA + F16C, SSE2. Every x86 intrinsic of the kernels lives here. Each specialization is
-// defined only where its ISA's flags are on: a kernel object is compiled with one ISA's flags
-// and instantiates only that ISA's traits.
+// The x86 rows of the ISA table as IsaTraits (lib/kernels/simd.hpp): AVX-512 with AMX, AVX-512 with
+// BF16, AVX-512 (F/CD/DQ/BW/VL + FMA + F16C), AVX2 + FMA + F16C, SSE2. Every x86 intrinsic of the
+// kernels lives here. Each specialization is defined only where its ISA's flags are on: a kernel
+// object is compiled with one ISA's flags and instantiates only that ISA's traits.
 #pragma once
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -36,6 +37,28 @@ XSIMD_DECLARE_SIMD_REGISTER_ALIAS(causalattn::kernels::avx512bf16, avx512bw);
 }  // namespace xsimd::types
 #endif
 
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+namespace causalattn::kernels {
+// AVX-512 with BF16 and AMX's bf16 tiles (Sapphire Rapids and later): again xsimd's AVX-512
+// registers under an architecture type of its own.
+struct amx : xsimd::avx512bw {
+  static constexpr bool supported() noexcept { return true; }
+  static constexpr bool available() noexcept { return true; }
+  static constexpr unsigned version() noexcept { return xsimd::generic::version(3, 5, 1); }
+  static constexpr char const* name() noexcept { return "amx"; }
+};
+
+}  // namespace causalattn::kernels
+
+namespace xsimd::types {
+template <class T>
+struct get_bool_simd_register<T, causalattn::kernels::amx> {
+  using type = simd_avx512_bool_register<T>;
+};
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(causalattn::kernels::amx, avx512bw);
+}  // namespace xsimd::types
+#endif
+
 namespace causalattn::kernels {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__)
@@ -46,6 +69,7 @@ struct Avx512Traits {
   static constexpr int kRegisters = 32;
   static constexpr bool kFusedMultiplyAdd = true;
   static constexpr bool kDotBf16 = false;
+  static constexpr bool kAmx = false;
   static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
   // One masked FMA.
   static V fmadd_where(xsimd::batch_bool<float, A> mask, V a, V b, V c) noexcept {
@@ -125,8 +149,10 @@ struct IsaTraits<xsimd::avx512bw> : Avx512Traits<xsimd::avx512bw> {};
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512BF16__)
-template <>
-struct IsaTraits<avx512bf16> : Avx512Traits<avx512bf16> {
+// The BF16 rows (avx512bf16, amx): the AVX-512 traits and the BF16 dot product.
+template <class A>
+struct Avx512Bf16Traits : Avx512Traits<A> {
+  using V = Vec<A>;
   static constexpr bool kDotBf16 = true;
   // acc + a[2i]·b[2i] + a[2i+1]·b[2i+1] in each lane, a and b pairs of bf16 (vdpbf16ps: products
   // exact, subnormal inputs and results flushed to zero).
@@ -158,6 +184,86 @@ struct IsaTraits<avx512bf16> : Avx512Traits<avx512bf16> {
     _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi16(a, high, b));
   }
 };
+
+template <>
+struct IsaTraits<avx512bf16> : Avx512Bf16Traits<avx512bf16> {};
+#endif
+
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define CAUSALATTN_EACH_TILE(T, op, ...)          \
+  static_assert(T >= 0 && T < 8, "eight tiles");  \
+  if constexpr (T == 0) op(0 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 1) op(1 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 2) op(2 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 3) op(3 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 4) op(4 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 5) op(5 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 6) op(6 __VA_OPT__(, ) __VA_ARGS__); \
+  if constexpr (T == 7) op(7 __VA_OPT__(, ) __VA_ARGS__)
+// AMX with bf16 (attention_amx.hpp): eight tile registers of 16 rows by 64 bytes, one
+// configuration for every tile; a tile index is an immediate, hence the template arguments.
+template <>
+struct IsaTraits<amx> : Avx512Bf16Traits<amx> {
+  static constexpr bool kAmx = true;
+  static constexpr int kTileRows = 16;    // rows of every tile
+  static constexpr int kTileBytes = 64;   // bytes of a tile row: 16 f32, or 32 bf16 (16 pairs)
+
+  // Every tile 16 rows by 64 bytes (palette 1). The state is the calling thread's: a kernel sets
+  // it on entry and releases it on exit, so nothing of ours stays in the thread's tile registers.
+  static void configure_tiles() noexcept {
+    struct alignas(64) {
+      uint8_t palette, start_row, reserved[14];
+      uint16_t bytes_per_row[16];
+      uint8_t rows[16];
+    } config = {};
+    config.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+      config.bytes_per_row[t] = kTileBytes;
+      config.rows[t] = kTileRows;
+    }
+    _tile_loadconfig(&config);
+  }
+  static void release_tiles() noexcept { _tile_release(); }
+  // g++'s tile intrinsics paste their index into the assembly as written, so each index is
+  // spelled out once here.
+  template <int T>
+  static void tile_zero() noexcept {
+    CAUSALATTN_EACH_TILE(T, _tile_zero);
+  }
+  template <int T>
+  static void tile_load(const void* p, int64_t stride_bytes) noexcept {
+    CAUSALATTN_EACH_TILE(T, _tile_loadd, p, stride_bytes);
+  }
+  template <int T>
+  static void tile_store(void* p, int64_t stride_bytes) noexcept {
+    CAUSALATTN_EACH_TILE(T, _tile_stored, p, stride_bytes);
+  }
+  // The kernels' one product: accumulator C (tiles 0-2) += A (tile 3) · B (tile 4 + C). A is 16
+  // rows of 16 bf16 pairs, B 16 rows (pairs) of 16 bf16 pairs, C 16 x 16 f32; products exact,
+  // sums in f32 (subnormal inputs and results flushed to zero).
+  template <int C>
+  static void tile_dot_bf16() noexcept {
+    static_assert(C >= 0 && C < 3, "accumulators are tiles 0-2");
+    if constexpr (C == 0) _tile_dpbf16ps(0, 3, 4);
+    if constexpr (C == 1) _tile_dpbf16ps(1, 3, 5);
+    if constexpr (C == 2) _tile_dpbf16ps(2, 3, 6);
+  }
+
+  // 16 dims [d0, d0 + 16) of 32 bf16 rows (nullptr: a row of zeros) transposed: out row d holds
+  // the 32 rows' element d0 + d, 64 bytes at out + d · out_stride bytes.
+  static void transpose_bf16_rows(const std::byte* const* rows, int64_t d0, std::byte* out, int64_t out_stride) noexcept {
+    __m512 pairs[16];  // pairs[i] lane d: rows 2i and 2i + 1 at dim d0 + d, the first in the low half
+    for (int i = 0; i < 16; ++i) {
+      auto widen = [&](const std::byte* row) {
+        return row == nullptr ? _mm512_setzero_si512()
+                              : _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * d0)));
+      };
+      pairs[i] = _mm512_castsi512_ps(_mm512_or_si512(widen(rows[2 * i]), _mm512_slli_epi32(widen(rows[2 * i + 1]), 16)));
+    }
+    transpose_square(reinterpret_cast<V*>(pairs));  // moves bits only: shuffles, no arithmetic
+    for (int d = 0; d < 16; ++d) _mm512_storeu_ps(out + d * out_stride, pairs[d]);
+  }
+};
 #endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -168,6 +274,7 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
   static constexpr int kRegisters = 16;
   static constexpr bool kFusedMultiplyAdd = true;
   static constexpr bool kDotBf16 = false;
+  static constexpr bool kAmx = false;
   static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
   static V fmadd_where(xsimd::batch_bool<float, A> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
@@ -224,6 +331,7 @@ struct IsaTraits<xsimd::sse2> {
   static constexpr int kRegisters = 16;
   static constexpr bool kFusedMultiplyAdd = false;
   static constexpr bool kDotBf16 = false;
+  static constexpr bool kAmx = false;
   static V fmadd(V a, V b, V c) noexcept { return a * b + c; }
   static V fmadd_where(xsimd::batch_bool<float, xsimd::sse2> mask, V a, V b, V c) noexcept {
     return xsimd::select(mask, fmadd(a, b, c), c);
