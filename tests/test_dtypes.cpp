@@ -623,10 +623,11 @@ TEST_P(Dtypes, FutureKeysDoNotReachEarlierQueries) {
   }
 }
 
-// All bf16 on the kernels that round P (the bf16 dot product, the AMX tiles): a NaN in V or huge
-// K at a future position does not reach an earlier query through the tiles either, with runs of
-// whole tiles before the diagonal.
-TEST_P(Dtypes, AllBf16FutureNanDoesNotReachEarlierQueries) {
+// All bf16 on the kernels that round P (the bf16 dot product, the AMX tiles), with runs of whole
+// tiles before the diagonal: finite changes to K and V at future positions leave the earlier
+// queries' bits alone; a NaN there reaches none of them (the AMX kernel then takes the f32 path
+// for the tiles that hold it, which may move an earlier query's last bits, within the bound).
+TEST_P(Dtypes, AllBf16FutureKeysDoNotReachEarlierQueries) {
   Case c;
   c.q_dtype = c.k_dtype = c.v_dtype = c.out_dtype = kBf16;
   c.q_len = c.kv_len = 300;
@@ -635,22 +636,33 @@ TEST_P(Dtypes, AllBf16FutureNanDoesNotReachEarlierQueries) {
   ASSERT_EQ(run.attend(kF32), CAUSALATTN_OK);
   const std::vector<float> before = run.out_f32;
   constexpr int64_t kFirstFuture = 150;
-  for (int64_t h = 0; h < c.kv_heads; ++h)
-    for (int64_t j = kFirstFuture; j < c.kv_len; ++j)
+  auto change_future = [&](float v_value) {
+    for (int64_t h = 0; h < c.kv_heads; ++h)
+      for (int64_t j = kFirstFuture; j < c.kv_len; ++j)
+        for (int64_t d = 0; d < c.head_dim; ++d) {
+          run.k[(h * c.kv_len + j) * c.head_dim + d] *= 1000.0f;
+          run.v[(h * c.kv_len + j) * c.head_dim + d] = v_value;
+        }
+    run.restore_kv();
+    ASSERT_EQ(run.attend(kF32), CAUSALATTN_OK);
+  };
+  auto at = [&](int64_t h, int64_t i, int64_t d) { return static_cast<size_t>((h * c.q_len + i) * c.head_dim + d); };
+  change_future(1e4f);
+  for (int64_t h = 0; h < c.q_heads; ++h)
+    for (int64_t i = 0; i < kFirstFuture; ++i)
       for (int64_t d = 0; d < c.head_dim; ++d) {
-        run.k[(h * c.kv_len + j) * c.head_dim + d] *= 1000.0f;
-        run.v[(h * c.kv_len + j) * c.head_dim + d] = std::numeric_limits<float>::quiet_NaN();
+        ASSERT_EQ(bits(run.out_f32[at(h, i, d)]), bits(before[at(h, i, d)])) << "head " << h << " query " << i;
       }
-  run.restore_kv();
-  ASSERT_EQ(run.attend(kF32), CAUSALATTN_OK);
+  change_future(std::numeric_limits<float>::quiet_NaN());
+  const double bound = std::ldexp(max_abs(run.seen_kv(run.sv)), -8);  // twice the P rounding's 2^-9 · max|v|
   for (int64_t h = 0; h < c.q_heads; ++h)
     for (int64_t i = 0; i < c.q_len; ++i)
       for (int64_t d = 0; d < c.head_dim; ++d) {
-        const size_t at = static_cast<size_t>((h * c.q_len + i) * c.head_dim + d);
+        const float out = run.out_f32[at(h, i, d)];
         if (i < kFirstFuture) {
-          ASSERT_EQ(bits(run.out_f32[at]), bits(before[at])) << "head " << h << " query " << i;
+          ASSERT_LE(std::fabs(out - before[at(h, i, d)]), bound) << "head " << h << " query " << i;
         } else {
-          ASSERT_TRUE(std::isnan(run.out_f32[at])) << "head " << h << " query " << i << " sees a NaN value";
+          ASSERT_TRUE(std::isnan(out)) << "head " << h << " query " << i << " sees a NaN value";
         }
       }
 }

@@ -52,6 +52,15 @@ struct AmxChunk {
   const std::byte* vt;  // dim d's keys at vt + d · vt_row_bytes, begin first
   int64_t vt_row_bytes;
   int64_t begin;
+  uint64_t finite;      // bit g: V of keys [begin + 32g, begin + 32g + 32) is finite (zeros past the end)
+
+  // Whether V of keys [from, to) of the chunk, whole 32-key groups, is finite.
+  bool finite_values(int64_t from, int64_t to) const {
+    for (int64_t g = from / kAmxPairDims; g * kAmxPairDims < to; ++g) {
+      if ((finite >> g & 1u) == 0) return false;
+    }
+    return true;
+  }
 };
 
 // Copies K rows [begin, end) contiguous, and zero rows after them up to a whole 16 keys (a score
@@ -71,19 +80,23 @@ void pack_amx_keys(const KvRows& k, int64_t begin, int64_t end, int64_t head_dim
 }
 
 // V rows [begin, end) transposed, 32 keys at a time (zeros past end): out row d = dim d of every
-// key, row_bytes apart.
+// key, row_bytes apart. Returns AmxChunk::finite's bits.
 template <class Arch>
-void pack_amx_values(const KvRows& v, int64_t begin, int64_t end, int64_t head_dim_v, std::byte* out,
-                     int64_t row_bytes) {
+uint64_t pack_amx_values(const KvRows& v, int64_t begin, int64_t end, int64_t head_dim_v, std::byte* out,
+                         int64_t row_bytes) {
   const std::byte* rows[kAmxPairDims];
+  uint64_t finite = 0;
   for (int64_t j0 = begin; j0 < end; j0 += kAmxPairDims) {
     const int64_t n = std::min(kAmxPairDims, end - j0);
     fill_rows<Arch>(v, j0, n, rows);
     std::fill(rows + n, rows + kAmxPairDims, nullptr);
+    bool group_finite = true;
     for (int64_t d = 0; d < head_dim_v; d += kAmxLanes) {
-      IsaTraits<Arch>::transpose_bf16_rows(rows, d, out + d * row_bytes + (j0 - begin) * 2, row_bytes);
+      group_finite &= IsaTraits<Arch>::transpose_bf16_rows(rows, d, out + d * row_bytes + (j0 - begin) * 2, row_bytes);
     }
+    finite |= uint64_t{group_finite} << ((j0 - begin) / kAmxPairDims);
   }
+  return finite;
 }
 
 // Scores of keys [from, from + count) of the tile (its K rows from `keys`) for query vectors QV0
@@ -99,7 +112,20 @@ void score_keys_amx(const uint32_t* q_pairs, int64_t head_dim, float scale, cons
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int QV = Blocking<Arch>::kQueryVectors;
   static_assert(W == kAmxLanes && QV <= 3, "a C tile is one query vector; C, A and B tiles fit in 8");
+  static_assert(CAUSALATTN_INVARIANT_SPLIT_KEYS % kAmxPairDims == 0, "tiles start on a 32-key group");
   const int64_t first = from / kAmxLanes * kAmxLanes, end = from + count;
+  auto scale_rows = [&](int64_t lo, int64_t hi) {
+    for (int64_t j = lo; j < hi; ++j) {
+#pragma GCC unroll 4
+      for (int qv = QV0; qv < QV; ++qv) {
+        const V s = V::load_aligned(st + j * R + qv * W) * V(scale);
+        s.store_aligned(st + j * R + qv * W);
+        max[qv] = xsimd::max(max[qv], s);
+      }
+    }
+  };
+  // Each group's scale pass runs after the next group's tiles are issued, so the vector unit
+  // works while the tiles compute (a pass right after its own tiles would wait for them).
   for (int64_t g = first; g < end; g += kAmxLanes) {
     for_each_index<QV>([&](auto qv) {
       if constexpr (qv() >= QV0) T::template tile_zero<qv()>();
@@ -116,15 +142,9 @@ void score_keys_amx(const uint32_t* q_pairs, int64_t head_dim, float scale, cons
     for_each_index<QV>([&](auto qv) {
       if constexpr (qv() >= QV0) T::template tile_store<qv()>(st + g * R + qv() * W, R * 4);
     });
+    if (g > first) scale_rows(g - kAmxLanes, g);
   }
-  for (int64_t j = first; j < end; ++j) {
-#pragma GCC unroll 4
-    for (int qv = QV0; qv < QV; ++qv) {
-      const V s = V::load_aligned(st + j * R + qv * W) * V(scale);
-      s.store_aligned(st + j * R + qv * W);
-      max[qv] = xsimd::max(max[qv], s);
-    }
-  }
+  scale_rows(std::max(first, (end - 1) / kAmxLanes * kAmxLanes), end);
 }
 
 // Ot[d][lane] += Σ over `pairs` key pairs (a multiple of 16) of the P pair · the V pair, for
@@ -155,8 +175,9 @@ void output_amx(const uint32_t* p_pairs, int64_t pairs, const std::byte* values,
   }
 }
 
-// block_tiles for the AMX kernel: the chunk's packed K and transposed V for the tiles, V's f32
-// rows (values_f32) for the masked keys and the ends of the runs.
+// block_tiles for the AMX kernel: the chunk's packed K and transposed V for the tiles. A tile
+// whose V is finite takes all its keys on the tiles; another takes its masked keys and the ends
+// of its runs in f32, from V's f32 rows (values_f32, read only then).
 template <class Arch>
 void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, const AmxChunk& chunk,
                      const KvRows& values_f32) {
@@ -174,8 +195,6 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
     TileMaxima<Arch> mx;
     t.j0 = j0;
     t.n = std::min<int64_t>(kv_end - j0, B::kTileKeys);
-    fill_rows<Arch>(values_f32, j0, t.n, tile.v);
-    tile.n = t.n;
     const std::byte* const keys = chunk.k + (j0 - chunk.begin) * chunk.k_row_bytes;
     auto score = [&](auto qv0, int64_t from, int64_t count, V* m_new) {
       score_keys_amx<Arch, qv0()>(s.q_pairs, w.head_dim, a.scale, keys, chunk.k_row_bytes, from, count, w.b.st, m_new);
@@ -201,7 +220,29 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
     mask_tile<Arch>(w, t, mx);
     softmax_tile<Arch>(w, t, mx);
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, t.n, w.b.st);
-    accumulate_tile<Arch>(a, w, tile, unmasked, t, mx);
+    const int64_t whole = (t.n + kAmxPairDims - 1) / kAmxPairDims * kAmxPairDims;
+    if (!chunk.finite_values(j0 - chunk.begin, j0 - chunk.begin + whole)) {
+      fill_rows<Arch>(values_f32, j0, t.n, tile.v);
+      tile.n = t.n;
+      accumulate_tile<Arch>(a, w, tile, unmasked, t, mx);
+      continue;
+    }
+    // V finite in all the tile's 32-key groups: every key on the tiles, the masked ones (weight
+    // exactly 0 after the mask) included, and the keys past the tile with weight 0.
+    const V* first_scale = j0 == w.first_tile ? nullptr : mx.alpha;
+    for_each_index<B::kQueryVectors>([&](auto qv0) {
+      if (qv0() != w.first_vector) return;
+      bool rescaled = first_scale != nullptr;
+      for (int qv = qv0(); qv < B::kQueryVectors && rescaled; ++qv) rescaled = xsimd::all(first_scale[qv] == V(1.0f));
+      if (!rescaled) {  // Ot *= alpha, or Ot = 0 on the block's first tile
+        output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st, 0, tile.v, w.head_dim_v, first_scale, t.mask, w.b.ot);
+      }
+      for (int64_t j = t.n; j < whole; ++j)
+        for (int qv = qv0(); qv < B::kQueryVectors; ++qv) V(0.0f).store_aligned(w.b.st + j * R + qv * B::kLanes);
+      pack_weights<Arch, qv0()>(w.b.st, 0, whole / 2, s.p_pairs);
+      output_amx<Arch, qv0()>(s.p_pairs, whole / 2, chunk.vt + (j0 - chunk.begin) * 2, chunk.vt_row_bytes, w.head_dim_v,
+                              w.b.ot);
+    });
   }
 }
 
@@ -211,6 +252,7 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
 template <class Arch>
 void attention_row_blocks_amx(const RowBlockArgs* blocks, int count, float* group_workspace, int64_t chunk_keys) {
   using T = IsaTraits<Arch>;
+  // AmxChunk::finite has a bit per 32-key group (chunk_keys is kChunkKeys, 384 keys).
   T::configure_tiles();
   int64_t kv_begin = INT64_MAX, kv_end = 0;
   for (int i = 0; i < count; ++i) {
@@ -225,9 +267,10 @@ void attention_row_blocks_amx(const RowBlockArgs* blocks, int count, float* grou
   for (int64_t j = kv_begin; j < kv_end; j += chunk_keys) {
     const int64_t end = std::min(kv_end, j + chunk_keys);
     pack_amx_keys<Arch>(blocks[0].k, j, end, D, k_rows);
-    pack_amx_values<Arch>(blocks[0].v, j, end, Dv, vt, chunk_keys * 2);
-    const KvRows values = widen_chunk<Arch>(blocks[0].v, j, end, Dv, v_f32);
-    const AmxChunk chunk{k_rows, D * 2, vt, chunk_keys * 2, j};
+    const uint64_t finite = pack_amx_values<Arch>(blocks[0].v, j, end, Dv, vt, chunk_keys * 2);
+    const AmxChunk chunk{k_rows, D * 2, vt, chunk_keys * 2, j, finite};
+    // V in f32 only where a group is not finite (its tiles then take the f32 path for some keys).
+    const KvRows values = chunk.finite_values(0, end - j) ? KvRows{} : widen_chunk<Arch>(blocks[0].v, j, end, Dv, v_f32);
     for (int i = 0; i < count; ++i) {
       if (block_keys_in<Arch>(blocks[i], j, j + chunk_keys) > 0) block_tiles_amx<Arch>(blocks[i], j, j + chunk_keys, chunk, values);
     }

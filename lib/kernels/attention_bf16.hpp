@@ -45,15 +45,30 @@ inline uint32_t bf16_bits(const std::byte* row, int64_t d, int64_t head_dim) {
   return h;
 }
 
-// begin_block, then Q repacked as raw bf16 dim pairs (unscaled) over Qt.
+// begin_block's running state, and Q as raw bf16 dim pairs (unscaled) over Qt: W queries by W
+// pairs at a time, each query's pairs loaded as W 32-bit lanes and the square transposed (bits
+// moved, no arithmetic); the pairs past the last whole W one by one.
 template <class Arch>
 void begin_block_bf16(const RowBlockArgs& a) {
+  using V = Vec<Arch>;
   constexpr int R = Blocking<Arch>::kRows;
-  begin_block<Arch>(a);
+  constexpr int W = Blocking<Arch>::kLanes;
+  begin_block<Arch>(a, false);
   const Bf16BlockState<Arch> s(BlockState<Arch>(a.workspace, a.head_dim, a.head_dim_v));
   const int first = first_lane<Arch>(a);
-  const int64_t pairs = (a.head_dim + 1) / 2;
-  for (int64_t d2 = 0; d2 < pairs; ++d2) {
+  const int64_t pairs = (a.head_dim + 1) / 2, whole = a.head_dim / (2 * W) * W;
+  for (int i0 = 0; i0 < R; i0 += W) {
+    for (int64_t d2 = 0; d2 < whole; d2 += W) {
+      V square[W];
+      for (int r = 0; r < W; ++r) {
+        const int64_t row = i0 + r - first;
+        square[r] = row >= 0 ? V::load_unaligned(reinterpret_cast<const float*>(a.q + row * a.q_stride + 4 * d2)) : V(0.0f);
+      }
+      transpose_square<Arch>(square);
+      for (int t = 0; t < W; ++t) square[t].store_aligned(reinterpret_cast<float*>(s.q_pairs + (d2 + t) * R + i0));
+    }
+  }
+  for (int64_t d2 = whole; d2 < pairs; ++d2) {
     for (int i = 0; i < R; ++i) {
       const std::byte* row = a.q + (i - first) * a.q_stride;
       s.q_pairs[d2 * R + i] =

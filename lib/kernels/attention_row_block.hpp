@@ -87,9 +87,10 @@ void drop_weights(const RowBlockArgs& a, int64_t j0, int64_t n, float* st) {
 }
 
 // Packs Q transposed and multiplied by the scale (lanes below first_lane zero), and clears the
-// running state. Q of any type is widened on the way.
+// running state. Q of any type is widened on the way. pack_q = false: the running state alone,
+// for the kernels that pack Q their own way.
 template <class Arch>
-void begin_block(const RowBlockArgs& a) {
+void begin_block(const RowBlockArgs& a, bool pack_q = true) {
   using V = Vec<Arch>;
   constexpr int W = Blocking<Arch>::kLanes;
   constexpr int R = Blocking<Arch>::kRows;
@@ -104,7 +105,7 @@ void begin_block(const RowBlockArgs& a) {
   }
   // W queries by W dims at a time: W row loads, one transpose, W aligned stores; the dims past
   // the last multiple of W one by one.
-  const int64_t d_vec_end = D / W * W;
+  const int64_t d_vec_end = pack_q ? D / W * W : 0;
   for (int64_t i0 = 0; i0 < R; i0 += W) {
     for (int64_t d = 0; d < d_vec_end; d += W) {
       V block[W];
@@ -116,7 +117,7 @@ void begin_block(const RowBlockArgs& a) {
       for (int t = 0; t < W; ++t) block[t].store_aligned(b.qt + (d + t) * R + i0);
     }
   }
-  for (int64_t d = d_vec_end; d < D; ++d) {
+  for (int64_t d = d_vec_end; d < D && pack_q; ++d) {
     for (int64_t i = 0; i < R; ++i) {
       b.qt[d * R + i] = i >= first ? dtype::element<Arch>(q_row(i - first), a.q_dtype, d) * scale : 0.0f;
     }

@@ -43,6 +43,7 @@ void attention_row_blocks(const RowBlockArgs* blocks, int count, float* group_wo
   if constexpr (IsaTraits<Arch>::kAmx) {
     // The AMX row: bf16 on the tiles where the shape allows, else the f32 kernel (the BF16 dot
     // product is slower than the f32 FMAs on the CPUs that have AMX).
+    static_assert(kChunkKeys<Arch> <= 64 * kAmxPairDims, "AmxChunk::finite has a bit per 32 keys");
     if (amx_runs<Arch>(blocks[0])) return attention_row_blocks_amx<Arch>(blocks, count, group_workspace, kChunkKeys<Arch>);
   } else if constexpr (IsaTraits<Arch>::kDotBf16) {
     const RowBlockArgs& a = blocks[0];

@@ -250,18 +250,24 @@ struct IsaTraits<amx> : Avx512Bf16Traits<amx> {
   }
 
   // 16 dims [d0, d0 + 16) of 32 bf16 rows (nullptr: a row of zeros) transposed: out row d holds
-  // the 32 rows' element d0 + d, 64 bytes at out + d · out_stride bytes.
-  static void transpose_bf16_rows(const std::byte* const* rows, int64_t d0, std::byte* out, int64_t out_stride) noexcept {
+  // the 32 rows' element d0 + d, 64 bytes at out + d · out_stride bytes. Returns whether every
+  // element is finite (no exponent of all ones: ±∞, NaN).
+  static bool transpose_bf16_rows(const std::byte* const* rows, int64_t d0, std::byte* out, int64_t out_stride) noexcept {
     __m512 pairs[16];  // pairs[i] lane d: rows 2i and 2i + 1 at dim d0 + d, the first in the low half
+    const __m512i exponent = _mm512_set1_epi16(0x7f80);
+    __mmask32 not_finite = 0;
     for (int i = 0; i < 16; ++i) {
       auto widen = [&](const std::byte* row) {
         return row == nullptr ? _mm512_setzero_si512()
                               : _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * d0)));
       };
-      pairs[i] = _mm512_castsi512_ps(_mm512_or_si512(widen(rows[2 * i]), _mm512_slli_epi32(widen(rows[2 * i + 1]), 16)));
+      const __m512i pair = _mm512_or_si512(widen(rows[2 * i]), _mm512_slli_epi32(widen(rows[2 * i + 1]), 16));
+      not_finite |= _mm512_cmpeq_epi16_mask(_mm512_and_si512(pair, exponent), exponent);
+      pairs[i] = _mm512_castsi512_ps(pair);
     }
     transpose_square(reinterpret_cast<V*>(pairs));  // moves bits only: shuffles, no arithmetic
     for (int d = 0; d < 16; ++d) _mm512_storeu_ps(out + d * out_stride, pairs[d]);
+    return not_finite == 0;
   }
 };
 #endif
