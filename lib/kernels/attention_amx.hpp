@@ -32,6 +32,12 @@ namespace causalattn::kernels {
 // The dims of a tile row: 32 bf16 (16 pairs) of A and B, 16 f32 of C.
 constexpr int64_t kAmxPairDims = 32;
 constexpr int64_t kAmxLanes = 16;
+// The softmax's rescale slack (softmax_tile), as log2 of the largest weight: a row's accumulator
+// is rescaled only when a tile's maximum passes the running one by more than ln(2^8), so the
+// vector pass that rescales Ot, and its wait between the tiles' products, is rare after a row's
+// first tiles. Weights are then at most 2^8, the sums of weights and of weighted values up to
+// 2^8 times the exact softmax's (still in f32 while 2^8 · Σ|v| stays below FLT_MAX).
+constexpr int kRescaleSlackLog2 = 8;
 
 template <class Arch>
 bool amx_runs(const RowBlockArgs& a) {
@@ -218,7 +224,7 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
     };
     score_tile<Arch>(a, w, score, t, mx);
     mask_tile<Arch>(w, t, mx);
-    softmax_tile<Arch>(w, t, mx);
+    softmax_tile<Arch, kRescaleSlackLog2>(w, t, mx);
     if (a.dropout_threshold != 0) drop_weights<Arch>(a, j0, t.n, w.b.st);
     const int64_t whole = (t.n + kAmxPairDims - 1) / kAmxPairDims * kAmxPairDims;
     if (!chunk.finite_values(j0 - chunk.begin, j0 - chunk.begin + whole)) {

@@ -293,7 +293,10 @@ template <class Arch>
 // exp(s - m), the running sum and maximum move on, and alpha is the old accumulator's rescale.
 // Scores stay in natural units and the softmax takes exp(s - max) of s - max <= 0: scores up to
 // FLT_MAX cannot overflow on the way, as they would if scaled by log2(e) first.
-template <class Arch>
+// With a slack (the AMX kernel's kRescaleSlack), a lane keeps its old maximum while the tile's
+// stays within the slack of it: its alpha is then exactly 1 and the accumulator needs no rescale,
+// which most tiles after the first few of a row do not; weights reach e^slack instead of 1.
+template <class Arch, int kSlackLog2 = 0>
 [[gnu::always_inline]] inline void softmax_tile(const BlockWalk<Arch>& w, const TileStep<Arch>& t, TileMaxima<Arch>& mx) {
   using V = Vec<Arch>;
   using B = Blocking<Arch>;
@@ -303,6 +306,11 @@ template <class Arch>
   float* const st = w.b.st;
   V m_ref[B::kQueryVectors], sum[B::kQueryVectors];
   for (int qv = 0; qv < B::kQueryVectors; ++qv) {
+    if constexpr (kSlackLog2 > 0) {
+      // (m_old = -inf keeps nothing: -inf + slack is -inf. A NaN maximum fails the test and moves on.)
+      const V slack(static_cast<float>(kSlackLog2) * 0.693147180559945f);
+      mx.m_new[qv] = xsimd::select(mx.m_new[qv] <= mx.m_old[qv] + slack, mx.m_old[qv], mx.m_new[qv]);
+    }
     // A lane that has seen only masked keys keeps m = -inf; subtracting 0 instead keeps
     // exp at exactly 0 there rather than NaN from (-inf) - (-inf).
     m_ref[qv] = xsimd::select(mx.m_new[qv] == V(kNegInf), V(0.0f), mx.m_new[qv]);

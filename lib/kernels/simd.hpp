@@ -102,7 +102,8 @@ namespace causalattn::kernels {
 
 // y[i] = e^y[i] for K vectors of y <= 0, the softmax case (scores minus their running maximum),
 // as 2^(y·log2(e)). Contract: y <= 0 or NaN. y <= -127·ln(2) (and -inf) gives exactly +0, NaN
-// gives NaN.
+// gives NaN. (Positive y up to 64·ln(2), as a softmax with a rescale slack takes, are within the
+// same bound: 2^n stays a normal number.)
 // y·log2(e) = n + f with n an integer and |f| <= 1/2; 2^f from a degree-6 polynomial fitted to
 // relative error on [-1/2, 1/2], 2^n from exponent bits. Where the ISA has FMA, f comes from
 // exact products with log2(e) in two parts (Cody-Waite), so the result is within 2 ulp for
