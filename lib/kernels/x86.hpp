@@ -14,6 +14,13 @@
 
 #include "common/dtype.hpp"
 
+// AMX-TILE and AMX-BF16 are on (g++ and clang spell the macros differently).
+#if (defined(__AMX_TILE__) && defined(__AMX_BF16__)) || (defined(__AMXTILE__) && defined(__AMXBF16__))
+#define CAUSALATTN_HAS_AMX_BF16 1
+#else
+#define CAUSALATTN_HAS_AMX_BF16 0
+#endif
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512BF16__)
 namespace causalattn::kernels {
 // AVX-512 with the BF16 dot product (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4): xsimd's
@@ -37,7 +44,7 @@ XSIMD_DECLARE_SIMD_REGISTER_ALIAS(causalattn::kernels::avx512bf16, avx512bw);
 }  // namespace xsimd::types
 #endif
 
-#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(__AVX512BF16__) && CAUSALATTN_HAS_AMX_BF16
 namespace causalattn::kernels {
 // AVX-512 with BF16 and AMX's bf16 tiles (Sapphire Rapids and later): again xsimd's AVX-512
 // registers under an architecture type of its own.
@@ -189,7 +196,7 @@ template <>
 struct IsaTraits<avx512bf16> : Avx512Bf16Traits<avx512bf16> {};
 #endif
 
-#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(__AVX512BF16__) && CAUSALATTN_HAS_AMX_BF16
 #define CAUSALATTN_EACH_TILE(T, op, ...)          \
   static_assert(T >= 0 && T < 8, "eight tiles");  \
   if constexpr (T == 0) op(0 __VA_OPT__(, ) __VA_ARGS__); \
