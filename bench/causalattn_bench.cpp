@@ -519,27 +519,41 @@ void BM_PackedBatch(benchmark::State& state) {
   time_attend(state, a, n * causal_flops(kHeads, t, d));
 }
 
-// The BF16 dot product's peak on one core (vdpbf16ps, independent chains), for the first ISA of
-// the table that has it and this CPU runs, beside BM_PeakFma: what a bf16 kernel on it can reach.
-void BM_PeakDotBf16(benchmark::State& state) {
+// A bf16 peak on one core (independent chains of a product), for the first ISA of the table that
+// has the product and this CPU runs, beside BM_PeakFma: what a bf16 kernel on it can reach.
+// run and flops pick the product's loop of a PeakLoop.
+template <class Run>
+void run_bf16_peak(benchmark::State& state, const char* product, Run run, int64_t causalattn::bench::PeakLoop::*flops) {
   const causalattn::bench::PeakLoop* loop = nullptr;
   for (int i = 0; causalattn::bench::kPeakLoops[i] != nullptr; ++i) {
     const causalattn::bench::PeakLoop* l = causalattn::bench::kPeakLoops[i];
-    if (l->run_dot_bf16 != nullptr && causalattn_set_isa(l->isa) == CAUSALATTN_OK) {
+    if (l->*run != nullptr && causalattn_set_isa(l->isa) == CAUSALATTN_OK) {
       loop = l;
       break;
     }
   }
   causalattn_set_isa(nullptr);
   if (loop == nullptr) {
-    state.SkipWithError("no ISA of this build with the BF16 dot product runs on this CPU");
+    state.SkipWithError((std::string("no ISA of this build with ") + product + " runs on this CPU").c_str());
     return;
   }
   constexpr int64_t kIterations = 1 << 20;
-  for (auto _ : state) benchmark::DoNotOptimize(loop->run_dot_bf16(kIterations));
-  state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(kIterations * loop->dot_bf16_flops_per_iteration),
+  for (auto _ : state) benchmark::DoNotOptimize((loop->*run)(kIterations));
+  state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(kIterations * loop->*flops),
                                                benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(loop->isa);
+}
+
+// The BF16 dot product (vdpbf16ps).
+void BM_PeakDotBf16(benchmark::State& state) {
+  run_bf16_peak(state, "the BF16 dot product", &causalattn::bench::PeakLoop::run_dot_bf16,
+                &causalattn::bench::PeakLoop::dot_bf16_flops_per_iteration);
+}
+
+// AMX's bf16 tile product (tdpbf16ps): what the AMX kernel's two products can reach.
+void BM_PeakAmxBf16(benchmark::State& state) {
+  run_bf16_peak(state, "AMX", &causalattn::bench::PeakLoop::run_amx_bf16,
+                &causalattn::bench::PeakLoop::amx_bf16_flops_per_iteration);
 }
 
 void register_benchmarks() {
@@ -552,6 +566,10 @@ void register_benchmarks() {
       ->UseRealTime()
       ->Repetitions(6);
   benchmark::RegisterBenchmark("BM_PeakDotBf16", BM_PeakDotBf16)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->Repetitions(6);
+  benchmark::RegisterBenchmark("BM_PeakAmxBf16", BM_PeakAmxBf16)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
       ->Repetitions(6);

@@ -14,6 +14,9 @@ struct PeakLoop {
   // The BF16 dot product's loop (vdpbf16ps, 2 multiply-adds per lane), nullptr on ISAs without it.
   float (*run_dot_bf16)(int64_t iterations);
   int64_t dot_bf16_flops_per_iteration;
+  // AMX's bf16 tile product's loop (tdpbf16ps, 16 x 16 x 32 multiply-adds), nullptr without AMX.
+  float (*run_amx_bf16)(int64_t iterations);
+  int64_t amx_bf16_flops_per_iteration;
 };
 
 // The loop for an ISA name as causalattn_isa() reports it (the last row's for an unknown name).

@@ -57,9 +57,35 @@ float dot_bf16_loop(int64_t iterations) {
   }
 }
 
+// Independent tile products, where the ISA has AMX: six accumulators (tiles 0-5) on one A and one
+// B tile, more than the product's latency needs at its throughput.
+constexpr int kAmxChains = 6;
+
+template <class A>
+float amx_bf16_loop(int64_t iterations) {
+  if constexpr (causalattn::kernels::IsaTraits<A>::kAmx) {
+    using T = causalattn::kernels::IsaTraits<A>;
+    alignas(64) static const uint16_t operand[T::kTileRows * T::kTileBytes / 2] = {};
+    alignas(64) float c[T::kTileRows * T::kTileBytes / 4];
+    T::configure_tiles();
+    T::template tile_load<6>(operand, T::kTileBytes);
+    T::template tile_load<7>(operand, T::kTileBytes);
+    causalattn::kernels::for_each_index<kAmxChains>([&](auto i) { T::template tile_zero<i()>(); });
+    for (int64_t it = 0; it < iterations; ++it) {
+      causalattn::kernels::for_each_index<kAmxChains>([&](auto i) { T::template tile_dot_bf16<i(), 6, 7>(); });
+    }
+    T::template tile_store<0>(c, T::kTileBytes);
+    T::release_tiles();
+    return c[0];
+  } else {
+    return static_cast<float>(iterations);
+  }
+}
+
 }  // namespace
 
 extern const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP;
 const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP = {
     CAUSALATTN_ISA_NAME, fma_loop, kChains * static_cast<int64_t>(V::size) * 2,
-    causalattn::kernels::IsaTraits<Arch>::kDotBf16 ? dot_bf16_loop<Arch> : nullptr, kDotChains * static_cast<int64_t>(V::size) * 4};
+    causalattn::kernels::IsaTraits<Arch>::kDotBf16 ? dot_bf16_loop<Arch> : nullptr, kDotChains * static_cast<int64_t>(V::size) * 4,
+    causalattn::kernels::IsaTraits<Arch>::kAmx ? amx_bf16_loop<Arch> : nullptr, kAmxChains * 16 * 16 * 32 * 2};

@@ -105,6 +105,8 @@ uint64_t pack_amx_values(const KvRows& v, int64_t begin, int64_t end, int64_t he
   return finite;
 }
 
+// The tiles: C (the accumulators) 0-2, one per query vector; A 3; B 4-6, one per query vector.
+
 // Scores of keys [from, from + count) of the tile (its K rows from `keys`) for query vectors QV0
 // and up, into st and max, as score_keys does. The tiles cover whole 16-key groups from
 // from / 16 · 16: the keys before `from` are scored again with the same bits (every vector from
@@ -141,7 +143,7 @@ void score_keys_amx(const uint32_t* q_pairs, int64_t head_dim, float scale, cons
       for_each_index<QV>([&](auto qv) {
         if constexpr (qv() >= QV0) {
           T::template tile_load<4 + qv()>(q_pairs + d / 2 * R + qv() * W, R * 4);
-          T::template tile_dot_bf16<qv()>();
+          T::template tile_dot_bf16<qv(), 3, 4 + qv()>();
         }
       });
     }
@@ -171,7 +173,7 @@ void output_amx(const uint32_t* p_pairs, int64_t pairs, const std::byte* values,
       for_each_index<QV>([&](auto qv) {
         if constexpr (qv() >= QV0) {
           T::template tile_load<4 + qv()>(p_pairs + i * R + qv() * W, R * 4);
-          T::template tile_dot_bf16<qv()>();
+          T::template tile_dot_bf16<qv(), 3, 4 + qv()>();
         }
       });
     }

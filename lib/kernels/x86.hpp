@@ -245,15 +245,24 @@ struct IsaTraits<amx> : Avx512Bf16Traits<amx> {
   static void tile_store(void* p, int64_t stride_bytes) noexcept {
     CAUSALATTN_EACH_TILE(T, _tile_stored, p, stride_bytes);
   }
-  // The kernels' one product: accumulator C (tiles 0-2) += A (tile 3) · B (tile 4 + C). A is 16
-  // rows of 16 bf16 pairs, B 16 rows (pairs) of 16 bf16 pairs, C 16 x 16 f32; products exact,
-  // sums in f32 (subnormal inputs and results flushed to zero).
-  template <int C>
+  // C += A · B, tiles by index: A 16 rows of 16 bf16 pairs, B 16 rows (pairs) of 16 bf16 pairs,
+  // C 16 x 16 f32; products exact, sums in f32 (subnormal inputs and results flushed to zero).
+  template <int C, int A, int B>
   static void tile_dot_bf16() noexcept {
-    static_assert(C >= 0 && C < 3, "accumulators are tiles 0-2");
-    if constexpr (C == 0) _tile_dpbf16ps(0, 3, 4);
-    if constexpr (C == 1) _tile_dpbf16ps(1, 3, 5);
-    if constexpr (C == 2) _tile_dpbf16ps(2, 3, 6);
+    static_assert(C >= 0 && C < 8 && A >= 0 && A < 8 && B >= 0 && B < 8 && C != A && C != B && A != B, "three tiles");
+#define CAUSALATTN_DOT(c, a, b) \
+  if constexpr (C == c && A == a && B == b) _tile_dpbf16ps(c, a, b);
+#define CAUSALATTN_DOT_A(c, a)                                                                            \
+  CAUSALATTN_DOT(c, a, 0) CAUSALATTN_DOT(c, a, 1) CAUSALATTN_DOT(c, a, 2) CAUSALATTN_DOT(c, a, 3) \
+  CAUSALATTN_DOT(c, a, 4) CAUSALATTN_DOT(c, a, 5) CAUSALATTN_DOT(c, a, 6) CAUSALATTN_DOT(c, a, 7)
+#define CAUSALATTN_DOT_C(c)                                                                               \
+  CAUSALATTN_DOT_A(c, 0) CAUSALATTN_DOT_A(c, 1) CAUSALATTN_DOT_A(c, 2) CAUSALATTN_DOT_A(c, 3) \
+  CAUSALATTN_DOT_A(c, 4) CAUSALATTN_DOT_A(c, 5) CAUSALATTN_DOT_A(c, 6) CAUSALATTN_DOT_A(c, 7)
+    CAUSALATTN_DOT_C(0) CAUSALATTN_DOT_C(1) CAUSALATTN_DOT_C(2) CAUSALATTN_DOT_C(3)
+    CAUSALATTN_DOT_C(4) CAUSALATTN_DOT_C(5) CAUSALATTN_DOT_C(6) CAUSALATTN_DOT_C(7)
+#undef CAUSALATTN_DOT_C
+#undef CAUSALATTN_DOT_A
+#undef CAUSALATTN_DOT
   }
 
   // 16 dims [d0, d0 + 16) of 32 bf16 rows (nullptr: a row of zeros) transposed: out row d holds
