@@ -668,6 +668,19 @@ void register_benchmarks() {
           ->UseRealTime()
           ->Repetitions(3);
     }
+    // All-bf16 beside all-f32 at a shorter sequence and the other common head sizes (the AMX
+    // kernel's shapes), one thread.
+    for (const std::vector<int64_t>& td : std::vector<std::vector<int64_t>>{{1024, 128}, {4096, 64}, {4096, 256}}) {
+      for (int64_t dtype : {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16}) {
+        if (threads != 1) continue;
+        benchmark::RegisterBenchmark("BM_PrefillDtypes", BM_PrefillDtypes)
+            ->Args({td[0], td[1], dtype, dtype, threads})
+            ->ArgNames({"T", "D", "q_dtype", "kv_dtype", "threads"})
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->Repetitions(3);
+      }
+    }
     for (int64_t dtype : {CAUSALATTN_DTYPE_F32, CAUSALATTN_DTYPE_BF16}) {
       benchmark::RegisterBenchmark("BM_PackedBatch", BM_PackedBatch)
           ->Args({256, 32, dtype, threads})

@@ -1,6 +1,7 @@
 """The CPU attention a user would pick instead of ours, on this machine, for tools/report.py.
 
-tools/report.sh --with-peers runs it: our Python binding, OpenVINO's ScaledDotProductAttention
+tools/report.sh --with-peers runs it: our Python binding (f32, f16 K/V, and bf16 through PyTorch
+tensors), OpenVINO's ScaledDotProductAttention
 (f32, and bf16 where the CPU has it), ONNX Runtime's GroupQueryAttention and MultiHeadAttention (com.microsoft) and
 llama.cpp's ggml_flash_attn_ext (f16 and f32 K/V, through bench/peers/ggml_attention.cpp), on the
 same shapes and thread counts. Every method is first checked against a float64 reference at a
@@ -71,27 +72,45 @@ class Skip(Exception):
 
 # Each method: prepare(case, q, k, v) -> a function computing [H, T, D] output (float32).
 
-def ours(kv_dtype):
+def ours(dtype):
+    """f32, f16 (K/V in f16, Q and out f32) or bf16 (everything in bf16, as PyTorch tensors through
+    DLPack: numpy has no bfloat16)."""
     import causalattn
 
     def prepare(c, q, k, v):
         threads = c["threads"]
-        if kv_dtype == "f16":
+        if dtype == "f16":
             k, v = k.astype(np.float16), v.astype(np.float16)
         # [1, T, H, D] views of [1, H, T, D] buffers: our fastest layout, read in place.
         qv, kv, vv = (x[None].transpose(0, 2, 1, 3) for x in (q, k, v))
         out = np.empty((1, q.shape[0], q.shape[1], q.shape[2]), np.float32).transpose(0, 2, 1, 3)
+        as_f32 = lambda o: o[0].transpose(1, 0, 2)
+        if dtype == "bf16":
+            import torch
+            qv, kv, vv = (torch.from_numpy(x[None]).to(torch.bfloat16).transpose(1, 2) for x in (q, k, v))
+            out = torch.empty(qv.shape, dtype=torch.bfloat16).transpose(1, 2).contiguous().transpose(1, 2)
+            as_f32 = lambda o: o[0].float().numpy().transpose(1, 0, 2)
         if c["mode"] == "prefill":
             def run():
                 causalattn.flash_attn_func(qv, kv, vv, causal=True, out=out, num_threads=threads)
-                return out[0].transpose(1, 0, 2)
+                return as_f32(out)
         else:
             def run():
                 causalattn.flash_attn_with_kvcache(qv, kv, vv, cache_seqlens=kv.shape[1], causal=True, out=out,
                                                    num_threads=threads)
-                return out[0].transpose(1, 0, 2)
+                return as_f32(out)
         return run
     return prepare
+
+
+def rounded_to(x, name):
+    """The values a method of ours is given, in f32: K/V through f16, or everything through bf16."""
+    if name == "causalattn_f16kv":
+        return x.astype(np.float16).astype(np.float32)
+    if name == "causalattn_bf16":
+        import torch
+        return torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+    return x
 
 
 def openvino_sdpa(precision):
@@ -220,6 +239,7 @@ def ggml_driver(path, kv_type):
 METHODS = [
     ("causalattn", "causalattn f32", 4, 2e-5),
     ("causalattn_f16kv", "causalattn, f16 K/V", 2, 2e-5),
+    ("causalattn_bf16", "causalattn bf16", 2, 1e-2),  # P rounded to bf16 (2^-9), out bf16 (2^-9)
     ("openvino_f32", "OpenVINO SDPA f32", 4, 1e-4),
     ("openvino_bf16", "OpenVINO SDPA bf16", 4, 3e-2),
     ("ort_gqa", "ONNX Runtime GQA f32", 4, 1e-4),
@@ -233,7 +253,7 @@ def make_methods(ggml_path):
     """name -> (seconds(case), check(case) -> max error / max|v|), or a reason it is skipped."""
     made, skipped = {}, {}
     factories = {
-        "causalattn": lambda: ours("f32"), "causalattn_f16kv": lambda: ours("f16"),
+        "causalattn": lambda: ours("f32"), "causalattn_f16kv": lambda: ours("f16"), "causalattn_bf16": lambda: ours("bf16"),
         "openvino_f32": lambda: openvino_sdpa("f32"), "openvino_bf16": lambda: openvino_sdpa("bf16"),
         "ort_gqa": ort_gqa, "ort_mha": ort_mha,
     }
@@ -252,14 +272,16 @@ def make_methods(ggml_path):
 
         def seconds(c, prepare=prepare, name=name):
             q, k, v = inputs(c)
-            if name == "causalattn_f16kv":
-                k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
+            if name != "causalattn_f16kv":  # (its Q stays f32)
+                q = rounded_to(q, name)
+            k, v = rounded_to(k, name), rounded_to(v, name)
             return best_of(prepare(c, q, k, v))
 
         def check(c, prepare=prepare, name=name):
             q, k, v = inputs(c, seed=1)
-            if name == "causalattn_f16kv":
-                k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
+            if name != "causalattn_f16kv":
+                q = rounded_to(q, name)
+            k, v = rounded_to(k, name), rounded_to(v, name)
             got = prepare(c, q, k, v)()
             return float(np.max(np.abs(got - reference(q, k, v, True)))) / float(np.max(np.abs(v)))
         made[name] = (seconds, check)

@@ -2,8 +2,8 @@
 count, the checks, the headline line, a plot of our speedup over each peer and decode GB/s."""
 import os
 
-# Which of ours a peer is set against: the same K/V dtype.
-OURS = {"ggml_f16": "causalattn_f16kv"}
+# Which of ours a peer is set against: the same K/V dtype (bf16: every tensor bf16).
+OURS = {"ggml_f16": "causalattn_f16kv", "openvino_bf16": "causalattn_bf16"}
 OURS_DEFAULT = "causalattn"
 
 
@@ -95,7 +95,7 @@ def section(peers, bandwidth, cores):
                 unit = "GFLOP/s, best / median" if mode == "prefill" else "ms, best / median (GB/s at the best)"
                 lines += ["", f"### {mode}, D={d}, {_threads(threads, cores)}: {unit}", "",
                           f"| {'T' if mode == 'prefill' else 'Tk'} | " + " | ".join(labels[m] for m in methods) +
-                          " | ours ÷ best peer | FMA peak |", "|---|" + "---|" * (len(methods) + 2)]
+                          " | smallest lead (peer's time ÷ ours, same dtype) | FMA peak |", "|---|" + "---|" * (len(methods) + 2)]
                 for size in sizes:
                     cells, peer_times, peak = [], [], None
                     for m in methods:
@@ -110,10 +110,10 @@ def section(peers, bandwidth, cores):
                         else:
                             gbps = 2.0 * size * 8 * d * kv_bytes[m] / seconds / 1e9
                             cells.append(f"{seconds * 1e3:.2f} / {median * 1e3:.2f} ({gbps:.1f})")
-                        if not m.startswith("causalattn"):
-                            peer_times.append(seconds)
-                    ours = best.get((OURS_DEFAULT, mode, d, threads, size))
-                    lead = f"{min(peer_times) / ours[0]:.2f}×" if ours and peer_times else ""
+                        ours = best.get((OURS.get(m, OURS_DEFAULT), mode, d, threads, size))
+                        if not m.startswith("causalattn") and ours:
+                            peer_times.append(seconds / ours[0])
+                    lead = f"{min(peer_times):.2f}×" if peer_times else ""
                     lines.append(f"| {size} | " + " | ".join(cells) + f" | {lead} | "
                                  f"{f'{peak:.0f}' if peak else ''} |")
     if bandwidth:
