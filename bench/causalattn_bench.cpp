@@ -173,6 +173,32 @@ void BM_Linear(benchmark::State& state) {
   set_common_counters(state, linear_flops(m, n, k));
 }
 
+std::vector<uint64_t> stored(const std::vector<float>& x, causalattn_dtype t);
+
+// The same product in bf16 (causalattn_linear_bf16: AMX tiles on the amx ISA, else widened to
+// f32), W packed on every call. args: M, N, K, threads (0 = all)
+void BM_LinearBf16(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  LinearInputs in(m, n, k);
+  const std::vector<uint64_t> x = stored(in.x, CAUSALATTN_DTYPE_BF16), w = stored(in.w, CAUSALATTN_DTYPE_BF16),
+                              bias = stored(in.bias, CAUSALATTN_DTYPE_BF16);
+  std::vector<uint64_t> y = stored(in.y, CAUSALATTN_DTYPE_BF16);
+  auto call = [&] {
+    return causalattn_linear_bf16(m, n, k, x.data(), k, w.data(), k, bias.data(), y.data(), n,
+                                  static_cast<int32_t>(state.range(3)));
+  };
+  if (call() != CAUSALATTN_OK) {
+    state.SkipWithError(causalattn_last_error());
+    return;
+  }
+  for (auto _ : state) {
+    call();
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_common_counters(state, linear_flops(m, n, k));
+}
+
 #ifdef CAUSALATTN_BENCH_HAVE_BLAS
 // The same product with OpenBLAS's sgemm. args: M, N, K, threads (0 = all)
 void BM_LinearBlas(benchmark::State& state) {
@@ -616,6 +642,12 @@ void register_benchmarks() {
     for (const std::vector<int64_t>& mnk : kLinearShapes) {
       const std::vector<int64_t> args = {mnk[0], mnk[1], mnk[2], threads};
       benchmark::RegisterBenchmark("BM_Linear", BM_Linear)
+          ->Args(args)
+          ->ArgNames({"M", "N", "K", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(5);
+      benchmark::RegisterBenchmark("BM_LinearBf16", BM_LinearBf16)
           ->Args(args)
           ->ArgNames({"M", "N", "K", "threads"})
           ->Unit(benchmark::kMillisecond)

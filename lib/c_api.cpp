@@ -119,6 +119,11 @@ int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64
   return causalattn::linear::linear_f32(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads);
 }
 
+int causalattn_linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* weight,
+                           int64_t weight_stride, const void* bias, void* y, int64_t y_stride, int32_t num_threads) {
+  return causalattn::linear::linear_bf16(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads);
+}
+
 const char* causalattn_last_error(void) { return causalattn::detail::last_error(); }
 
 }  // extern "C"

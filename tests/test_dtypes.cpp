@@ -398,7 +398,7 @@ struct TypedRun {
 };
 
 // The bf16 dot-product kernel (ISA avx512bf16) and the AMX kernel (ISA amx) run prefill when Q, K
-// and V are all bf16: they round the weights P to bf16 for P·V, which adds at most 2^-9 · max|v|
+// and V are all bf16: they round the weights P to bf16 for P·V, which adds at most 2^-8 · max|v|
 // to an output (lib/kernels/attention_bf16.hpp derives it).
 bool uses_bf16_kernel(const Case& c) {
   const std::string isa = causalattn_isa();
@@ -426,7 +426,7 @@ void check_case(const Case& c) {
   const reference::Result ref = run.reference();
   const std::vector<float> v_seen = run.seen_kv(run.sv);
   Tolerance tol = tolerance_for(v_seen, ref);
-  if (uses_bf16_kernel(c)) tol.out += std::ldexp(max_abs(v_seen), -9);  // P rounded to bf16
+  if (uses_bf16_kernel(c)) tol.out += std::ldexp(max_abs(v_seen), -8);  // P rounded to bf16
   for (size_t i = 0; i < f32_out.size(); ++i) {
     ASSERT_TRUE(matches(f32_out[i], ref.out[i], tol.out)) << "out[" << i << "] = " << f32_out[i] << ", reference "
                                                           << ref.out[i] << ", tolerance " << tol.out;
@@ -654,7 +654,7 @@ TEST_P(Dtypes, AllBf16FutureKeysDoNotReachEarlierQueries) {
         ASSERT_EQ(bits(run.out_f32[at(h, i, d)]), bits(before[at(h, i, d)])) << "head " << h << " query " << i;
       }
   change_future(std::numeric_limits<float>::quiet_NaN());
-  const double bound = std::ldexp(max_abs(run.seen_kv(run.sv)), -8);  // twice the P rounding's 2^-9 · max|v|
+  const double bound = std::ldexp(max_abs(run.seen_kv(run.sv)), -7);  // twice the P rounding's 2^-8 · max|v|
   for (int64_t h = 0; h < c.q_heads; ++h)
     for (int64_t i = 0; i < c.q_len; ++i)
       for (int64_t d = 0; d < c.head_dim; ++d) {

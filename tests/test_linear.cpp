@@ -127,8 +127,115 @@ TEST_P(Linear, SameBitsForAnyThreadCount) {
   }
 }
 
+// causalattn_linear_bf16: the same problem with x, W and b stored in bf16 (padding NaN), y in bf16
+// (padding a sentinel), against the oracle on the stored values: the f32 sums' bound, then y's
+// rounding to bf16 (half an ulp of 8 significant bits: 2^-8 relative). On the amx ISA this is the AMX kernel.
+struct LinearBf16Problem {
+  LinearCase c;
+  LinearProblem values;
+  std::vector<uint16_t> x, w, bias, y;
+  static constexpr uint16_t kYSentinel = 0x7bad;
+
+  static std::vector<uint16_t> stored(std::vector<float>* v) {
+    std::vector<uint16_t> out(v->size());
+    if (v->empty()) return out;
+    EXPECT_EQ(causalattn_convert(v->data(), CAUSALATTN_DTYPE_F32, out.data(), CAUSALATTN_DTYPE_BF16,
+                                 static_cast<int64_t>(v->size())), CAUSALATTN_OK);
+    EXPECT_EQ(causalattn_convert(out.data(), CAUSALATTN_DTYPE_BF16, v->data(), CAUSALATTN_DTYPE_F32,
+                                 static_cast<int64_t>(v->size())), CAUSALATTN_OK);
+    return out;
+  }
+
+  explicit LinearBf16Problem(const LinearCase& lc) : c(lc), values(lc) {
+    x = stored(&values.x);
+    w = stored(&values.w);
+    bias = stored(&values.bias);
+    stored(&values.x_dense);
+    stored(&values.w_dense);
+    y.assign(values.y.size(), kYSentinel);
+  }
+
+  int run() {
+    return causalattn_linear_bf16(c.m, c.n, c.k, x.data(), c.k + c.x_pad, w.data(), c.k + c.w_pad,
+                                  c.bias ? bias.data() : nullptr, y.data(), c.n + c.y_pad, c.threads);
+  }
+
+  void expect_matches_oracle() const {
+    const causalattn::reference::LinearResult ref = causalattn::reference::linear(
+        values.x_dense.data(), c.m, c.k, values.w_dense.data(), c.n, c.bias ? values.bias.data() : nullptr);
+    const int64_t ys = c.n + c.y_pad;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < c.m; ++i) {
+      for (int64_t f = 0; f < ys; ++f) {
+        const uint16_t got_bits = y[i * ys + f];
+        if (f >= c.n) {
+          if (got_bits != kYSentinel && ++bad < 5) ADD_FAILURE() << "padding of y row " << i << " written at " << f;
+          continue;
+        }
+        float got = 0.0f;
+        causalattn_convert(&got_bits, CAUSALATTN_DTYPE_BF16, &got, CAUSALATTN_DTYPE_F32, 1);
+        const double want = ref.y[i * c.n + f];
+        const double sums = (c.k + 2) * std::ldexp(1.0, -24) * ref.magnitude[i * c.n + f] + 1e-30;
+        const double tol = std::ldexp(1.0, -8) * (std::fabs(want) + sums) + sums;
+        if (!(std::fabs(got - want) <= tol) && ++bad < 5) {
+          ADD_FAILURE() << "y[" << i << "][" << f << "] = " << got << ", oracle " << want << " (tolerance " << tol << ")";
+        }
+      }
+    }
+    EXPECT_EQ(bad, 0);
+  }
+};
+
+TEST_P(Linear, Bf16MatchesOracleAroundBlockEdges) {
+  // m around the AMX kernel's 16- and 32-row steps and 128-row tasks, n around its 16- and
+  // 32-feature tiles, k around its 32-deep products (and the f32 kernels' blocks elsewhere).
+  for (int64_t m : {1, 15, 32, 33, 130}) {
+    for (int64_t n : {1, 17, 32, 33, 300}) {
+      for (int64_t k : {1, 31, 32, 64, 100}) {
+        LinearBf16Problem p({m, n, k, 0, 0, 0, (m + n) % 2 == 0});
+        ASSERT_EQ(p.run(), CAUSALATTN_OK) << causalattn_last_error();
+        SCOPED_TRACE("m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+        p.expect_matches_oracle();
+      }
+    }
+  }
+  LinearBf16Problem strided({45, 70, 96, 3, 5, 11, true});
+  ASSERT_EQ(strided.run(), CAUSALATTN_OK) << causalattn_last_error();
+  strided.expect_matches_oracle();
+}
+
+TEST_P(Linear, Bf16SameBitsForAnyThreadCount) {
+  LinearCase c{400, 600, 320, 1, 0, 2, true, 1};
+  LinearBf16Problem one(c);
+  ASSERT_EQ(one.run(), CAUSALATTN_OK);
+  for (int threads : {2, 3, 0}) {
+    c.threads = threads;
+    LinearBf16Problem many(c);
+    ASSERT_EQ(many.run(), CAUSALATTN_OK);
+    EXPECT_EQ(one.y, many.y) << threads << " threads";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, Linear, ::testing::ValuesIn(known_isas()),
                          [](const auto& info) { return info.param; });
+
+TEST(LinearErrors, Bf16BadArgumentsLeaveYUntouched) {
+  LinearBf16Problem p({4, 8, 16, 0, 0, 0, true});
+  const std::vector<uint16_t> before = p.y;
+  const auto* odd = reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(p.x.data()) + 1);
+  EXPECT_EQ(causalattn_linear_bf16(4, 8, 16, odd, 16, p.w.data(), 16, nullptr, p.y.data(), 8, 1),
+            CAUSALATTN_ERROR_INVALID_LAYOUT);
+  EXPECT_NE(std::string(causalattn_last_error()).find("x is not aligned"), std::string::npos) << causalattn_last_error();
+  EXPECT_EQ(causalattn_linear_bf16(4, 8, 16, p.x.data(), 16, p.w.data(), 16, nullptr, nullptr, 8, 1),
+            CAUSALATTN_ERROR_NULL_POINTER);
+  EXPECT_EQ(causalattn_linear_bf16(4, 8, 16, p.x.data(), 15, p.w.data(), 16, nullptr, p.y.data(), 8, 1),
+            CAUSALATTN_ERROR_INVALID_LAYOUT);
+  EXPECT_EQ(causalattn_linear_bf16(4, 8, 16, p.y.data(), 16, p.w.data(), 16, nullptr, p.y.data(), 8, 1),
+            CAUSALATTN_ERROR_ALIASING);
+  EXPECT_EQ(causalattn_linear_bf16(0, 8, 16, p.x.data(), 16, p.w.data(), 16, nullptr, p.y.data(), 8, 1),
+            CAUSALATTN_ERROR_INVALID_SHAPE);
+  EXPECT_EQ(p.y, before);
+}
 
 TEST(LinearErrors, BadArgumentsLeaveYUntouched) {
   LinearProblem p({4, 8, 16, 0, 0, 0, true});

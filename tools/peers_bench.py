@@ -239,7 +239,7 @@ def ggml_driver(path, kv_type):
 METHODS = [
     ("causalattn", "causalattn f32", 4, 2e-5),
     ("causalattn_f16kv", "causalattn, f16 K/V", 2, 2e-5),
-    ("causalattn_bf16", "causalattn bf16", 2, 1e-2),  # P rounded to bf16 (2^-9), out bf16 (2^-9)
+    ("causalattn_bf16", "causalattn bf16", 2, 1e-2),  # P rounded to bf16 (2^-8), out bf16 (2^-8)
     ("openvino_f32", "OpenVINO SDPA f32", 4, 1e-4),
     ("openvino_bf16", "OpenVINO SDPA bf16", 4, 3e-2),
     ("ort_gqa", "ONNX Runtime GQA f32", 4, 1e-4),

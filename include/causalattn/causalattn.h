@@ -321,13 +321,23 @@ CAUSALATTN_API int causalattn_linear_f32(int64_t m, int64_t n, int64_t k, const 
                                          const float* weight, int64_t weight_stride, const float* bias,
                                          float* y, int64_t y_stride, int32_t num_threads);
 
+/* The same projection with x, weight, bias and y in bf16 (strides in elements, pointers aligned to
+ * 2 bytes): the products and sums in f32, the bias added in f32, y rounded to nearest even. On the
+ * amx ISA it runs on AMX tiles (which flush subnormal inputs and sums to zero); elsewhere x, weight
+ * and bias are widened exactly and the f32 projection's result rounded. Bitwise identical for
+ * every thread count. */
+CAUSALATTN_API int causalattn_linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride,
+                                          const void* weight, int64_t weight_stride, const void* bias, void* y,
+                                          int64_t y_stride, int32_t num_threads);
+
 /* This thread's last failure as readable text; "" if no call on this thread has failed. */
 CAUSALATTN_API const char* causalattn_last_error(void);
 
 /* The name of ISA `index` (0, 1, ...) this build has kernels for, in the order the dispatcher
- * prefers them ("avx512", "avx512bf16", "avx2", "sse2" on x86-64; avx512bf16, whose BF16
- * dot-product kernel runs all-bf16 prefill, only when selected), whether or not this CPU runs it;
- * NULL past the last. */
+ * prefers them ("amx", "avx512", "avx512bf16", "avx2", "sse2" on x86-64; amx, whose AMX tile
+ * kernels run all-bf16 prefill and the bf16 projection, only where the OS grants the tile state;
+ * avx512bf16, whose BF16 dot-product kernel runs all-bf16 prefill, only when selected), whether or
+ * not this CPU runs it; NULL past the last. */
 CAUSALATTN_API const char* causalattn_known_isa(int32_t index);
 
 /* The kernel ISA in use, one of causalattn_known_isa's names. Chosen once from the CPU's

@@ -5,6 +5,7 @@
 #include "kernels/attention_row_group.hpp"
 #include "kernels/decode_tile.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_amx.hpp"
 #include "kernels/invariant_decode.hpp"
 
 namespace causalattn::kernels {
@@ -27,6 +28,10 @@ const KernelTable CAUSALATTN_KERNELS = {
     gemm_pack_rows<CAUSALATTN_ARCH>,
     gemm_workspace_floats<CAUSALATTN_ARCH>,
     gemm_block<CAUSALATTN_ARCH>,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? static_cast<int>(kAmxGemmFeatures) : 0,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_pack_panel<CAUSALATTN_ARCH> : nullptr,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_workspace_bytes<CAUSALATTN_ARCH> : nullptr,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_block<CAUSALATTN_ARCH> : nullptr,
 };
 
 }  // namespace causalattn::kernels

@@ -13,8 +13,8 @@
 // widened to f32, so a masked key is never multiplied in, not even 0 · NaN. Which keys take which
 // path depends on the block's position alone, so the bits do not depend on threads, grouping or
 // layout, and chunks that are multiples of the row block give one call's bits.
-// Rounding P costs at most 2^-9 of each weight, as in the bf16 kernel (attention_bf16.hpp): an
-// output moves by at most 2^-9 · max|v| beyond the f32 kernel's error. The tiles flush subnormal
+// Rounding P costs at most 2^-8 of each weight, as in the bf16 kernel (attention_bf16.hpp): an
+// output moves by at most 2^-8 · max|v| beyond the f32 kernel's error. The tiles flush subnormal
 // inputs and results to zero, which moves a score or an output by less than 2^-126 per term.
 // Shapes: head_dim a multiple of 32 and head_dim_v of 16 (every common head size); others take
 // the f32 kernel on widened rows.

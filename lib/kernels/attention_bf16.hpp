@@ -8,9 +8,10 @@
 //   dim once per chunk for the whole row group. The keys of the masked runs (the diagonal's end,
 //   a window's edge) and a run's odd first or last key take the f32 path on V widened to f32, so
 //   a key a lane must not see is never multiplied in, not even 0 · NaN.
-// Rounding P costs at most 2^-9 of each weight (round to nearest even on 8 significant bits; the
-// instruction also flushes weights below 2^-126 to 0): an output moves by at most
-// 2^-9 · Σ_j p_j·|v_j| / Σ_j p_j <= 2^-9 · max|v| beyond the f32 kernel's error (docs/guarantees.md).
+// Rounding P costs at most 2^-8 of each weight (round to nearest even on 8 significant bits: half
+// an ulp of 2^-7 at the bottom of a binade; the instruction also flushes weights below 2^-126 to
+// 0): an output moves by at most 2^-8 · Σ_j p_j·|v_j| / Σ_j p_j <= 2^-8 · max|v| beyond the f32
+// kernel's error (docs/guarantees.md).
 // Its ISA row (avx512bf16) runs only when selected: on Sapphire Rapids vdpbf16ps peaks at half
 // the FMA's flops (cmake/isas.cmake).
 #pragma once

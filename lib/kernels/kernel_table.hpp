@@ -103,6 +103,31 @@ struct GemmArgs {
   float* workspace;       // 64-byte aligned, KernelTable::gemm_workspace_floats() floats
 };
 
+// The bf16 projection's packed W (gemm_amx.hpp): per panel of 32 features, per 32 of k, two B
+// tiles of 16 k pairs by 16 features, zeros past n and k.
+constexpr int64_t kAmxGemmFeatures = 32;
+constexpr int64_t kAmxGemmDepth = 32;
+
+inline int64_t gemm_bf16_packed_elements(int64_t n, int64_t k) {
+  const int64_t panels = (n + kAmxGemmFeatures - 1) / kAmxGemmFeatures, depth = (k + kAmxGemmDepth - 1) / kAmxGemmDepth;
+  return panels * depth * kAmxGemmFeatures * kAmxGemmDepth;
+}
+
+// One task of a bf16 projection on AMX (gemm_amx.hpp): rows [m_begin, m_end) and features
+// [n_begin, n_end) of y = x · Wᵀ + b, all bf16.
+struct GemmBf16Args {
+  const uint16_t* x;         // [m][k], rows at x_stride elements
+  int64_t x_stride;
+  const uint16_t* packed_w;  // KernelTable::gemm_bf16_pack_panel's panels
+  const uint16_t* bias;      // nullptr or [n]
+  uint16_t* y;               // [m][n], rows at y_stride elements
+  int64_t y_stride;
+  int64_t k;
+  int64_t m_begin, m_end;
+  int64_t n_begin, n_end;    // n_begin a multiple of gemm_bf16_features
+  float* workspace;          // 64-byte aligned, KernelTable::gemm_bf16_workspace_bytes(k)
+};
+
 // The kernels of one ISA, as the dispatcher hands them out (one table per row of cmake/isas.cmake).
 struct KernelTable {
   const char* isa;                                  // the ISA's public name
@@ -127,6 +152,11 @@ struct KernelTable {
   void (*gemm_pack_rows)(const float* x, int64_t x_stride, int64_t rows, int64_t k, float* packed);
   std::size_t (*gemm_workspace_floats)();
   void (*gemm_block)(const GemmArgs& args);
+  // The bf16 projection on AMX tiles; nullptr on ISAs without them (linear.cpp widens to f32).
+  int gemm_bf16_features;  // features of W per packed panel
+  void (*gemm_bf16_pack_panel)(const uint16_t* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, uint16_t* packed);
+  std::size_t (*gemm_bf16_workspace_bytes)(int64_t k);
+  void (*gemm_bf16_block)(const GemmBf16Args& args);
 };
 
 }  // namespace causalattn::kernels

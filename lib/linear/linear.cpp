@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "common/dtype.hpp"
 
 #include "common/errors.hpp"
 #include "common/spans.hpp"
@@ -90,12 +94,14 @@ void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, i
 namespace {
 
 // Elements a [rows][cols] matrix at `stride` spans, or -1.
-int64_t span_elements(int64_t rows, int64_t stride, int64_t cols) { return detail::span_elements({{rows, stride}}, cols); }
+int64_t span_elements(int64_t rows, int64_t stride, int64_t cols, int64_t element_bytes) {
+  return detail::span_elements({{rows, stride}}, cols, element_bytes);
+}
 
-}  // namespace
-
-int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
-               int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads) {
+// Every check of a projection's arguments (elements of element_bytes bytes), before anything is
+// written: CAUSALATTN_OK, or the status with its message reported.
+int validate(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* weight, int64_t weight_stride,
+             const void* bias, const void* y, int64_t y_stride, int32_t num_threads, std::size_t element_bytes) {
   using detail::report;
   if (x == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
   if (weight == nullptr) return report(CAUSALATTN_ERROR_NULL_POINTER, "weight is NULL");
@@ -108,21 +114,116 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   if (weight_stride < k) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "weight_stride must be at least k");
   if (y_stride < n) return report(CAUSALATTN_ERROR_INVALID_LAYOUT, "y_stride must be at least n (rows of y must not overlap)");
   if (num_threads < 0) return report(CAUSALATTN_ERROR_INVALID_OPTION, "num_threads must not be negative");
-  const int64_t x_span = span_elements(m, x_stride, k), w_span = span_elements(n, weight_stride, k),
-                y_span = span_elements(m, y_stride, n);
+  for (const auto& [name, p] : {std::pair<const char*, const void*>{"x", x}, {"weight", weight}, {"bias", bias}, {"y", y}}) {
+    if (reinterpret_cast<uintptr_t>(p) % element_bytes != 0) {
+      return report(CAUSALATTN_ERROR_INVALID_LAYOUT, std::string(name) + " is not aligned to its element");
+    }
+  }
+  const auto bytes = static_cast<int64_t>(element_bytes);
+  const int64_t x_span = span_elements(m, x_stride, k, bytes), w_span = span_elements(n, weight_stride, k, bytes),
+                y_span = span_elements(m, y_stride, n, bytes);
   if (x_span < 0 || w_span < 0 || y_span < 0) {
     return report(CAUSALATTN_ERROR_INVALID_SHAPE, "the sizes and strides overflow 64-bit addressing");
   }
   using detail::overlap, detail::range_of;
-  const detail::Range out = range_of(y, y_span);
-  if (overlap(out, range_of(x, x_span))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
-  if (overlap(out, range_of(weight, w_span))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
-  if (bias != nullptr && overlap(out, range_of(bias, n))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
+  const detail::Range out = range_of(y, y_span, element_bytes);
+  if (overlap(out, range_of(x, x_span, element_bytes))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
+  if (overlap(out, range_of(weight, w_span, element_bytes))) return report(CAUSALATTN_ERROR_ALIASING, "y overlaps weight");
+  if (bias != nullptr && overlap(out, range_of(bias, n, element_bytes))) {
+    return report(CAUSALATTN_ERROR_ALIASING, "y overlaps bias");
+  }
+  return CAUSALATTN_OK;
+}
+
+// The bf16 projection on AMX tiles: W packed for the tiles, tasks of rows × features.
+void apply_bf16_tiles(const kernels::KernelTable& kernel, int64_t m, int64_t n, int64_t k, const uint16_t* x,
+                      int64_t x_stride, const uint16_t* weight, int64_t weight_stride, const uint16_t* bias, uint16_t* y,
+                      int64_t y_stride, int num_threads) {
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t features = kernel.gemm_bf16_features, panels = ceil_div(n, features);
+  auto* packed = reinterpret_cast<uint16_t*>(parallel::thread_buffer<struct PackedBf16Weights>(
+      static_cast<std::size_t>((kernels::gemm_bf16_packed_elements(n, k) + 1) / 2)));
+  parallel::for_each_task(num_threads, 0, panels, [&](int, int64_t panel) {
+    kernel.gemm_bf16_pack_panel(weight, weight_stride, n, k, panel, packed);
+  });
+  // Tasks of 128 rows by 256 features, fewer features when there are few rows.
+  constexpr int64_t kTaskRows = 128;
+  const int64_t row_tasks = ceil_div(m, kTaskRows);
+  int64_t task_panels = 8;
+  while (task_panels > 1 && row_tasks * ceil_div(panels, task_panels) < 4 * parallel::call_threads(num_threads)) {
+    task_panels /= 2;
+  }
+  const int64_t feature_tasks = ceil_div(panels, task_panels);
+  const std::size_t workspace_floats = (kernel.gemm_bf16_workspace_bytes(k) + 3) / 4;
+  parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
+    kernels::GemmBf16Args g{};
+    g.x = x;
+    g.x_stride = x_stride;
+    g.packed_w = packed;
+    g.bias = bias;
+    g.y = y;
+    g.y_stride = y_stride;
+    g.k = k;
+    g.m_begin = task / feature_tasks * kTaskRows;
+    g.m_end = std::min(m, g.m_begin + kTaskRows);
+    g.n_begin = task % feature_tasks * task_panels * features;
+    g.n_end = std::min(n, g.n_begin + task_panels * features);
+    g.workspace = parallel::thread_buffer<struct GemmBf16Tile>(workspace_floats);
+    kernel.gemm_bf16_block(g);
+  });
+}
+
+// The bf16 projection elsewhere: x, W and b widened to f32 (exactly), the f32 projection, y
+// rounded to bf16.
+void apply_bf16_widened(const kernels::KernelTable& kernel, int64_t m, int64_t n, int64_t k, const uint16_t* x,
+                        int64_t x_stride, const uint16_t* weight, int64_t weight_stride, const uint16_t* bias,
+                        uint16_t* y, int64_t y_stride, int num_threads) {
+  auto widen = [](const uint16_t* src, int64_t rows, int64_t stride, int64_t cols, float* dst) {
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = dtype::bf16_to_f32<void>(src[i * stride + j]);
+  };
+  std::vector<float> wx(static_cast<std::size_t>(m * k)), ww(static_cast<std::size_t>(n * k)), wb, wy(static_cast<std::size_t>(m * n));
+  widen(x, m, x_stride, k, wx.data());
+  widen(weight, n, weight_stride, k, ww.data());
+  if (bias != nullptr) {
+    wb.resize(static_cast<std::size_t>(n));
+    widen(bias, 1, n, n, wb.data());
+  }
+  float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
+  pack(kernel, ww.data(), k, n, k, num_threads, w);
+  apply(kernel, w, n, k, bias != nullptr ? wb.data() : nullptr, wx.data(), k, m, wy.data(), n, num_threads);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) y[i * y_stride + j] = dtype::f32_to_bf16<void>(wy[i * n + j]);
+}
+
+}  // namespace
+
+int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
+               int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads) {
+  if (const int status = validate(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads, sizeof(float));
+      status != CAUSALATTN_OK) {
+    return status;
+  }
   return detail::guarded([&] {
     const kernels::KernelTable& kernel = dispatch::kernel_table();
     float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
     pack(kernel, weight, weight_stride, n, k, num_threads, w);
     apply(kernel, w, n, k, bias, x, x_stride, m, y, y_stride, num_threads);
+    return static_cast<int>(CAUSALATTN_OK);
+  });
+}
+
+int linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* weight,
+                int64_t weight_stride, const void* bias, void* y, int64_t y_stride, int32_t num_threads) {
+  if (const int status = validate(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads, 2);
+      status != CAUSALATTN_OK) {
+    return status;
+  }
+  return detail::guarded([&] {
+    const kernels::KernelTable& kernel = dispatch::kernel_table();
+    auto apply_bf16 = kernel.gemm_bf16_block != nullptr ? apply_bf16_tiles : apply_bf16_widened;
+    apply_bf16(kernel, m, n, k, static_cast<const uint16_t*>(x), x_stride, static_cast<const uint16_t*>(weight),
+               weight_stride, static_cast<const uint16_t*>(bias), static_cast<uint16_t*>(y), y_stride, num_threads);
     return static_cast<int>(CAUSALATTN_OK);
   });
 }

@@ -44,4 +44,8 @@ void apply(const kernels::KernelTable& kernel, const float* packed, int64_t n, i
 int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
                int64_t weight_stride, const float* bias, float* y, int64_t y_stride, int32_t num_threads);
 
+// causalattn_linear_bf16: validates, then on AMX tiles (the amx ISA) or widened to f32 elsewhere.
+int linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* weight,
+                int64_t weight_stride, const void* bias, void* y, int64_t y_stride, int32_t num_threads);
+
 }  // namespace causalattn::linear
