@@ -21,18 +21,31 @@ constexpr int64_t kAmxGemmRows = 32;  // rows of y per microkernel step (two A t
 
 // Packs panel `panel` of W ([n][k] bf16, rows at w_stride): B tile (d, half) row p holds, for
 // features panel·32 + half·16 + f, the pair (W[f][32d + 2p], W[f][32d + 2p + 1]).
+// A whole 16-feature, 32-deep tile is 16 rows of 16 bf16 pairs transposed (bits moved, no
+// arithmetic); a tile past n or k is filled one element at a time.
 template <class Arch>
 void gemm_bf16_pack_panel(const uint16_t* w, int64_t w_stride, int64_t n, int64_t k, int64_t panel, uint16_t* packed) {
   const int64_t depth = (k + kAmxGemmDepth - 1) / kAmxGemmDepth;
   uint16_t* out = packed + panel * depth * kAmxGemmFeatures * kAmxGemmDepth;
   for (int64_t d = 0; d < depth; ++d)
-    for (int64_t half = 0; half < 2; ++half)
+    for (int64_t half = 0; half < 2; ++half, out += 16 * kAmxGemmDepth) {
+      const int64_t first = panel * kAmxGemmFeatures + half * 16, j0 = d * kAmxGemmDepth;
+      if constexpr (Vec<Arch>::size == 16) {
+        if (first + 16 <= n && j0 + kAmxGemmDepth <= k) {
+          Vec<Arch> square[16];
+          for (int f = 0; f < 16; ++f) square[f] = Vec<Arch>::load_unaligned(reinterpret_cast<const float*>(w + (first + f) * w_stride + j0));
+          transpose_square<Arch>(square);
+          for (int p = 0; p < 16; ++p) square[p].store_unaligned(reinterpret_cast<float*>(out + p * kAmxGemmDepth));
+          continue;
+        }
+      }
       for (int64_t p = 0; p < kAmxGemmDepth / 2; ++p)
         for (int64_t f = 0; f < 16; ++f)
           for (int64_t e = 0; e < 2; ++e) {
-            const int64_t feature = panel * kAmxGemmFeatures + half * 16 + f, j = d * kAmxGemmDepth + 2 * p + e;
-            *out++ = feature < n && j < k ? w[feature * w_stride + j] : uint16_t{0};
+            const int64_t feature = first + f, j = j0 + 2 * p + e;
+            out[p * kAmxGemmDepth + 2 * f + e] = feature < n && j < k ? w[feature * w_stride + j] : uint16_t{0};
           }
+    }
 }
 
 // Bytes of a task's workspace for depth k: 32 rows of x zero-padded, and the 32 × 32 f32 sums.
