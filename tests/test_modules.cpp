@@ -160,8 +160,106 @@ TEST_P(Modules, MatchTheTextbookStepsInDouble) {
   }
 }
 
+std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  EXPECT_EQ(causalattn_convert(x.data(), CAUSALATTN_DTYPE_F32, out.data(), CAUSALATTN_DTYPE_BF16,
+                               static_cast<int64_t>(x.size())), CAUSALATTN_OK);
+  return out;
+}
+
+std::vector<float> to_f32(const std::vector<uint16_t>& x) {
+  std::vector<float> out(x.size());
+  EXPECT_EQ(causalattn_convert(x.data(), CAUSALATTN_DTYPE_BF16, out.data(), CAUSALATTN_DTYPE_F32,
+                               static_cast<int64_t>(x.size())), CAUSALATTN_OK);
+  return out;
+}
+
+// The bf16 forward is the documented composition of the public bf16 calls, bit for bit: the
+// parameters rounded to bf16, causalattn_linear_bf16 for the fused QKV projection, causalattn_attend
+// on its bf16 rows, causalattn_linear_bf16 for out_proj (each checked against its own oracle in
+// test_linear and test_dtypes). And it stays near the f32 forward of the same module.
+TEST_P(Modules, Bf16ForwardIsTheBf16CallsComposed) {
+  for (bool mha : {false, true}) {
+    const int64_t B = 2, T = 77, d_in = 64, d_out = 64, heads = mha ? 2 : 1, D = d_out / heads;
+    auto module = make_module(mha, d_in, d_out, 100, heads, true);
+    module->eval();
+    SCOPED_TRACE(mha ? "MultiHeadAttention" : "CausalAttention");
+    std::vector<float> x_f32(B * T * d_in);
+    std::mt19937 rng(5);
+    for (float& e : x_f32) e = std::normal_distribution<float>()(rng);
+    const std::vector<uint16_t> x = to_bf16(x_f32);
+    std::vector<uint16_t> y(B * T * d_out);
+    module->forward(reinterpret_cast<const causalattn::bf16*>(x.data()), B, T, d_in,
+                    reinterpret_cast<causalattn::bf16*>(y.data()));
+
+    const causalattn::StateDict params = module->state_dict();
+    std::vector<float> w, b;
+    for (const char* name : {"W_query", "W_key", "W_value"}) {
+      const std::vector<float>& wn = params.at(std::string(name) + ".weight").data;
+      const std::vector<float>& bn = params.at(std::string(name) + ".bias").data;
+      w.insert(w.end(), wn.begin(), wn.end());
+      b.insert(b.end(), bn.begin(), bn.end());
+    }
+    const std::vector<uint16_t> w16 = to_bf16(w), b16 = to_bf16(b);
+    std::vector<uint16_t> qkv(B * T * 3 * d_out), context(B * T * d_out), want(B * T * d_out);
+    ASSERT_EQ(causalattn_linear_bf16(B * T, 3 * d_out, d_in, x.data(), d_in, w16.data(), d_in, b16.data(), qkv.data(),
+                                     3 * d_out, 0), CAUSALATTN_OK) << causalattn_last_error();
+    causalattn_attend_args a{};
+    a.shape = {B, heads, heads, T, T, D};
+    a.q = qkv.data();
+    a.k = qkv.data() + d_out;
+    a.v = qkv.data() + 2 * d_out;
+    a.q_layout = a.k_layout = a.v_layout = {T * 3 * d_out, D, 3 * d_out};
+    a.q_dtype = a.k_dtype = a.v_dtype = a.out_dtype = CAUSALATTN_DTYPE_BF16;
+    a.out = mha ? context.data() : want.data();
+    a.out_layout = {T * d_out, D, d_out};
+    ASSERT_EQ(causalattn_attend(&a), CAUSALATTN_OK) << causalattn_last_error();
+    if (mha) {
+      const std::vector<uint16_t> wo = to_bf16(params.at("out_proj.weight").data), bo = to_bf16(params.at("out_proj.bias").data);
+      ASSERT_EQ(causalattn_linear_bf16(B * T, d_out, d_out, context.data(), d_out, wo.data(), d_out, bo.data(), want.data(),
+                                       d_out, 0), CAUSALATTN_OK) << causalattn_last_error();
+    }
+    EXPECT_EQ(y, want);
+
+    // Near the f32 forward on the same x: bf16 roundings of Q, K, V, the context and y (2^-8
+    // relative each) and of the weights, all far below 2^-4 of max|y| on these sizes.
+    const std::vector<float> y32 = module->forward(to_f32(x), B, T), y16 = to_f32(y);
+    double top = 0.0, diff = 0.0;
+    for (size_t i = 0; i < y32.size(); ++i) {
+      top = std::fmax(top, std::fabs(y32[i]));
+      diff = std::fmax(diff, std::fabs(y16[i] - y32[i]));
+    }
+    EXPECT_LE(diff, std::ldexp(top, -4));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, Modules, ::testing::ValuesIn(known_isas()),
                          [](const auto& info) { return info.param; });
+
+TEST(ModulesState, Bf16SameBitsForAnyThreadCountAndBadArguments) {
+  MultiHeadAttention module(64, 96, 300, 0.0f, 4, true);
+  module.eval();
+  std::vector<float> x32(2 * 257 * 64);
+  for (size_t i = 0; i < x32.size(); ++i) x32[i] = std::cos(0.1f * float(i));
+  const std::vector<uint16_t> x = to_bf16(x32);
+  auto forward = [&](int threads) {
+    module.set_num_threads(threads);
+    std::vector<uint16_t> y(2 * 257 * 96);
+    module.forward(reinterpret_cast<const causalattn::bf16*>(x.data()), 2, 257, 64, reinterpret_cast<causalattn::bf16*>(y.data()));
+    return y;
+  };
+  const std::vector<uint16_t> one = forward(1);
+  for (int threads : {2, 3, 0}) EXPECT_EQ(forward(threads), one) << threads << " threads";
+  std::vector<uint16_t> y(2 * 257 * 96, 0x1234);
+  const std::vector<uint16_t> before = y;
+  auto* yp = reinterpret_cast<causalattn::bf16*>(y.data());
+  const auto* xp = reinterpret_cast<const causalattn::bf16*>(x.data());
+  EXPECT_THROW(module.forward(xp, 2, 257, 63, yp), causalattn::Error);
+  EXPECT_THROW(module.forward(static_cast<const causalattn::bf16*>(nullptr), 2, 257, 64, yp), causalattn::Error);
+  EXPECT_THROW(module.forward(xp, 2, 301, 64, yp), causalattn::Error);
+  EXPECT_THROW(module.forward(reinterpret_cast<const causalattn::bf16*>(y.data()), 2, 10, 64, yp), causalattn::Error);
+  EXPECT_EQ(y, before);
+}
 
 TEST(ModulesTraining, DropoutDropsTheWeightsOfTheDocumentedMaskAndEvalTurnsItOff) {
   const float p = 0.3f;

@@ -52,6 +52,12 @@ class CAUSALATTN_API AttentionModule {
   void forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const;
   // The same with x's size checked against batch × num_tokens × d_in; returns y.
   std::vector<float> forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const;
+  // The same in bf16, as PyTorch runs a module after .to(torch.bfloat16): x and y bf16, the
+  // parameters rounded to bf16 (to nearest even; exact for weights loaded from a BF16 file), the
+  // projections' outputs (Q, K, V, the attention's output) rounded to bf16, sums in f32. On CPUs
+  // with AMX the projections and the attention run on its tiles (causalattn_linear_bf16, the amx
+  // ISA); elsewhere on the f32 kernels over the widened values. y may not overlap x.
+  void forward(const bf16* x, int64_t batch, int64_t num_tokens, int64_t d_in, bf16* y) const;
   // Incremental decoding: y for the next num_tokens tokens of each of cache.batch() == batch
   // sequences, which attend to the cache's tokens and to themselves; their keys and values are
   // appended to the cache (cache.tokens() moves on only when the call succeeds). cache.tokens() + num_tokens <=

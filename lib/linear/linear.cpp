@@ -135,67 +135,6 @@ int validate(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, c
   return CAUSALATTN_OK;
 }
 
-// The bf16 projection on AMX tiles: W packed for the tiles, tasks of rows × features.
-void apply_bf16_tiles(const kernels::KernelTable& kernel, int64_t m, int64_t n, int64_t k, const uint16_t* x,
-                      int64_t x_stride, const uint16_t* weight, int64_t weight_stride, const uint16_t* bias, uint16_t* y,
-                      int64_t y_stride, int num_threads) {
-  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  const int64_t features = kernel.gemm_bf16_features, panels = ceil_div(n, features);
-  auto* packed = reinterpret_cast<uint16_t*>(parallel::thread_buffer<struct PackedBf16Weights>(
-      static_cast<std::size_t>((kernels::gemm_bf16_packed_elements(n, k) + 1) / 2)));
-  parallel::for_each_task(num_threads, 0, panels, [&](int, int64_t panel) {
-    kernel.gemm_bf16_pack_panel(weight, weight_stride, n, k, panel, packed);
-  });
-  // Tasks of 128 rows by 256 features, fewer features when there are few rows.
-  constexpr int64_t kTaskRows = 128;
-  const int64_t row_tasks = ceil_div(m, kTaskRows);
-  int64_t task_panels = 8;
-  while (task_panels > 1 && row_tasks * ceil_div(panels, task_panels) < 4 * parallel::call_threads(num_threads)) {
-    task_panels /= 2;
-  }
-  const int64_t feature_tasks = ceil_div(panels, task_panels);
-  const std::size_t workspace_floats = (kernel.gemm_bf16_workspace_bytes(k) + 3) / 4;
-  parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
-    kernels::GemmBf16Args g{};
-    g.x = x;
-    g.x_stride = x_stride;
-    g.packed_w = packed;
-    g.bias = bias;
-    g.y = y;
-    g.y_stride = y_stride;
-    g.k = k;
-    g.m_begin = task / feature_tasks * kTaskRows;
-    g.m_end = std::min(m, g.m_begin + kTaskRows);
-    g.n_begin = task % feature_tasks * task_panels * features;
-    g.n_end = std::min(n, g.n_begin + task_panels * features);
-    g.workspace = parallel::thread_buffer<struct GemmBf16Tile>(workspace_floats);
-    kernel.gemm_bf16_block(g);
-  });
-}
-
-// The bf16 projection elsewhere: x, W and b widened to f32 (exactly), the f32 projection, y
-// rounded to bf16.
-void apply_bf16_widened(const kernels::KernelTable& kernel, int64_t m, int64_t n, int64_t k, const uint16_t* x,
-                        int64_t x_stride, const uint16_t* weight, int64_t weight_stride, const uint16_t* bias,
-                        uint16_t* y, int64_t y_stride, int num_threads) {
-  auto widen = [](const uint16_t* src, int64_t rows, int64_t stride, int64_t cols, float* dst) {
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = dtype::bf16_to_f32<void>(src[i * stride + j]);
-  };
-  std::vector<float> wx(static_cast<std::size_t>(m * k)), ww(static_cast<std::size_t>(n * k)), wb, wy(static_cast<std::size_t>(m * n));
-  widen(x, m, x_stride, k, wx.data());
-  widen(weight, n, weight_stride, k, ww.data());
-  if (bias != nullptr) {
-    wb.resize(static_cast<std::size_t>(n));
-    widen(bias, 1, n, n, wb.data());
-  }
-  float* w = parallel::thread_buffer<struct PackedWeightsOfCall>(packed_floats(kernel, n, k));
-  pack(kernel, ww.data(), k, n, k, num_threads, w);
-  apply(kernel, w, n, k, bias != nullptr ? wb.data() : nullptr, wx.data(), k, m, wy.data(), n, num_threads);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) y[i * y_stride + j] = dtype::f32_to_bf16<void>(wy[i * n + j]);
-}
-
 }  // namespace
 
 int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride, const float* weight,
@@ -213,6 +152,86 @@ int linear_f32(int64_t m, int64_t n, int64_t k, const float* x, int64_t x_stride
   });
 }
 
+namespace {
+
+std::size_t bf16_packed_bytes(const kernels::KernelTable& kernel, int64_t n, int64_t k) {
+  return kernel.gemm_bf16_block != nullptr ? static_cast<std::size_t>(kernels::gemm_bf16_packed_elements(n, k)) * 2
+                                           : packed_floats(kernel, n, k) * sizeof(float);
+}
+
+// Packs bf16 W into `packed` (bf16_packed_bytes, 64-byte aligned).
+void pack_bf16(const kernels::KernelTable& kernel, const uint16_t* w, int64_t w_stride, int64_t n, int64_t k,
+               int num_threads, void* packed) {
+  if (kernel.gemm_bf16_block != nullptr) {
+    parallel::for_each_task(num_threads, 0, (n + kernel.gemm_bf16_features - 1) / kernel.gemm_bf16_features,
+                            [&](int, int64_t panel) {
+                              kernel.gemm_bf16_pack_panel(w, w_stride, n, k, panel, static_cast<uint16_t*>(packed));
+                            });
+    return;
+  }
+  std::vector<float> widened(static_cast<std::size_t>(n * k));
+  for (int64_t f = 0; f < n; ++f)
+    for (int64_t j = 0; j < k; ++j) widened[f * k + j] = dtype::bf16_to_f32<void>(w[f * w_stride + j]);
+  pack(kernel, widened.data(), k, n, k, num_threads, static_cast<float*>(packed));
+}
+
+}  // namespace
+
+void PackedBf16Weights::pack(const kernels::KernelTable& kernel, const uint16_t* w, int64_t w_stride, int64_t n,
+                             int64_t k, int num_threads) {
+  const std::size_t bytes = (bf16_packed_bytes(kernel, n, k) + 63) / 64 * 64;
+  std::unique_ptr<void, Free> data(std::aligned_alloc(64, bytes));
+  if (!data) throw std::bad_alloc();
+  pack_bf16(kernel, w, w_stride, n, k, num_threads, data.get());
+  data_ = std::move(data);
+  kernel_ = &kernel;
+}
+
+void apply_bf16(const kernels::KernelTable& kernel, const void* packed, int64_t n, int64_t k, const uint16_t* bias,
+                const uint16_t* x, int64_t x_stride, int64_t m, uint16_t* y, int64_t y_stride, int num_threads) {
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  if (kernel.gemm_bf16_block == nullptr) {
+    // x and b widened exactly, the f32 projection, y rounded to nearest even.
+    std::vector<float> wx(static_cast<std::size_t>(m * k)), wb, wy(static_cast<std::size_t>(m * n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < k; ++j) wx[i * k + j] = dtype::bf16_to_f32<void>(x[i * x_stride + j]);
+    if (bias != nullptr) {
+      for (int64_t f = 0; f < n; ++f) wb.push_back(dtype::bf16_to_f32<void>(bias[f]));
+    }
+    apply(kernel, static_cast<const float*>(packed), n, k, bias != nullptr ? wb.data() : nullptr, wx.data(), k, m,
+          wy.data(), n, num_threads);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t f = 0; f < n; ++f) y[i * y_stride + f] = dtype::f32_to_bf16<void>(wy[i * n + f]);
+    return;
+  }
+  // On the tiles: tasks of 128 rows by 256 features, fewer features when there are few rows.
+  const int64_t features = kernel.gemm_bf16_features, panels = ceil_div(n, features);
+  constexpr int64_t kTaskRows = 128;
+  const int64_t row_tasks = ceil_div(m, kTaskRows);
+  int64_t task_panels = 8;
+  while (task_panels > 1 && row_tasks * ceil_div(panels, task_panels) < 4 * parallel::call_threads(num_threads)) {
+    task_panels /= 2;
+  }
+  const int64_t feature_tasks = ceil_div(panels, task_panels);
+  const std::size_t workspace_floats = (kernel.gemm_bf16_workspace_bytes(k) + 3) / 4;
+  parallel::for_each_task(num_threads, 0, row_tasks * feature_tasks, [&](int, int64_t task) {
+    kernels::GemmBf16Args g{};
+    g.x = x;
+    g.x_stride = x_stride;
+    g.packed_w = static_cast<const uint16_t*>(packed);
+    g.bias = bias;
+    g.y = y;
+    g.y_stride = y_stride;
+    g.k = k;
+    g.m_begin = task / feature_tasks * kTaskRows;
+    g.m_end = std::min(m, g.m_begin + kTaskRows);
+    g.n_begin = task % feature_tasks * task_panels * features;
+    g.n_end = std::min(n, g.n_begin + task_panels * features);
+    g.workspace = parallel::thread_buffer<struct GemmBf16Tile>(workspace_floats);
+    kernel.gemm_bf16_block(g);
+  });
+}
+
 int linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride, const void* weight,
                 int64_t weight_stride, const void* bias, void* y, int64_t y_stride, int32_t num_threads) {
   if (const int status = validate(m, n, k, x, x_stride, weight, weight_stride, bias, y, y_stride, num_threads, 2);
@@ -221,9 +240,10 @@ int linear_bf16(int64_t m, int64_t n, int64_t k, const void* x, int64_t x_stride
   }
   return detail::guarded([&] {
     const kernels::KernelTable& kernel = dispatch::kernel_table();
-    auto apply_bf16 = kernel.gemm_bf16_block != nullptr ? apply_bf16_tiles : apply_bf16_widened;
-    apply_bf16(kernel, m, n, k, static_cast<const uint16_t*>(x), x_stride, static_cast<const uint16_t*>(weight),
-               weight_stride, static_cast<const uint16_t*>(bias), static_cast<uint16_t*>(y), y_stride, num_threads);
+    void* w = parallel::thread_buffer<struct PackedWeightsOfCall>((bf16_packed_bytes(kernel, n, k) + 3) / 4);
+    pack_bf16(kernel, static_cast<const uint16_t*>(weight), weight_stride, n, k, num_threads, w);
+    apply_bf16(kernel, w, n, k, static_cast<const uint16_t*>(bias), static_cast<const uint16_t*>(x), x_stride, m,
+               static_cast<uint16_t*>(y), y_stride, num_threads);
     return static_cast<int>(CAUSALATTN_OK);
   });
 }

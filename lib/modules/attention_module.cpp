@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "causalattn/modules.hpp"
+#include "common/spans.hpp"
 #include "dispatch/kernels.hpp"
 #include "linear/linear.hpp"
 #include "parallel/parallel.hpp"
@@ -31,6 +32,9 @@ struct AttentionModuleState {
   mutable std::mutex pack_mutex;
   mutable linear::PackedWeights qkv_packed, out_packed;
   std::vector<float> qkv_bias_fused;
+  // For the bf16 forward, made on its first use: the same rounded to bf16 and packed.
+  mutable linear::PackedBf16Weights qkv_packed_bf16, out_packed_bf16;
+  mutable std::vector<uint16_t> qkv_bias_bf16, out_bias_bf16;
 };
 
 }  // namespace detail
@@ -82,6 +86,30 @@ void repack(const AttentionModuleState& m, const kernels::KernelTable& kernel, c
   }
   qkv->pack(kernel, fused.data(), m.d_in, 3 * m.d_out, m.d_in, m.num_threads);
   if (m.out_proj) out->pack(kernel, params.at("out_proj.weight").data.data(), m.d_out, m.d_out, m.d_out, m.num_threads);
+}
+
+std::vector<uint16_t> rounded_to_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  if (!x.empty()) causalattn_convert(x.data(), CAUSALATTN_DTYPE_F32, out.data(), CAUSALATTN_DTYPE_BF16, static_cast<int64_t>(x.size()));
+  return out;
+}
+
+// The bf16 forward's parameters for the kernel in use: the fused QKV weight and out_proj rounded
+// to bf16 and packed, their biases rounded (on its first call, after a load, after an ISA change).
+void repack_bf16(const AttentionModuleState& m, const kernels::KernelTable& kernel) {
+  std::vector<float> fused;
+  fused.reserve(3 * m.d_out * m.d_in);
+  for (const char* name : {"W_query.weight", "W_key.weight", "W_value.weight"}) {
+    const std::vector<float>& w = m.params.at(name).data;
+    fused.insert(fused.end(), w.begin(), w.end());
+  }
+  m.qkv_packed_bf16.pack(kernel, rounded_to_bf16(fused).data(), m.d_in, 3 * m.d_out, m.d_in, m.num_threads);
+  m.qkv_bias_bf16 = rounded_to_bf16(m.qkv_bias_fused);
+  if (m.out_proj) {
+    m.out_packed_bf16.pack(kernel, rounded_to_bf16(m.params.at("out_proj.weight").data).data(), m.d_out, m.d_out,
+                           m.d_out, m.num_threads);
+    m.out_bias_bf16 = rounded_to_bf16(m.params.at("out_proj.bias").data);
+  }
 }
 
 std::vector<float> fused_bias(const AttentionModuleState& m, const StateDict& params) {
@@ -181,23 +209,19 @@ KvCache::KvCache(const AttentionModule& module, int64_t batch)
   v_.assign(static_cast<size_t>(elements), 0.0f);
 }
 
-void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache,
-                          float* y) const {
-  const AttentionModuleState& m = checked_state();
+namespace {
+
+// Every check of a forward's arguments but its cache's (past: the tokens cached before the call,
+// with_cache: forward_next); returns batch × num_tokens.
+int64_t checked_rows(const AttentionModuleState& m, const void* x, int64_t batch, int64_t num_tokens, int64_t d_in,
+                     bool with_cache, int64_t past, const void* y) {
   if (x == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "x is NULL");
   if (y == nullptr) fail(CAUSALATTN_ERROR_NULL_POINTER, "y is NULL");
   if (batch <= 0) fail(CAUSALATTN_ERROR_INVALID_SHAPE, "batch must be positive, got " + std::to_string(batch));
-  const int64_t past = cache != nullptr ? cache->tokens_ : 0;
   if (num_tokens <= 0 || num_tokens > m.context_length - past) {
     fail(CAUSALATTN_ERROR_INVALID_SHAPE, "num_tokens must be in [1, context_length = " + std::to_string(m.context_length) +
-                                             (cache != nullptr ? " - the cache's " + std::to_string(past) + " tokens" : "") +
+                                             (with_cache ? " - the cache's " + std::to_string(past) + " tokens" : "") +
                                              "], got " + std::to_string(num_tokens));
-  }
-  if (cache != nullptr && (cache->batch_ != batch || cache->d_out_ != m.d_out || cache->context_length_ != m.context_length)) {
-    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "the KV cache is not this module's for batch " + std::to_string(batch) +
-                                             " (it holds batch " + std::to_string(cache->batch_) + ", d_out " +
-                                             std::to_string(cache->d_out_) + ", context_length " +
-                                             std::to_string(cache->context_length_) + ")");
   }
   if (d_in != m.d_in) {
     fail(CAUSALATTN_ERROR_INVALID_SHAPE,
@@ -206,6 +230,22 @@ void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int
   const int64_t rows = checked_product({batch, num_tokens}, "batch × num_tokens");
   checked_product({rows, 3 * m.d_out}, "the projected batch");
   checked_product({rows, m.d_in}, "x");
+  return rows;
+}
+
+}  // namespace
+
+void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache,
+                          float* y) const {
+  const AttentionModuleState& m = checked_state();
+  const int64_t past = cache != nullptr ? cache->tokens_ : 0;
+  const int64_t rows = checked_rows(m, x, batch, num_tokens, d_in, cache != nullptr, past, y);
+  if (cache != nullptr && (cache->batch_ != batch || cache->d_out_ != m.d_out || cache->context_length_ != m.context_length)) {
+    fail(CAUSALATTN_ERROR_INVALID_SHAPE, "the KV cache is not this module's for batch " + std::to_string(batch) +
+                                             " (it holds batch " + std::to_string(cache->batch_) + ", d_out " +
+                                             std::to_string(cache->d_out_) + ", context_length " +
+                                             std::to_string(cache->context_length_) + ")");
+  }
 
   // The packed weights of the kernel in use (repacked once if the ISA was changed since).
   const kernels::KernelTable& kernel = dispatch::kernel_table();
@@ -280,6 +320,55 @@ std::vector<float> AttentionModule::forward(const std::vector<float>& x, int64_t
   return y;
 }
 
+void AttentionModule::forward(const bf16* x, int64_t batch, int64_t num_tokens, int64_t d_in, bf16* y) const {
+  const AttentionModuleState& m = checked_state();
+  const int64_t rows = checked_rows(m, x, batch, num_tokens, d_in, false, 0, y);
+  checked_product({rows, m.d_out}, "y");
+  const auto* xs = reinterpret_cast<const uint16_t*>(x);
+  auto* ys = reinterpret_cast<uint16_t*>(y);
+  if (detail::overlap(detail::range_of(xs, rows * m.d_in, 2), detail::range_of(ys, rows * m.d_out, 2))) {
+    fail(CAUSALATTN_ERROR_ALIASING, "y overlaps x");
+  }
+  const kernels::KernelTable& kernel = dispatch::kernel_table();
+  const void* qkv_w = nullptr;
+  const void* out_w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.pack_mutex);
+    if (!m.qkv_packed_bf16.packed_for(kernel)) repack_bf16(m, kernel);
+    qkv_w = m.qkv_packed_bf16.data();
+    out_w = m.out_packed_bf16.data();
+  }
+  // Q, K and V side by side in each token's row, in bf16: [B, T, 3, H, D].
+  const int64_t qkv_stride = 3 * m.d_out;
+  auto* const qkv = reinterpret_cast<uint16_t*>(
+      parallel::thread_buffer<struct ProjectedQkvBf16>(static_cast<size_t>((rows * qkv_stride + 1) / 2)));
+  linear::apply_bf16(kernel, qkv_w, qkv_stride, m.d_in, m.qkv_bias ? m.qkv_bias_bf16.data() : nullptr, xs, m.d_in, rows,
+                     qkv, qkv_stride, m.num_threads);
+  uint16_t* const context =
+      m.out_proj ? reinterpret_cast<uint16_t*>(parallel::thread_buffer<struct AttentionOutputBf16>(
+                       static_cast<size_t>((rows * m.d_out + 1) / 2)))
+                 : ys;
+  causalattn_attend_args a{};
+  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
+  a.q = qkv;
+  a.k = qkv + m.d_out;
+  a.v = qkv + 2 * m.d_out;
+  a.q_layout = a.k_layout = a.v_layout = {num_tokens * qkv_stride, m.head_dim, qkv_stride};
+  a.q_dtype = a.k_dtype = a.v_dtype = a.out_dtype = CAUSALATTN_DTYPE_BF16;
+  a.out = context;
+  a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
+  a.options.num_threads = m.num_threads;
+  if (m.batch_invariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
+  if (m.training && m.dropout > 0.0f) {
+    a.dropout = {m.dropout, checked_state().next_seed.fetch_add(1, std::memory_order_relaxed)};
+  }
+  if (causalattn_attend(&a) != CAUSALATTN_OK) fail(CAUSALATTN_ERROR_INTERNAL, causalattn_last_error());
+  if (m.out_proj) {
+    linear::apply_bf16(kernel, out_w, m.d_out, m.d_out, m.out_bias_bf16.data(), context, m.d_out, rows, ys, m.d_out,
+                       m.num_threads);
+  }
+}
+
 void AttentionModule::train(bool on) { checked_state().training = on; }
 bool AttentionModule::training() const { return checked_state().training; }
 void AttentionModule::manual_seed(uint64_t seed) { checked_state().next_seed.store(seed, std::memory_order_relaxed); }
@@ -341,6 +430,8 @@ void AttentionModule::load_state_dict(const StateDict& state) {
   target.qkv_bias_fused = std::move(bias);
   target.qkv_packed = std::move(qkv);
   target.out_packed = std::move(out);
+  target.qkv_packed_bf16 = {};  // repacked from the new parameters on the next bf16 forward
+  target.out_packed_bf16 = {};
 }
 
 void AttentionModule::load(const std::string& path) { load_state_dict(read_safetensors(path)); }
