@@ -240,6 +240,26 @@ void BM_Gpt2Layer(benchmark::State& state) {
   set_common_counters(state, projections + causal_flops(kGpt2Heads, t, kGpt2Dim / kGpt2Heads));
 }
 
+// The same layer in bf16 (AttentionModule::forward on bf16 x and y). args: T, threads (0 = all)
+void BM_Gpt2LayerBf16(benchmark::State& state) {
+  const int64_t t = state.range(0);
+  causalattn::MultiHeadAttention layer(kGpt2Dim, kGpt2Dim, kGpt2Context, 0.0f, kGpt2Heads, true);
+  layer.eval();
+  layer.set_num_threads(static_cast<int>(state.range(1)));
+  std::vector<float> x32(t * kGpt2Dim);
+  fill_pattern(x32, 4);
+  std::vector<causalattn::bf16> x(x32.size()), y(x32.size());
+  causalattn_convert(x32.data(), CAUSALATTN_DTYPE_F32, x.data(), CAUSALATTN_DTYPE_BF16, static_cast<int64_t>(x32.size()));
+  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up, and the weights packed
+  for (auto _ : state) {
+    layer.forward(x.data(), 1, t, kGpt2Dim, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double projections = 2.0 * t * kGpt2Dim * 4 * kGpt2Dim;
+  set_common_counters(state, projections + causal_flops(kGpt2Heads, t, kGpt2Dim / kGpt2Heads));
+}
+
 // ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
 
 constexpr int64_t kDecodeQHeads = 32, kDecodeKvHeads = 8, kDecodeHeadDim = 128, kPageTokens = 16;
@@ -666,6 +686,12 @@ void register_benchmarks() {
   for (int64_t threads : {1, 0}) {
     for (int64_t t : kGpt2Tokens) {
       benchmark::RegisterBenchmark("BM_Gpt2Layer", BM_Gpt2Layer)
+          ->Args({t, threads})
+          ->ArgNames({"T", "threads"})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Repetitions(3);
+      benchmark::RegisterBenchmark("BM_Gpt2LayerBf16", BM_Gpt2LayerBf16)
           ->Args({t, threads})
           ->ArgNames({"T", "threads"})
           ->Unit(benchmark::kMillisecond)

@@ -54,7 +54,7 @@ def parse_bench(paths):
         elif name.startswith("BM_ReadBandwidth"):
             key = int(args["threads"])
             bandwidth[key] = max(bandwidth.get(key, 0.0), b["bytes_per_second"] / 1e9)
-        elif name.startswith(("BM_Linear", "BM_Gpt2Layer")):
+        elif name.startswith(("BM_Linear", "BM_Gpt2Layer")):  # (and BM_LinearBf16, BM_Gpt2LayerBf16)
             kind = name.split("/")[0][3:]
             key = (kind, tuple(sorted((k, int(v)) for k, v in args.items() if k != "repeats")))
             ms = b["real_time"] * {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
@@ -524,38 +524,48 @@ def modules_headline(module_rows, layer_rows, peak, cores):
             out.append(("projection M=4096, N=K=1024, 1 thread: % of the measured FMA peak",
                         f"{100 * r['gflops'] / peak:.0f}% ({r['gflops']:.0f} of {peak:.0f} GFLOP/s)",
                         f"≥ {100 * LINEAR_TARGET:.0f}%", r["gflops"] / peak >= LINEAR_TARGET))
-    for threads in (1, 0):
-        torch_ms = {r["T"]: r["ms"] for r in layer_rows if r["threads"] == threads}
-        ours = {r["T"]: r["ms"] for r in modules_of(module_rows, "Gpt2Layer") if r["threads"] == threads}
-        common = sorted(set(torch_ms) & set(ours))
-        if common:
-            worst = min(common, key=lambda t: torch_ms[t] / ours[t])
-            out.append((f"GPT-2-small attention layer vs the PyTorch module, {threads_label(threads, cores)}: "
-                        f"worst T (T={worst})", f"{torch_ms[worst] / ours[worst]:.2f}× faster", "> 1×",
-                        torch_ms[worst] / ours[worst] > 1))
+    for kind, method, label in LAYER_KINDS:
+        for threads in (1, 0):
+            torch_ms = {r["T"]: r["ms"] for r in layer_rows if r["threads"] == threads and r["method"] == method}
+            ours = {r["T"]: r["ms"] for r in modules_of(module_rows, kind) if r["threads"] == threads}
+            common = sorted(set(torch_ms) & set(ours))
+            if common:
+                worst = min(common, key=lambda t: torch_ms[t] / ours[t])
+                out.append((f"GPT-2-small attention layer{label} vs the PyTorch module, {threads_label(threads, cores)}: "
+                            f"worst T (T={worst})", f"{torch_ms[worst] / ours[worst]:.2f}× faster", "> 1×",
+                            torch_ms[worst] / ours[worst] > 1))
     return out
+
+
+# Our GPT-2 layer benchmark, the PyTorch module's rows it is set against, and a label: f32 and bf16.
+LAYER_KINDS = [("Gpt2Layer", "torch_mha_layer", ""), ("Gpt2LayerBf16", "torch_mha_layer_bf16", " in bf16")]
 
 
 def modules_section(module_rows, layer_rows, peak, cores):
     lines = []
     linear = modules_of(module_rows, "Linear")
     blas = {(r["M"], r["N"], r["K"], r["threads"]): r["gflops"] for r in modules_of(module_rows, "LinearBlas")}
+    bf16 = {(r["M"], r["N"], r["K"], r["threads"]): r["gflops"] for r in modules_of(module_rows, "LinearBf16")}
     if linear:
-        lines += ["", "## Projections y = x·Wᵀ + b (causalattn_linear_f32, W packed on every call)", "",
-                  "| M | N | K | threads | GFLOP/s | % of peak | OpenBLAS sgemm GFLOP/s | ours / OpenBLAS |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Projections y = x·Wᵀ + b (causalattn_linear_f32 and _bf16, W packed on every call)", "",
+                  "| M | N | K | threads | GFLOP/s | % of peak | OpenBLAS sgemm GFLOP/s | ours / OpenBLAS | bf16 GFLOP/s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in linear:
             n = 1 if r["threads"] == 1 else cores
-            b = blas.get((r["M"], r["N"], r["K"], r["threads"]))
+            key = (r["M"], r["N"], r["K"], r["threads"])
+            b, h = blas.get(key), bf16.get(key)
             pct = f"{100 * r['gflops'] / (peak * n):.0f}%" if peak else ""
             blas_cells = f"{b:.1f} | {r['gflops'] / b:.2f}×" if b else " | "
             lines.append(f"| {r['M']} | {r['N']} | {r['K']} | {threads_label(r['threads'], cores)} | {r['gflops']:.1f} "
-                         f"| {pct} | {blas_cells} |")
-    layer = modules_of(module_rows, "Gpt2Layer")
-    if layer:
-        torch_ms = {(r["T"], r["threads"]): r["ms"] for r in layer_rows}
-        lines += ["", "## GPT-2-small attention layer (MultiHeadAttention 768→768, 12 heads, qkv_bias, eval, batch 1)",
-                  "", "Our module (packed projections, fused causal attention) beside the book's PyTorch module.", "",
+                         f"| {pct} | {blas_cells} | {f'{h:.1f}' if h else ''} |")
+    for kind, method, label in LAYER_KINDS:
+        layer = modules_of(module_rows, kind)
+        if not layer:
+            continue
+        torch_ms = {(r["T"], r["threads"]): r["ms"] for r in layer_rows if r["method"] == method}
+        lines += ["", f"## GPT-2-small attention layer{label} (MultiHeadAttention 768→768, 12 heads, qkv_bias, eval, "
+                  "batch 1)", "", f"Our module (packed projections, fused causal attention) beside the book's PyTorch "
+                  f"module{label}.", "",
                   "| num_tokens | threads | ours ms | GFLOP/s | PyTorch module ms | speedup |", "|---|---|---|---|---|---|"]
         for r in layer:
             t = torch_ms.get((r["T"], r["threads"]))

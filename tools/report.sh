@@ -62,7 +62,7 @@ filter='.*'
 min_time=0.2
 memory_lens=(128 256 512 1024 2048 4096 8192 16384)
 if [ $quick -eq 1 ]; then
-  filter='BM_Peak(Fma|DotBf16|AmxBf16)|BM_ReadBandwidth/threads:1/|BM_Attention/T:(256|1024)/|BM_TextbookBlas/T:(256|1024)/|BM_Reference/T:256/|BM_Decode/Tk:(512|8192)/batch:1/threads:1/|BM_Decode/Tk:32768/batch:1/threads:1/kv_dtype:0/|BM_Linear(Blas)?/M:4096/.*threads:1/|BM_Gpt2Layer/T:256/|BM_PrefillDtypes/.*/threads:1/|BM_PackedBatch/.*/threads:1/|BM_Variants/.*/threads:1/|BM_HeadDimV/.*/threads:1/'
+  filter='BM_Peak(Fma|DotBf16|AmxBf16)|BM_ReadBandwidth/threads:1/|BM_Attention/T:(256|1024)/|BM_TextbookBlas/T:(256|1024)/|BM_Reference/T:256/|BM_Decode/Tk:(512|8192)/batch:1/threads:1/|BM_Decode/Tk:32768/batch:1/threads:1/kv_dtype:0/|BM_Linear(Blas|Bf16)?/M:4096/.*threads:1/|BM_Gpt2Layer(Bf16)?/T:256/|BM_PrefillDtypes/.*/threads:1/|BM_PackedBatch/.*/threads:1/|BM_Variants/.*/threads:1/|BM_HeadDimV/.*/threads:1/'
   min_time=0.05
   memory_lens=(256 1024)
 fi

@@ -100,14 +100,17 @@ def main():
     layer_rows = []
     torch.manual_seed(0)
     layer = MultiHeadAttention(768, 768, 1024, 0.0, 12, qkv_bias=True).eval()
-    for threads in (1, 0):
-        torch.set_num_threads(threads or all_threads)
-        for t in QUICK_GPT2_TOKENS if quick else GPT2_TOKENS:
-            x = torch.randn(1, t, 768, generator=gen)
-            with torch.no_grad():
-                seconds = best_seconds(lambda: layer(x), min_time, repetitions)
-            layer_rows.append({"method": "torch_mha_layer", "T": t, "threads": threads, "ms": seconds * 1e3})
-            print(f"torch_mha_layer T={t} threads={threads or 'all'}: {seconds * 1e3:.2f} ms", flush=True)
+    # The same module in f32 and after .to(torch.bfloat16), beside BM_Gpt2Layer and BM_Gpt2LayerBf16.
+    for method, dtype in (("torch_mha_layer", torch.float32), ("torch_mha_layer_bf16", torch.bfloat16)):
+        module = layer.to(dtype)
+        for threads in (1, 0):
+            torch.set_num_threads(threads or all_threads)
+            for t in QUICK_GPT2_TOKENS if quick else GPT2_TOKENS:
+                x = torch.randn(1, t, 768, generator=gen).to(dtype)
+                with torch.no_grad():
+                    seconds = best_seconds(lambda: module(x), min_time, repetitions)
+                layer_rows.append({"method": method, "T": t, "threads": threads, "ms": seconds * 1e3})
+                print(f"{method} T={t} threads={threads or 'all'}: {seconds * 1e3:.2f} ms", flush=True)
     json.dump({"torch_version": torch.__version__, "rows": rows, "layer_rows": layer_rows}, open(out_path, "w"),
               indent=1)
 
