@@ -221,16 +221,21 @@ constexpr int64_t kGpt2Dim = 768, kGpt2Heads = 12, kGpt2Context = 1024;
 const std::vector<int64_t> kGpt2Tokens = {64, 128, 256, 512, 1024};
 
 // The book's MultiHeadAttention at GPT-2 small's sizes (qkv_bias on, as GPT-2's c_attn), eval
-// mode, batch 1. FLOPs: the QKV and output projections plus causal attention.
-// args: num_tokens, threads (0 = all)
-void BM_Gpt2Layer(benchmark::State& state) {
+// mode, one sequence of T tokens, in f32 (T = float) or bf16 (T = causalattn::bf16: the module's
+// bf16 forward). The rate counts the four projections and the causal attention.
+// args: T, threads (0 = all)
+template <class T>
+void gpt2_layer(benchmark::State& state) {
   const int64_t t = state.range(0);
   causalattn::MultiHeadAttention layer(kGpt2Dim, kGpt2Dim, kGpt2Context, 0.0f, kGpt2Heads, true);
   layer.eval();
   layer.set_num_threads(static_cast<int>(state.range(1)));
-  std::vector<float> x(t * kGpt2Dim), y(t * kGpt2Dim);
-  fill_pattern(x, 4);
-  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up
+  std::vector<float> x32(t * kGpt2Dim);
+  fill_pattern(x32, 4);
+  std::vector<T> x(x32.size()), y(x32.size());
+  causalattn_convert(x32.data(), CAUSALATTN_DTYPE_F32, x.data(), causalattn::dtype_of<T>,
+                     static_cast<int64_t>(x32.size()));
+  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up (and the bf16 weights packed)
   for (auto _ : state) {
     layer.forward(x.data(), 1, t, kGpt2Dim, y.data());
     benchmark::DoNotOptimize(y.data());
@@ -240,25 +245,8 @@ void BM_Gpt2Layer(benchmark::State& state) {
   set_common_counters(state, projections + causal_flops(kGpt2Heads, t, kGpt2Dim / kGpt2Heads));
 }
 
-// The same layer in bf16 (AttentionModule::forward on bf16 x and y). args: T, threads (0 = all)
-void BM_Gpt2LayerBf16(benchmark::State& state) {
-  const int64_t t = state.range(0);
-  causalattn::MultiHeadAttention layer(kGpt2Dim, kGpt2Dim, kGpt2Context, 0.0f, kGpt2Heads, true);
-  layer.eval();
-  layer.set_num_threads(static_cast<int>(state.range(1)));
-  std::vector<float> x32(t * kGpt2Dim);
-  fill_pattern(x32, 4);
-  std::vector<causalattn::bf16> x(x32.size()), y(x32.size());
-  causalattn_convert(x32.data(), CAUSALATTN_DTYPE_F32, x.data(), CAUSALATTN_DTYPE_BF16, static_cast<int64_t>(x32.size()));
-  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up, and the weights packed
-  for (auto _ : state) {
-    layer.forward(x.data(), 1, t, kGpt2Dim, y.data());
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  const double projections = 2.0 * t * kGpt2Dim * 4 * kGpt2Dim;
-  set_common_counters(state, projections + causal_flops(kGpt2Heads, t, kGpt2Dim / kGpt2Heads));
-}
+void BM_Gpt2Layer(benchmark::State& state) { gpt2_layer<float>(state); }
+void BM_Gpt2LayerBf16(benchmark::State& state) { gpt2_layer<causalattn::bf16>(state); }
 
 // ---- Serving shapes (issue: decode, chunked prefill, sliding window) ----
 

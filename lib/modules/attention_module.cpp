@@ -211,6 +211,27 @@ KvCache::KvCache(const AttentionModule& module, int64_t batch)
 
 namespace {
 
+// The attention call of a forward without a cache: Q, K and V side by side in each row of qkv
+// ([B, T, 3, H, D], elements of element_bytes), out [B, T, H, D]; the module's threads, mode and
+// dropout stream (each training-mode call takes the next seed).
+causalattn_attend_args attention_args(AttentionModuleState& m, int64_t batch, int64_t num_tokens, const void* qkv,
+                                      std::size_t element_bytes, void* out) {
+  const int64_t stride = 3 * m.d_out;
+  const auto* rows = static_cast<const std::byte*>(qkv);
+  causalattn_attend_args a{};
+  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
+  a.q = rows;
+  a.k = rows + m.d_out * element_bytes;
+  a.v = rows + 2 * m.d_out * element_bytes;
+  a.q_layout = a.k_layout = a.v_layout = {num_tokens * stride, m.head_dim, stride};
+  a.out = out;
+  a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
+  a.options.num_threads = m.num_threads;
+  if (m.batch_invariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
+  if (m.training && m.dropout > 0.0f) a.dropout = {m.dropout, m.next_seed.fetch_add(1, std::memory_order_relaxed)};
+  return a;
+}
+
 // Every check of a forward's arguments but its cache's (past: the tokens cached before the call,
 // with_cache: forward_next); returns batch × num_tokens.
 int64_t checked_rows(const AttentionModuleState& m, const void* x, int64_t batch, int64_t num_tokens, int64_t d_in,
@@ -268,13 +289,8 @@ void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int
 
   float* const context =
       m.out_proj ? parallel::thread_buffer<struct AttentionOutput>(static_cast<size_t>(rows * m.d_out)) : nullptr;
-  causalattn_attend_args a{};
-  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, past + num_tokens, m.head_dim};
-  const causalattn_layout qkv_layout{num_tokens * qkv_stride, m.head_dim, qkv_stride};
-  a.q = qkv;
-  a.k = qkv + m.d_out;
-  a.v = qkv + 2 * m.d_out;
-  a.q_layout = a.k_layout = a.v_layout = qkv_layout;
+  causalattn_attend_args a = attention_args(checked_state(), batch, num_tokens, qkv, sizeof(float), m.out_proj ? context : y);
+  a.shape.kv_len = past + num_tokens;
   if (cache != nullptr) {
     // The new tokens' keys and values go past the cached ones: until tokens_ moves on (when the
     // call succeeds) they are not part of the cache.
@@ -288,13 +304,6 @@ void AttentionModule::run(const float* x, int64_t batch, int64_t num_tokens, int
     a.k = cache->k_.data();
     a.v = cache->v_.data();
     a.k_layout = a.v_layout = {C * m.d_out, m.head_dim, m.d_out};
-  }
-  a.out = m.out_proj ? context : y;
-  a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
-  a.options.num_threads = m.num_threads;
-  if (m.batch_invariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
-  if (m.training && m.dropout > 0.0f) {
-    a.dropout = {m.dropout, checked_state().next_seed.fetch_add(1, std::memory_order_relaxed)};
   }
   if (causalattn_attend_f32(&a) != CAUSALATTN_OK) fail(CAUSALATTN_ERROR_INTERNAL, causalattn_last_error());
 
@@ -348,20 +357,8 @@ void AttentionModule::forward(const bf16* x, int64_t batch, int64_t num_tokens, 
       m.out_proj ? reinterpret_cast<uint16_t*>(parallel::thread_buffer<struct AttentionOutputBf16>(
                        static_cast<size_t>((rows * m.d_out + 1) / 2)))
                  : ys;
-  causalattn_attend_args a{};
-  a.shape = {batch, m.num_heads, m.num_heads, num_tokens, num_tokens, m.head_dim};
-  a.q = qkv;
-  a.k = qkv + m.d_out;
-  a.v = qkv + 2 * m.d_out;
-  a.q_layout = a.k_layout = a.v_layout = {num_tokens * qkv_stride, m.head_dim, qkv_stride};
+  causalattn_attend_args a = attention_args(checked_state(), batch, num_tokens, qkv, 2, context);
   a.q_dtype = a.k_dtype = a.v_dtype = a.out_dtype = CAUSALATTN_DTYPE_BF16;
-  a.out = context;
-  a.out_layout = {num_tokens * m.d_out, m.head_dim, m.d_out};
-  a.options.num_threads = m.num_threads;
-  if (m.batch_invariant) a.options.flags = CAUSALATTN_BATCH_INVARIANT;
-  if (m.training && m.dropout > 0.0f) {
-    a.dropout = {m.dropout, checked_state().next_seed.fetch_add(1, std::memory_order_relaxed)};
-  }
   if (causalattn_attend(&a) != CAUSALATTN_OK) fail(CAUSALATTN_ERROR_INTERNAL, causalattn_last_error());
   if (m.out_proj) {
     linear::apply_bf16(kernel, out_w, m.d_out, m.d_out, m.out_bias_bf16.data(), context, m.d_out, rows, ys, m.d_out,
