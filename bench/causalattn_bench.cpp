@@ -153,24 +153,29 @@ struct LinearInputs {
 
 double linear_flops(int64_t m, int64_t n, int64_t k) { return 2.0 * m * n * k; }
 
-// y = x · Wᵀ + b with our microkernels (W packed on every call). args: M, N, K, threads (0 = all)
-void BM_Linear(benchmark::State& state) {
-  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  LinearInputs in(m, n, k);
-  auto call = [&] {
-    return causalattn_linear_f32(m, n, k, in.x.data(), k, in.w.data(), k, in.bias.data(), in.y.data(), n,
-                                 static_cast<int32_t>(state.range(3)));
-  };
+// Times call() (a causalattn_linear_* call writing y) as a product of m × n × k.
+template <class Call>
+void time_linear(benchmark::State& state, int64_t m, int64_t n, int64_t k, Call call, const void* y) {
   if (call() != CAUSALATTN_OK) {
     state.SkipWithError(causalattn_last_error());
     return;
   }
   for (auto _ : state) {
     call();
-    benchmark::DoNotOptimize(in.y.data());
+    benchmark::DoNotOptimize(y);
     benchmark::ClobberMemory();
   }
   set_common_counters(state, linear_flops(m, n, k));
+}
+
+// y = x · Wᵀ + b with our microkernels (W packed on every call). args: M, N, K, threads (0 = all)
+void BM_Linear(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  LinearInputs in(m, n, k);
+  time_linear(state, m, n, k, [&] {
+    return causalattn_linear_f32(m, n, k, in.x.data(), k, in.w.data(), k, in.bias.data(), in.y.data(), n,
+                                 static_cast<int32_t>(state.range(3)));
+  }, in.y.data());
 }
 
 std::vector<uint64_t> stored(const std::vector<float>& x, causalattn_dtype t);
@@ -183,20 +188,10 @@ void BM_LinearBf16(benchmark::State& state) {
   const std::vector<uint64_t> x = stored(in.x, CAUSALATTN_DTYPE_BF16), w = stored(in.w, CAUSALATTN_DTYPE_BF16),
                               bias = stored(in.bias, CAUSALATTN_DTYPE_BF16);
   std::vector<uint64_t> y = stored(in.y, CAUSALATTN_DTYPE_BF16);
-  auto call = [&] {
+  time_linear(state, m, n, k, [&] {
     return causalattn_linear_bf16(m, n, k, x.data(), k, w.data(), k, bias.data(), y.data(), n,
                                   static_cast<int32_t>(state.range(3)));
-  };
-  if (call() != CAUSALATTN_OK) {
-    state.SkipWithError(causalattn_last_error());
-    return;
-  }
-  for (auto _ : state) {
-    call();
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  set_common_counters(state, linear_flops(m, n, k));
+  }, y.data());
 }
 
 #ifdef CAUSALATTN_BENCH_HAVE_BLAS
