@@ -69,7 +69,9 @@ def section(peers, bandwidth, cores):
              "each step; its MHA computes causal attention through the whole T × T score matrix "
              "(unidirectional=1), with K and V repeated per head (no GQA). ggml's f16 cache path rounds the query "
              "to f16. Best time over the passes; each pass ran every (method, case) once in a random order with "
-             "the FMA peak measured at its start. \"ours ÷ best peer\" is the best peer's time over ours.", ""]
+             "the FMA peak measured at its start. The smallest lead is the least, over the peers, of a peer's time over "
+             "ours in its dtype (OpenVINO bf16 against ours in bf16, ggml's f16 cache against ours with f16 K/V, the "
+             "rest against ours in f32).", ""]
     headline_line = headline(peers, labels, cores)
     if headline_line:
         lines += [f"**Headline: {headline_line}.**", ""]
