@@ -207,6 +207,20 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
     auto score = [&](auto qv0, int64_t from, int64_t count, V* m_new) {
       score_keys_amx<Arch, qv0()>(s.q_pairs, w.head_dim, a.scale, keys, chunk.k_row_bytes, from, count, w.b.st, m_new);
     };
+    // Whether Ot of vectors qv0 and up must be rescaled (or, scale nullptr, written afresh)
+    // before tiles add to it.
+    auto needs_rescale = [&](auto qv0, const V* scale) {
+      for (int qv = qv0(); scale != nullptr && qv < B::kQueryVectors; ++qv) {
+        if (!xsimd::all(scale[qv] == V(1.0f))) return true;
+      }
+      return scale == nullptr;
+    };
+    // Keys [from, to) of the tile (from a multiple of 32) on the tiles, their weights packed first.
+    auto tiles_run = [&](auto qv0, int64_t from, int64_t to) {
+      pack_weights<Arch, qv0()>(w.b.st, from, (to - from) / 2, s.p_pairs);
+      output_amx<Arch, qv0()>(s.p_pairs, (to - from) / 2, chunk.vt + (j0 - chunk.begin + from) * 2, chunk.vt_row_bytes,
+                              w.head_dim_v, w.b.ot);
+    };
     // Keys [from, to): whole 32-key groups on the tiles, the keys before and after in f32.
     auto unmasked = [&](auto qv0, int64_t from, int64_t to, const V* scale) {
       auto f32_run = [&](int64_t lo, int64_t hi, const V* run_scale) {
@@ -216,12 +230,9 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
       const int64_t tiles_from = (from + kAmxPairDims - 1) / kAmxPairDims * kAmxPairDims;
       const int64_t tiles_to = std::max(tiles_from, to / kAmxPairDims * kAmxPairDims);
       if (tiles_from >= tiles_to) return f32_run(from, to, scale);
-      bool rescaled = scale != nullptr;  // the rescale rides on the first f32 run, unless it is 1
-      for (int qv = qv0(); qv < B::kQueryVectors && rescaled; ++qv) rescaled = xsimd::all(scale[qv] == V(1.0f));
-      if (tiles_from > from || !rescaled) f32_run(from, tiles_from, scale);
-      pack_weights<Arch, qv0()>(w.b.st, tiles_from, (tiles_to - tiles_from) / 2, s.p_pairs);
-      output_amx<Arch, qv0()>(s.p_pairs, (tiles_to - tiles_from) / 2, chunk.vt + (j0 - chunk.begin + tiles_from) * 2,
-                              chunk.vt_row_bytes, w.head_dim_v, w.b.ot);
+      // The rescale rides on the first f32 run, even one of no key, unless it is 1.
+      if (tiles_from > from || needs_rescale(qv0, scale)) f32_run(from, tiles_from, scale);
+      tiles_run(qv0, tiles_from, tiles_to);
       if (tiles_to < to) f32_run(tiles_to, to, ones);
     };
     score_tile<Arch>(a, w, score, t, mx);
@@ -240,16 +251,12 @@ void block_tiles_amx(const RowBlockArgs& a, int64_t j_begin, int64_t j_end, cons
     const V* first_scale = j0 == w.first_tile ? nullptr : mx.alpha;
     for_each_index<B::kQueryVectors>([&](auto qv0) {
       if (qv0() != w.first_vector) return;
-      bool rescaled = first_scale != nullptr;
-      for (int qv = qv0(); qv < B::kQueryVectors && rescaled; ++qv) rescaled = xsimd::all(first_scale[qv] == V(1.0f));
-      if (!rescaled) {  // Ot *= alpha, or Ot = 0 on the block's first tile
+      if (needs_rescale(qv0, first_scale)) {  // Ot *= alpha, or Ot = 0 on the block's first tile
         output_dims<Arch, B::kDimBlock, Masking::kNone, qv0()>(w.b.st, 0, tile.v, w.head_dim_v, first_scale, t.mask, w.b.ot);
       }
       for (int64_t j = t.n; j < whole; ++j)
         for (int qv = qv0(); qv < B::kQueryVectors; ++qv) V(0.0f).store_aligned(w.b.st + j * R + qv * B::kLanes);
-      pack_weights<Arch, qv0()>(w.b.st, 0, whole / 2, s.p_pairs);
-      output_amx<Arch, qv0()>(s.p_pairs, whole / 2, chunk.vt + (j0 - chunk.begin) * 2, chunk.vt_row_bytes, w.head_dim_v,
-                              w.b.ot);
+      tiles_run(qv0, 0, whole);
     });
   }
 }
