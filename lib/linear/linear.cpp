@@ -191,15 +191,15 @@ void apply_bf16(const kernels::KernelTable& kernel, const void* packed, int64_t 
                 const uint16_t* x, int64_t x_stride, int64_t m, uint16_t* y, int64_t y_stride, int num_threads) {
   auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   if (kernel.gemm_bf16_block == nullptr) {
-    // x and b widened exactly, the f32 projection, y rounded to nearest even.
-    std::vector<float> wx(static_cast<std::size_t>(m * k)), wb, wy(static_cast<std::size_t>(m * n));
+    // x and b widened exactly, the f32 projection, y rounded to nearest even (per-thread buffers
+    // kept across calls, as the f32 path's).
+    float* const wx = parallel::thread_buffer<struct WidenedRows>(static_cast<std::size_t>(m * k));
+    float* const wy = parallel::thread_buffer<struct WidenedProducts>(static_cast<std::size_t>(m * n));
+    float* const wb = bias != nullptr ? parallel::thread_buffer<struct WidenedBias>(static_cast<std::size_t>(n)) : nullptr;
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < k; ++j) wx[i * k + j] = dtype::bf16_to_f32<void>(x[i * x_stride + j]);
-    if (bias != nullptr) {
-      for (int64_t f = 0; f < n; ++f) wb.push_back(dtype::bf16_to_f32<void>(bias[f]));
-    }
-    apply(kernel, static_cast<const float*>(packed), n, k, bias != nullptr ? wb.data() : nullptr, wx.data(), k, m,
-          wy.data(), n, num_threads);
+    for (int64_t f = 0; wb != nullptr && f < n; ++f) wb[f] = dtype::bf16_to_f32<void>(bias[f]);
+    apply(kernel, static_cast<const float*>(packed), n, k, wb, wx, k, m, wy, n, num_threads);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t f = 0; f < n; ++f) y[i * y_stride + f] = dtype::f32_to_bf16<void>(wy[i * n + f]);
     return;
