@@ -138,10 +138,13 @@ std::vector<double> textbook_forward(const StateDict& p, bool mha, int64_t heads
 void expect_near_textbook(const std::vector<float>& got, const std::vector<double>& want) {
   ASSERT_EQ(got.size(), want.size());
   double m = 1.0, diff = 0.0;
+  bool finite = true;
   for (size_t i = 0; i < want.size(); ++i) {
     m = std::fmax(m, std::fabs(want[i]));
     diff = std::fmax(diff, std::fabs(got[i] - want[i]));
+    finite = finite && std::isfinite(got[i]);  // fmax would skip a NaN
   }
+  EXPECT_TRUE(finite);
   EXPECT_LE(diff, std::ldexp(m, -16));
 }
 
