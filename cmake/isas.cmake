@@ -2,7 +2,7 @@
 # (it picks the first the CPU runs), one row each. Everything
 # else comes from here: the per-ISA kernel objects (lib/CMakeLists.txt), the dispatcher's table
 # and CPU checks (lib/dispatch/isa_table.hpp.in, generated), the names causalattn_known_isa()
-# lists (and so the tests and benchmarks), tools/kernel-ab.sh's flags.
+# lists (and so the tests and benchmarks), tools/kernel-ab.sh's flags. One table per processor family.
 #
 #   causalattn_isa(NAME ARCH <xsimd arch> FLAGS <compile flags...> CPU_CHECK <C++ expression>
 #                  [CPU_CHECK_INCLUDES <headers the expression needs...>])
@@ -12,7 +12,7 @@
 # (and nothing else is); CPU_CHECK a C++ expression, evaluated by code built without FLAGS, that is
 # true when this CPU and its OS run the ISA (libgcc's __builtin_cpu_supports checks the OS's XCR0
 # state for AVX and AVX-512 too). A new ISA is a row here, its CPU check, and its intrinsics in
-# lib/kernels/ (see lib/kernels/x86.hpp).
+# lib/kernels/ (see lib/kernels/x86.hpp, arm.hpp).
 set(CAUSALATTN_ISAS "")
 macro(causalattn_isa name)
   cmake_parse_arguments(isa "" "ARCH;CPU_CHECK" "FLAGS;CPU_CHECK_INCLUDES" ${ARGN})
@@ -23,32 +23,41 @@ macro(causalattn_isa name)
   set(CAUSALATTN_ISA_CPU_CHECK_INCLUDES_${name} ${isa_CPU_CHECK_INCLUDES})
 endmacro()
 
-# amx: avx512bf16 plus the AMX tile kernel for bf16 prefill (Q, K and V all bf16; attention_amx.hpp);
-# everything else runs the avx512 kernels. Picked only where the OS grants the tile state.
-causalattn_isa(amx ARCH "causalattn::kernels::amx"
-  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16 -mamx-tile -mamx-bf16
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16() && cpu_runs_amx_bf16()"
-  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-causalattn_isa(avx512 ARCH "xsimd::avx512bw"
-  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
-  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-# avx512bf16: avx512 plus the BF16 dot-product prefill kernel (vdpbf16ps) for all-bf16 Q, K and V.
-# Listed after avx512, so it runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa): on the
-# Sapphire Rapids measured, vdpbf16ps peaks at half the FMA's flops (BM_PeakDotBf16: 106 against
-# BM_PeakFma's 210 GFLOP/s on one core), and the kernel ran at 0.63x the f32 one; not yet
-# measured on Zen 4.
-causalattn_isa(avx512bf16 ARCH "causalattn::kernels::avx512bf16"
-  FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16
-  CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16()"
-  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
-  FLAGS -mavx2 -mfma -mf16c
-  CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
-  CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-causalattn_isa(sse2 ARCH "xsimd::sse2"
-  FLAGS
-  CPU_CHECK "true")  # the x86-64 baseline: the last row must run on every CPU of the target
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
+  # neon: Advanced SIMD, the aarch64 baseline (lib/kernels/arm.hpp).
+  causalattn_isa(neon ARCH "xsimd::neon64"
+    FLAGS
+    CPU_CHECK "true")
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  # amx: avx512bf16 plus the AMX tile kernel for bf16 prefill (Q, K and V all bf16; attention_amx.hpp);
+  # everything else runs the avx512 kernels. Picked only where the OS grants the tile state.
+  causalattn_isa(amx ARCH "causalattn::kernels::amx"
+    FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16 -mamx-tile -mamx-bf16
+    CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16() && cpu_runs_amx_bf16()"
+    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
+  causalattn_isa(avx512 ARCH "xsimd::avx512bw"
+    FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
+    CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
+    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
+  # avx512bf16: avx512 plus the BF16 dot-product prefill kernel (vdpbf16ps) for all-bf16 Q, K and V.
+  # Listed after avx512, so it runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa): on the
+  # Sapphire Rapids measured, vdpbf16ps peaks at half the FMA's flops (BM_PeakDotBf16: 106 against
+  # BM_PeakFma's 210 GFLOP/s on one core), and the kernel ran at 0.63x the f32 one; not yet
+  # measured on Zen 4.
+  causalattn_isa(avx512bf16 ARCH "causalattn::kernels::avx512bf16"
+    FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16
+    CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16()"
+    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
+  causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
+    FLAGS -mavx2 -mfma -mf16c
+    CPU_CHECK "__builtin_cpu_supports(\"avx2\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
+    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
+  causalattn_isa(sse2 ARCH "xsimd::sse2"
+    FLAGS
+    CPU_CHECK "true")  # the x86-64 baseline: the last row must run on every CPU of the target
+else()
+  message(FATAL_ERROR "causalattn has kernels for x86-64 and aarch64, not for ${CMAKE_SYSTEM_PROCESSOR}")
+endif()
 
 # causalattn_isa_object(TARGET ISA SOURCE SYMBOL): an object library that compiles SOURCE once for
 # one row of the table, with that row's flags alone (and contraction off: FMAs are explicit),

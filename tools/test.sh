@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds (Release, with tests), runs ctest.
 # Exits non-zero on any failure.
-# Usage: tools/test.sh [--sanitize | --minimal] [extra ctest args]
+# Usage: tools/test.sh [--sanitize | --minimal | --aarch64] [extra ctest args]
 #   --sanitize  instead: the suite under AddressSanitizer + UndefinedBehaviorSanitizer (g++), then
 #               the threading tests under ThreadSanitizer (clang, see tools/sanitizers/)
 #   --minimal   the same suite built as on a machine without any optional package
 #               (CAUSALATTN_USE_OPTIONAL=OFF: no OpenBLAS baseline, no torch), in build-minimal/
+#   --aarch64   instead: cross-built for aarch64 (cmake/aarch64-linux-gnu.cmake) in build-aarch64/,
+#               the suite and a benchmark smoke run under qemu-aarch64 (emulated: no timing means
+#               anything there)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=plain
 case "${1:-}" in
   --sanitize) mode=sanitize; shift ;;
   --minimal) mode=minimal; shift ;;
+  --aarch64) mode=aarch64; shift ;;
 esac
 jobs=$(nproc)
+
+if [ $mode = aarch64 ]; then
+  "$root/tools/install-deps.sh" --aarch64
+  build="$root/build-aarch64"
+  # No optional package: none is installed for arm64 (no MPI, no OpenBLAS, no torch).
+  cmake -S "$root" -B "$build" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-linux-gnu.cmake" -DCMAKE_BUILD_TYPE=Release \
+    -DCAUSALATTN_BUILD_TESTS=ON -DCAUSALATTN_BUILD_BENCH=ON -DCAUSALATTN_USE_OPTIONAL=OFF > /dev/null
+  cmake --build "$build" -j "$jobs"
+  qemu-aarch64 "$build/bench/causalattn_bench" \
+    --benchmark_filter='BM_Attention/T:128/D:64/causal:1/threads:1' --benchmark_min_time=0.01 > /dev/null
+  # ctest runs the tests through the toolchain's emulator. Not run: the packaging tests (label
+  # build: they build host projects) and the T=65536 memory test (label large: minutes emulated).
+  (cd "$build" && ctest --output-on-failure -j "$jobs" -LE 'build|large' "$@")
+  exit 0
+fi
 
 if [ $mode != sanitize ]; then
   "$root/tools/install-deps.sh"

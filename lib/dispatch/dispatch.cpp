@@ -14,7 +14,9 @@ namespace {
 using kernels::KernelTable;
 
 bool cpu_runs(const Isa& isa) {
-  __builtin_cpu_init();
+#if defined(__x86_64__)
+  __builtin_cpu_init();  // what the x86 rows' __builtin_cpu_supports checks read
+#endif
   return isa.cpu_runs();
 }
 

@@ -34,7 +34,7 @@ inline void for_each_index(Fn&& fn) {
 }
 
 // What each ISA provides, as one traits type per xsimd architecture (the ARCH of a row of
-// cmake/isas.cmake), specialized in that ISA family's own file (lib/kernels/x86.hpp):
+// cmake/isas.cmake), specialized in that ISA family's own file (lib/kernels/x86.hpp, arm.hpp):
 //   kRegisters                   vector registers, which the blockings derive from
 //   kFusedMultiplyAdd            fmadd rounds once
 //   kDotBf16                     dot_bf16(acc, a, b) and pair_bf16(p0, p1) exist (vdpbf16ps)
@@ -96,6 +96,8 @@ inline Vec<Arch> sum_lanes_by_transpose(const Vec<Arch>* rows) noexcept {
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include "kernels/x86.hpp"
+#elif defined(__aarch64__)
+#include "kernels/arm.hpp"
 #endif
 
 namespace causalattn::kernels {
@@ -125,7 +127,7 @@ inline void exp_nonpositive(Vec<Arch>* y) noexcept {
 #pragma GCC unroll 16
   for (int i = 0; i < K; ++i) {
     // max(y_min, y), operands in this order, returns y when y is NaN (x86 max returns the
-    // second). At y_min = -127·ln(2), n = -127, whose bits below make 2^n = +0.
+    // second; NEON's fmax returns NaN). At y_min = -127·ln(2), n = -127, whose bits below make 2^n = +0.
     const V y_clamped = xsimd::max(V(-88.0296919f), y[i]);
     shifted[i] = fmadd<Arch>(y_clamped, log2e_hi, V(kRoundMagic));
     const V minus_n = V(kRoundMagic) - shifted[i];
