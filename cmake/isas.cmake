@@ -28,6 +28,13 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
   causalattn_isa(neon ARCH "xsimd::neon64"
     FLAGS
     CPU_CHECK "true")
+  # neonbf16: neon plus BFDOT, whose bf16 kernel runs all-bf16 prefill. Listed after neon, so it
+  # runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa) until it is measured on ARM
+  # hardware: on x86 the same kernel on vdpbf16ps lost to f32 (the avx512bf16 row below).
+  causalattn_isa(neonbf16 ARCH "causalattn::kernels::neonbf16"
+    FLAGS -march=armv8.2-a+bf16
+    CPU_CHECK "cpu_has_bf16()"
+    CPU_CHECK_INCLUDES dispatch/arm_features.hpp)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   # amx: avx512bf16 plus the AMX tile kernel for bf16 prefill (Q, K and V all bf16; attention_amx.hpp);
   # everything else runs the avx512 kernels. Picked only where the OS grants the tile state.

@@ -397,12 +397,12 @@ struct TypedRun {
   }
 };
 
-// The bf16 dot-product kernel (ISA avx512bf16) and the AMX kernel (ISA amx) run prefill when Q, K
+// The bf16 dot-product kernel (ISAs avx512bf16, neonbf16) and the AMX kernel (ISA amx) run prefill when Q, K
 // and V are all bf16: they round the weights P to bf16 for P·V, which adds at most 2^-8 · max|v|
 // to an output (lib/kernels/attention_bf16.hpp derives it).
 bool uses_bf16_kernel(const Case& c) {
   const std::string isa = causalattn_isa();
-  return (isa == "avx512bf16" || isa == "amx") && c.q_dtype == kBf16 && c.k_dtype == kBf16 && c.v_dtype == kBf16;
+  return (isa == "avx512bf16" || isa == "neonbf16" || isa == "amx") && c.q_dtype == kBf16 && c.k_dtype == kBf16 && c.v_dtype == kBf16;
 }
 
 double max_abs(const std::vector<float>& x) {

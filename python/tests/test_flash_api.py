@@ -249,7 +249,7 @@ def test_bfloat16_tensors_through_dlpack():
     # bf16 rounding of the output: half an ulp of 8 significant bits, relative; the kernels of the
     # amx and avx512bf16 ISAs round the weights P to bf16 too: 2^-8 · max|v| (docs/guarantees.md).
     v_max = float(np.max(np.abs(v.float().numpy())))
-    rounds_p = causalattn.isa() in ("amx", "avx512bf16")
+    rounds_p = causalattn.isa() in ("amx", "avx512bf16", "neonbf16")
     np.testing.assert_allclose(out.float().numpy(), ref, rtol=2.0 ** -8,
                                atol=tolerance(v.float().numpy()) + (2.0 ** -8 * v_max if rounds_p else 0.0))
 

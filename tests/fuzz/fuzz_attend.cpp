@@ -409,7 +409,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
     // All-bf16 prefill on the amx and avx512bf16 ISAs rounds the weights P to bf16 (outside the
     // batch-invariant mode): 2^-8 of each, at most 2^-8 · max|v| (the kept weights' 1/(1-p) too).
     const std::string isa = causalattn_isa();
-    const bool rounds_p = (isa == "amx" || isa == "avx512bf16") && q_dtype == CAUSALATTN_DTYPE_BF16 &&
+    const bool rounds_p = (isa == "amx" || isa == "avx512bf16" || isa == "neonbf16") && q_dtype == CAUSALATTN_DTYPE_BF16 &&
                           k_dtype == CAUSALATTN_DTYPE_BF16 && v_dtype == CAUSALATTN_DTYPE_BF16 &&
                           (a.options.flags & CAUSALATTN_BATCH_INVARIANT) == 0;
     const double tolerance = std::ldexp(1.0, -16) * std::max(v_max, 1.0) * factor +
