@@ -129,6 +129,13 @@ def cpu_model():
     for line in open("/proc/cpuinfo"):
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
+    # aarch64's /proc/cpuinfo has no model name; lscpu names the core (Neoverse-V1, ...).
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return "unknown"
 
 
