@@ -216,8 +216,8 @@ constexpr int64_t kGpt2Dim = 768, kGpt2Heads = 12, kGpt2Context = 1024;
 const std::vector<int64_t> kGpt2Tokens = {64, 128, 256, 512, 1024};
 
 // The book's MultiHeadAttention at GPT-2 small's sizes (qkv_bias on, as GPT-2's c_attn), eval
-// mode, one sequence of T tokens, in f32 (T = float) or bf16 (T = causalattn::bf16: the module's
-// bf16 forward). The rate counts the four projections and the causal attention.
+// mode, one sequence of T tokens, in f32 (T = float) or bf16 (T = causalattn::bf16: the module
+// after to(CAUSALATTN_DTYPE_BF16)). The rate counts the four projections and the causal attention.
 // args: T, threads (0 = all)
 template <class T>
 void gpt2_layer(benchmark::State& state) {
@@ -225,12 +225,13 @@ void gpt2_layer(benchmark::State& state) {
   causalattn::MultiHeadAttention layer(kGpt2Dim, kGpt2Dim, kGpt2Context, 0.0f, kGpt2Heads, true);
   layer.eval();
   layer.set_num_threads(static_cast<int>(state.range(1)));
+  layer.to(causalattn::dtype_of<T>);
   std::vector<float> x32(t * kGpt2Dim);
   fill_pattern(x32, 4);
   std::vector<T> x(x32.size()), y(x32.size());
   causalattn_convert(x32.data(), CAUSALATTN_DTYPE_F32, x.data(), causalattn::dtype_of<T>,
                      static_cast<int64_t>(x32.size()));
-  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up (and the bf16 weights packed)
+  layer.forward(x.data(), 1, t, kGpt2Dim, y.data());  // warm-up
   for (auto _ : state) {
     layer.forward(x.data(), 1, t, kGpt2Dim, y.data());
     benchmark::DoNotOptimize(y.data());

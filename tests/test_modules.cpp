@@ -38,6 +38,18 @@ std::unique_ptr<AttentionModule> make_module(bool mha, int64_t d_in, int64_t d_o
   return std::make_unique<CausalAttention>(d_in, d_out, context_length, dropout, qkv_bias);
 }
 
+// An Error with this status whose message contains `text`.
+template <class Body>
+void expect_error(Body&& body, int status, const std::string& text) {
+  try {
+    body();
+    ADD_FAILURE() << "no error; expected one mentioning \"" << text << "\"";
+  } catch (const causalattn::Error& e) {
+    EXPECT_EQ(e.status(), status) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
 // |ours - PyTorch| <= 2^-16 · max(1, max|y|). Both sides are fp32 approximations of the same
 // exact result that sum in different orders: projections of d_in <= 100 terms and attention over
 // <= 200 keys each carry ~sqrt(n) · 2^-24 relative error, far below 2^-16 (measured: ~1e-7 on
@@ -191,6 +203,8 @@ TEST_P(Modules, Bf16ForwardIsTheBf16CallsComposed) {
     std::mt19937 rng(5);
     for (float& e : x_f32) e = std::normal_distribution<float>()(rng);
     const std::vector<uint16_t> x = to_bf16(x_f32);
+    const std::vector<float> y32 = module->forward(to_f32(x), B, T);  // before to(bf16): below
+    module->to(CAUSALATTN_DTYPE_BF16);
     std::vector<uint16_t> y(B * T * d_out);
     module->forward(reinterpret_cast<const causalattn::bf16*>(x.data()), B, T, d_in,
                     reinterpret_cast<causalattn::bf16*>(y.data()));
@@ -224,9 +238,9 @@ TEST_P(Modules, Bf16ForwardIsTheBf16CallsComposed) {
     }
     EXPECT_EQ(y, want);
 
-    // Near the f32 forward on the same x: bf16 roundings of Q, K, V, the context and y (2^-8
-    // relative each) and of the weights, all far below 2^-4 of max|y| on these sizes.
-    const std::vector<float> y32 = module->forward(to_f32(x), B, T), y16 = to_f32(y);
+    // Near the f32 module's forward on the same x: bf16 roundings of Q, K, V, the context and y
+    // (2^-8 relative each) and of the weights, all far below 2^-4 of max|y| on these sizes.
+    const std::vector<float> y16 = to_f32(y);
     double top = 0.0, diff = 0.0;
     for (size_t i = 0; i < y32.size(); ++i) {
       top = std::fmax(top, std::fabs(y32[i]));
@@ -242,6 +256,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, Modules, ::testing::ValuesIn(known_isas()),
 TEST(ModulesState, Bf16SameBitsForAnyThreadCountAndBadArguments) {
   MultiHeadAttention module(64, 96, 300, 0.0f, 4, true);
   module.eval();
+  module.to(CAUSALATTN_DTYPE_BF16);
   std::vector<float> x32(2 * 257 * 64);
   for (size_t i = 0; i < x32.size(); ++i) x32[i] = std::cos(0.1f * float(i));
   const std::vector<uint16_t> x = to_bf16(x32);
@@ -260,8 +275,88 @@ TEST(ModulesState, Bf16SameBitsForAnyThreadCountAndBadArguments) {
   EXPECT_THROW(module.forward(xp, 2, 257, 63, yp), causalattn::Error);
   EXPECT_THROW(module.forward(static_cast<const causalattn::bf16*>(nullptr), 2, 257, 64, yp), causalattn::Error);
   EXPECT_THROW(module.forward(xp, 2, 301, 64, yp), causalattn::Error);
-  EXPECT_THROW(module.forward(reinterpret_cast<const causalattn::bf16*>(y.data()), 2, 10, 64, yp), causalattn::Error);
+  std::vector<float> x32_out(2 * 257 * 96, 3.0f);
+  EXPECT_THROW(module.forward(x32.data(), 2, 257, 64, x32_out.data()), causalattn::Error);  // f32 x, bf16 module
   EXPECT_EQ(y, before);
+  EXPECT_EQ(x32_out, std::vector<float>(2 * 257 * 96, 3.0f));
+  // In place (y over x, d_in = d_out): x is read in full before y is written.
+  MultiHeadAttention square(64, 64, 300, 0.0f, 4, true);
+  square.eval();
+  square.to(CAUSALATTN_DTYPE_BF16);
+  std::vector<uint16_t> separate(x.size()), inplace = x;
+  square.forward(xp, 2, 257, 64, reinterpret_cast<causalattn::bf16*>(separate.data()));
+  square.forward(reinterpret_cast<const causalattn::bf16*>(inplace.data()), 2, 257, 64,
+                 reinterpret_cast<causalattn::bf16*>(inplace.data()));
+  EXPECT_EQ(inplace, separate);
+}
+
+// to(bf16) keeps the parameters rounded to bf16 and only those: state_dict() gives them widened,
+// to(f32) back gives the same values; a bf16 module loads a BF16 file's bits as stored and an F32
+// file rounded; a forward in the other dtype throws, y untouched.
+TEST(ModulesState, ToBf16KeepsRoundedParametersAndLoadsBf16FilesAsStored) {
+  MultiHeadAttention module(20, 32, 16, 0.0f, 4, true);
+  module.eval();
+  const StateDict f32 = module.state_dict();
+  module.to(CAUSALATTN_DTYPE_BF16);
+  EXPECT_EQ(module.dtype(), CAUSALATTN_DTYPE_BF16);
+  const StateDict rounded = module.state_dict();
+  ASSERT_EQ(rounded.size(), f32.size());
+  for (const auto& [name, t] : f32) EXPECT_EQ(rounded.at(name).data, to_f32(to_bf16(t.data))) << name;
+
+  std::vector<float> x(2 * 16 * 20), y(2 * 16 * 32, -4.0f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i));
+  expect_error([&] { module.forward(x.data(), 2, 16, 20, y.data()); }, CAUSALATTN_ERROR_INVALID_OPTION,
+               "call to(CAUSALATTN_DTYPE_F32) first");
+  expect_error([&] { module.to(CAUSALATTN_DTYPE_F16); }, CAUSALATTN_ERROR_INVALID_OPTION, "F32 or CAUSALATTN_DTYPE_BF16");
+  EXPECT_EQ(y, std::vector<float>(2 * 16 * 32, -4.0f));
+  EXPECT_EQ(module.dtype(), CAUSALATTN_DTYPE_BF16);
+
+  // A BF16 file (as PyTorch writes a bf16 module's state dict) of values no f32 round trip could
+  // tell apart, and the same values as F32: both load to the same bits.
+  std::mt19937 rng(3);
+  std::string header = "{";
+  std::vector<unsigned char> data;
+  StateDict wide;
+  for (const auto& [name, t] : f32) {
+    if (name == "mask") continue;
+    std::vector<uint16_t> b(t.data.size());
+    for (uint16_t& e : b) e = static_cast<uint16_t>(0x3c00 + rng() % 0x0800) ^ (rng() % 2 ? 0x8000 : 0);
+    header += (header.size() > 1 ? "," : "") + ("\"" + name + "\":{\"dtype\":\"BF16\",\"shape\":[") +
+              std::to_string(t.shape[0]) + (t.shape.size() == 2 ? "," + std::to_string(t.shape[1]) : "") +
+              "],\"data_offsets\":[" + std::to_string(data.size()) + "," + std::to_string(data.size() + 2 * b.size()) + "]}";
+    for (uint16_t e : b) data.insert(data.end(), {static_cast<unsigned char>(e), static_cast<unsigned char>(e >> 8)});
+    wide.emplace(name, HostTensor{t.shape, to_f32(b)});
+  }
+  header += "}";
+  std::vector<unsigned char> file(8);
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<unsigned char>(static_cast<uint64_t>(header.size()) >> (8 * i));
+  file.insert(file.end(), header.begin(), header.end());
+  file.insert(file.end(), data.begin(), data.end());
+  const fs::path path = fs::temp_directory_path() / ("causalattn_bf16_" + std::to_string(::getpid()) + ".safetensors");
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(file.data()), std::streamsize(file.size()));
+  module.load(path.string());
+  fs::remove(path);
+  const StateDict loaded = module.state_dict();
+  for (const auto& [name, t] : wide) EXPECT_EQ(loaded.at(name).data, t.data) << name;
+
+  MultiHeadAttention other(20, 32, 16, 0.0f, 4, true);
+  other.eval();
+  other.to(CAUSALATTN_DTYPE_BF16);
+  other.load_state_dict(wide);  // f32 tensors rounded: exact here
+  const std::vector<uint16_t> xb = to_bf16(x);
+  std::vector<uint16_t> ya(2 * 16 * 32), yb(2 * 16 * 32);
+  module.forward(reinterpret_cast<const causalattn::bf16*>(xb.data()), 2, 16, 20, reinterpret_cast<causalattn::bf16*>(ya.data()));
+  other.forward(reinterpret_cast<const causalattn::bf16*>(xb.data()), 2, 16, 20, reinterpret_cast<causalattn::bf16*>(yb.data()));
+  EXPECT_EQ(ya, yb);
+
+  // Back to f32: the bf16 values exactly, and the f32 forward of a module that loaded them.
+  module.to(CAUSALATTN_DTYPE_F32);
+  EXPECT_EQ(module.dtype(), CAUSALATTN_DTYPE_F32);
+  for (const auto& [name, t] : wide) EXPECT_EQ(module.state_dict().at(name).data, t.data) << name;
+  MultiHeadAttention third(20, 32, 16, 0.0f, 4, true);
+  third.eval();
+  third.load_state_dict(wide);
+  EXPECT_EQ(module.forward(x, 2, 16), third.forward(x, 2, 16));
 }
 
 TEST(ModulesTraining, DropoutDropsTheWeightsOfTheDocumentedMaskAndEvalTurnsItOff) {
@@ -327,51 +422,71 @@ TEST(ModulesState, SameBitsForAnyThreadCount) {
 
 // With the batch-invariant mode, a prompt and then the rest token by token (or in chunks) through
 // a KV cache give the bits of one forward over the whole text, on every ISA the CPU runs; the
-// text is long enough to cross the mode's first key split.
-TEST(ModulesState, BatchInvariantPromptThenTokensGiveTheWholeTextsBits) {
-  const int64_t T = CAUSALATTN_INVARIANT_SPLIT_KEYS + 40, d = 64, batch = 2;
-  MultiHeadAttention module(d, d, T, 0.0f, 4, true);
+// text is long enough to cross the mode's first key split. T: float (an f32 module) or
+// causalattn::bf16 (a bf16 module and cache).
+template <class T>
+void expect_prompt_then_tokens_give_the_whole_texts_bits() {
+  const int64_t n_tokens = CAUSALATTN_INVARIANT_SPLIT_KEYS + 40, d = 64, batch = 2;
+  MultiHeadAttention module(d, d, n_tokens, 0.0f, 4, true);
   module.eval();
   module.set_batch_invariant(true);
-  std::vector<float> x(batch * T * d);
+  module.to(causalattn::dtype_of<T>);
+  std::vector<float> x32(batch * n_tokens * d);
   std::mt19937 rng(9);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : x) v = normal(rng);
+  for (float& v : x32) v = normal(rng);
+  std::vector<T> x(x32.size());
+  ASSERT_EQ(causalattn_convert(x32.data(), CAUSALATTN_DTYPE_F32, x.data(), causalattn::dtype_of<T>,
+                               static_cast<int64_t>(x.size())), CAUSALATTN_OK);
   for (const std::string& isa : causalattn::testing::known_isas()) {
     if (!causalattn::testing::select_isa_or_skip(isa)) continue;
-    const std::vector<float> whole = module.forward(x, batch, T);
+    std::vector<T> whole(x.size());
+    module.forward(x.data(), batch, n_tokens, d, whole.data());
     KvCache cache(module, batch);
-    std::vector<float> y(whole.size(), -1.0f), step;
+    EXPECT_EQ(cache.dtype(), causalattn::dtype_of<T>);
+    std::vector<T> y(whole.size()), step;
     // The prompt, a chunk of 13, then one token at a time.
-    for (int64_t t0 = 0; t0 < T;) {
-      const int64_t n = t0 == 0 ? T - 60 : t0 == T - 60 ? 13 : 1;
-      std::vector<float> xs(batch * n * d);
-      for (int64_t b = 0; b < batch; ++b) std::copy_n(x.begin() + (b * T + t0) * d, n * d, xs.begin() + b * n * d);
-      step.assign(xs.size(), 0.0f);
+    for (int64_t t0 = 0; t0 < n_tokens;) {
+      const int64_t n = t0 == 0 ? n_tokens - 60 : t0 == n_tokens - 60 ? 13 : 1;
+      std::vector<T> xs(batch * n * d);
+      for (int64_t b = 0; b < batch; ++b) std::copy_n(x.begin() + (b * n_tokens + t0) * d, n * d, xs.begin() + b * n * d);
+      step.assign(xs.size(), T{});
       module.forward_next(xs.data(), batch, n, d, cache, step.data());
-      for (int64_t b = 0; b < batch; ++b) std::copy_n(step.begin() + b * n * d, n * d, y.begin() + (b * T + t0) * d);
+      for (int64_t b = 0; b < batch; ++b) std::copy_n(step.begin() + b * n * d, n * d, y.begin() + (b * n_tokens + t0) * d);
       t0 += n;
     }
-    EXPECT_EQ(cache.tokens(), T);
-    ASSERT_EQ(std::memcmp(y.data(), whole.data(), y.size() * sizeof(float)), 0) << isa;
+    EXPECT_EQ(cache.tokens(), n_tokens);
+    ASSERT_EQ(std::memcmp(y.data(), whole.data(), y.size() * sizeof(T)), 0) << isa;
     // Past the context, the cache refuses and keeps its tokens.
-    std::vector<float> one(batch * d, 0.5f), out(batch * d);
+    std::vector<T> one(batch * d), out(batch * d);
     EXPECT_THROW(module.forward_next(one.data(), batch, 1, d, cache, out.data()), causalattn::Error);
-    EXPECT_EQ(cache.tokens(), T);
+    EXPECT_EQ(cache.tokens(), n_tokens);
   }
   causalattn_set_isa(nullptr);
 }
 
-// An Error with this status whose message contains `text`.
-template <class Body>
-void expect_error(Body&& body, int status, const std::string& text) {
-  try {
-    body();
-    ADD_FAILURE() << "no error; expected one mentioning \"" << text << "\"";
-  } catch (const causalattn::Error& e) {
-    EXPECT_EQ(e.status(), status) << e.what();
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
-  }
+TEST(ModulesState, BatchInvariantPromptThenTokensGiveTheWholeTextsBits) {
+  expect_prompt_then_tokens_give_the_whole_texts_bits<float>();
+}
+
+TEST(ModulesState, Bf16BatchInvariantPromptThenTokensGiveTheWholeTextsBits) {
+  expect_prompt_then_tokens_give_the_whole_texts_bits<causalattn::bf16>();
+}
+
+// A cache holds the dtype of its module at construction; after to(), the module refuses it.
+TEST(ModulesErrors, CacheOfTheOtherDtypeIsRefused) {
+  MultiHeadAttention module(8, 8, 10, 0.0f, 2, false);
+  KvCache cache(module, 1);
+  module.to(CAUSALATTN_DTYPE_BF16);
+  std::vector<causalattn::bf16> x(8, causalattn::bf16{0x3f80}), y(8, causalattn::bf16{0x1234});
+  expect_error([&] { module.forward_next(x.data(), 1, 1, 8, cache, y.data()); }, CAUSALATTN_ERROR_INVALID_SHAPE,
+               "f32; the module runs bf16");
+  EXPECT_EQ(cache.tokens(), 0);
+  EXPECT_EQ(y[0].bits, 0x1234);
+  KvCache bf16_cache(module, 1);
+  EXPECT_EQ(bf16_cache.dtype(), CAUSALATTN_DTYPE_BF16);
+  module.forward_next(x.data(), 1, 1, 8, bf16_cache, y.data());
+  EXPECT_EQ(bf16_cache.tokens(), 1);
 }
 
 TEST(ModulesErrors, ConstructorArguments) {

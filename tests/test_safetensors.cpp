@@ -49,6 +49,23 @@ TEST(Safetensors, Bf16AndF16AreWidenedExactly) {
   EXPECT_EQ(dict.at("b").data[2], -INFINITY);
 }
 
+TEST(Safetensors, AsBf16Bf16IsKeptAndTheOthersRounded) {
+  // bf16 0x3FC0 = 1.5, 0xFFC1 (a NaN, kept as stored); f16 0x3C01 = 1 + 2^-10 -> bf16 1.0 (0x3F80);
+  // f32 0x3F818000 = 1 + 3 · 2^-8 -> ties to even 0x3F82.
+  const std::vector<unsigned char> data = {0xC0, 0x3F, 0xC1, 0xFF, 0x01, 0x3C, 0x00, 0x80, 0x81, 0x3F};
+  const std::string header = R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
+                             R"("b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},)"
+                             R"("c":{"dtype":"F32","shape":[1,1],"data_offsets":[6,10]}})";
+  const causalattn::StateDictBf16 dict = causalattn::parse_safetensors_bf16(file_of(header, data));
+  ASSERT_EQ(dict.size(), 3u);
+  EXPECT_EQ(dict.at("a").data[0].bits, 0x3FC0);
+  EXPECT_EQ(dict.at("a").data[1].bits, 0xFFC1);
+  EXPECT_EQ(dict.at("b").data[0].bits, 0x3F80);
+  EXPECT_EQ(dict.at("c").shape, (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(dict.at("c").data[0].bits, 0x3F82);
+  EXPECT_THROW(causalattn::parse_safetensors_bf16(file_of(header, {0xC0, 0x3F})), causalattn::Error);
+}
+
 TEST(Safetensors, MalformedFilesAreRefusedWithTheReason) {
   const std::vector<unsigned char> data(16, 0);
   const struct {

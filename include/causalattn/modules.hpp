@@ -5,6 +5,7 @@
 // dropout inside it in training mode). C++17.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,15 +26,18 @@ class AttentionModule;
 // (AttentionModule::forward_next): `batch` sequences of up to the module's context_length tokens.
 class CAUSALATTN_API KvCache {
  public:
+  // In the module's dtype (AttentionModule::dtype()) at construction: f32 or bf16 keys and values.
   KvCache(const AttentionModule& module, int64_t batch);
   int64_t batch() const { return batch_; }
   int64_t tokens() const { return tokens_; }  // cached per sequence so far
+  causalattn_dtype dtype() const { return dtype_; }
   void clear() { tokens_ = 0; }
 
  private:
   friend class AttentionModule;
   int64_t batch_, d_out_, context_length_, tokens_ = 0;
-  std::vector<float> k_, v_;  // [batch][context_length][d_out]
+  causalattn_dtype dtype_;
+  std::vector<std::byte> k_, v_;  // [batch][context_length][d_out] elements of dtype_
 };
 
 // What both modules share: forward, training mode and dropout, and the state dict.
@@ -52,18 +56,26 @@ class CAUSALATTN_API AttentionModule {
   void forward(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, float* y) const;
   // The same with x's size checked against batch × num_tokens × d_in; returns y.
   std::vector<float> forward(const std::vector<float>& x, int64_t batch, int64_t num_tokens) const;
-  // The same in bf16, as PyTorch runs a module after .to(torch.bfloat16): x and y bf16, the
-  // parameters rounded to bf16 (to nearest even; exact for weights loaded from a BF16 file), the
-  // projections' outputs (Q, K, V, the attention's output) rounded to bf16, sums in f32. On CPUs
-  // with AMX the projections and the attention run on its tiles (causalattn_linear_bf16, the amx
-  // ISA); elsewhere on the f32 kernels over the widened values. y may not overlap x.
+  // The same for a bf16 module (to(CAUSALATTN_DTYPE_BF16)), as PyTorch runs a module after
+  // .to(torch.bfloat16): x and y bf16, the projections' outputs (Q, K, V, the attention's output)
+  // rounded to bf16, sums in f32. On CPUs with AMX the projections and the attention run on its
+  // tiles (causalattn_linear_bf16, the amx ISA); elsewhere on the f32 kernels over the widened
+  // values. A forward in the other dtype than the module's throws.
   void forward(const bf16* x, int64_t batch, int64_t num_tokens, int64_t d_in, bf16* y) const;
   // Incremental decoding: y for the next num_tokens tokens of each of cache.batch() == batch
   // sequences, which attend to the cache's tokens and to themselves; their keys and values are
   // appended to the cache (cache.tokens() moves on only when the call succeeds). cache.tokens() + num_tokens <=
-  // context_length. With set_batch_invariant(true), a prompt then token by token gives the bits of
-  // forward over the whole text.
+  // context_length; the cache in the module's dtype. With set_batch_invariant(true), a prompt then
+  // token by token gives the bits of forward over the whole text.
   void forward_next(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache& cache, float* y) const;
+  void forward_next(const bf16* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache& cache, bf16* y) const;
+
+  // As PyTorch's module.to(dtype), CAUSALATTN_DTYPE_F32 (a new module's) or CAUSALATTN_DTYPE_BF16:
+  // the parameters converted (to bf16: rounded to nearest even; back: exactly) and kept in that
+  // dtype only. A bf16 module's load() keeps a file's BF16 tensors as stored (never widened);
+  // state_dict() and save() give them widened to f32, exactly.
+  void to(causalattn_dtype dtype);
+  causalattn_dtype dtype() const;
 
   // CAUSALATTN_BATCH_INVARIANT for forward and forward_next: each token's output the same bits
   // however the text is split into calls or batched (docs/batch-invariance.md). No dropout with it.
@@ -85,7 +97,7 @@ class CAUSALATTN_API AttentionModule {
   // (MultiHeadAttention), and the textbook's "mask" buffer [context_length, context_length]
   // (triu of ones above the diagonal), which PyTorch keeps in its state dict too.
   StateDict state_dict() const;
-  // Replaces every parameter. Missing or unexpected names, wrong shapes, or a "mask" that is not
+  // Replaces every parameter (rounded to bf16 in a bf16 module). Missing or unexpected names, wrong shapes, or a "mask" that is not
   // the textbook's throw causalattn::Error naming them, and leave the module unchanged.
   void load_state_dict(const StateDict& state);
   // The same through a safetensors file (F32, BF16 or F16 tensors; malformed files throw).
@@ -105,7 +117,9 @@ class CAUSALATTN_API AttentionModule {
 
  private:
   detail::AttentionModuleState& checked_state() const;  // throws for a moved-from module
-  void run(const float* x, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache, float* y) const;
+  // forward and forward_next: x and y of dtype (f32 or bf16).
+  void run(const void* x, causalattn_dtype dtype, int64_t batch, int64_t num_tokens, int64_t d_in, KvCache* cache,
+           void* y) const;
   std::unique_ptr<detail::AttentionModuleState> state_;
 };
 

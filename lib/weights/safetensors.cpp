@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <type_traits>
 #include <utility>
 
 namespace causalattn {
@@ -53,9 +54,49 @@ uint64_t read_u64_le(const unsigned char* p) {
   return v;
 }
 
-}  // namespace
+// A tensor's stored elements (F32, BF16 or F16, little-endian) as fp32, exactly.
+std::vector<float> widened(const std::string& type, const unsigned char* p, uint64_t count) {
+  std::vector<float> out(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    if (type == "F32") {
+      const uint32_t bits = static_cast<uint32_t>(p[4 * i]) | static_cast<uint32_t>(p[4 * i + 1]) << 8 |
+                            static_cast<uint32_t>(p[4 * i + 2]) << 16 | static_cast<uint32_t>(p[4 * i + 3]) << 24;
+      std::memcpy(&out[i], &bits, sizeof bits);
+    } else {
+      const uint16_t bits = static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8);
+      out[i] = type == "BF16" ? from_bf16(bits) : from_f16(bits);
+    }
+  }
+  return out;
+}
 
-StateDict parse_safetensors(const std::vector<unsigned char>& bytes) {
+// The same as T: fp32, or bf16 (BF16 as stored, the others rounded to nearest even).
+template <class T>
+std::vector<T> elements(const std::string& type, const unsigned char* p, uint64_t count) {
+  if constexpr (std::is_same_v<T, float>) {
+    return widened(type, p, count);
+  } else {
+    std::vector<bf16> out(count);
+    if (type == "BF16") {
+      for (uint64_t i = 0; i < count; ++i) out[i].bits = static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8);
+    } else if (count > 0) {
+      const std::vector<float> wide = widened(type, p, count);
+      causalattn_convert(wide.data(), CAUSALATTN_DTYPE_F32, out.data(), CAUSALATTN_DTYPE_BF16, static_cast<int64_t>(count));
+    }
+    return out;
+  }
+}
+
+// A tensor of the file as stored: its dtype ("F32", "BF16", "F16"), shape and bytes.
+struct StoredTensor {
+  std::string name, type;
+  std::vector<int64_t> shape;
+  const unsigned char* data;
+  uint64_t count;
+};
+
+// The file's tensors, every check of the format made.
+std::vector<StoredTensor> stored_tensors(const std::vector<unsigned char>& bytes) {
   if (bytes.size() < 8) malformed("file of " + std::to_string(bytes.size()) + " bytes has no header length");
   const uint64_t header_len = read_u64_le(bytes.data());
   if (header_len > bytes.size() - 8) {
@@ -72,7 +113,7 @@ StateDict parse_safetensors(const std::vector<unsigned char>& bytes) {
   const uint64_t data_size = bytes.size() - 8 - header_len;
   const unsigned char* data = bytes.data() + 8 + header_len;
 
-  StateDict tensors;
+  std::vector<StoredTensor> tensors;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
@@ -87,7 +128,7 @@ StateDict parse_safetensors(const std::vector<unsigned char>& bytes) {
     const uint64_t width = type == "F32" ? 4 : (type == "BF16" || type == "F16") ? 2 : 0;
     if (width == 0) malformed("tensor \"" + name + "\": dtype " + type + " is not F32, BF16 or F16");
     if (!shape.is_array()) malformed("tensor \"" + name + "\": shape is not an array");
-    HostTensor t;
+    StoredTensor t{name, type, {}, nullptr, 0};
     uint64_t count = 1;
     for (const auto& dim : shape) {
       if (!dim.is_number_unsigned() || dim.get<uint64_t>() > (uint64_t{1} << 40) ||
@@ -110,19 +151,9 @@ StateDict parse_safetensors(const std::vector<unsigned char>& bytes) {
                 " elements of " + type);
     }
     ranges.emplace_back(begin, end);
-    t.data.resize(count);
-    const unsigned char* p = data + begin;
-    for (uint64_t i = 0; i < count; ++i) {
-      if (width == 4) {
-        const uint32_t bits = static_cast<uint32_t>(p[4 * i]) | static_cast<uint32_t>(p[4 * i + 1]) << 8 |
-                              static_cast<uint32_t>(p[4 * i + 2]) << 16 | static_cast<uint32_t>(p[4 * i + 3]) << 24;
-        std::memcpy(&t.data[i], &bits, sizeof bits);
-      } else {
-        const uint16_t bits = static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8);
-        t.data[i] = type == "BF16" ? from_bf16(bits) : from_f16(bits);
-      }
-    }
-    tensors.emplace(name, std::move(t));
+    t.data = data + begin;
+    t.count = count;
+    tensors.push_back(std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
@@ -131,12 +162,27 @@ StateDict parse_safetensors(const std::vector<unsigned char>& bytes) {
   return tensors;
 }
 
-StateDict read_safetensors(const std::string& path) {
+template <class T>
+std::map<std::string, BasicHostTensor<T>> parse(const std::vector<unsigned char>& bytes) {
+  std::map<std::string, BasicHostTensor<T>> tensors;
+  for (StoredTensor& t : stored_tensors(bytes)) {
+    tensors.emplace(std::move(t.name), BasicHostTensor<T>{std::move(t.shape), elements<T>(t.type, t.data, t.count)});
+  }
+  return tensors;
+}
+
+std::vector<unsigned char> file_bytes(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw Error(CAUSALATTN_ERROR_INVALID_SHAPE, "safetensors: cannot open " + path);
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  return parse_safetensors(bytes);
+  return std::vector<unsigned char>((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
 }
+
+}  // namespace
+
+StateDict parse_safetensors(const std::vector<unsigned char>& bytes) { return parse<float>(bytes); }
+StateDictBf16 parse_safetensors_bf16(const std::vector<unsigned char>& bytes) { return parse<bf16>(bytes); }
+StateDict read_safetensors(const std::string& path) { return parse_safetensors(file_bytes(path)); }
+StateDictBf16 read_safetensors_bf16(const std::string& path) { return parse_safetensors_bf16(file_bytes(path)); }
 
 std::vector<unsigned char> serialize_safetensors(const StateDict& tensors) {
   nlohmann::json header = nlohmann::json::object();

@@ -2,7 +2,8 @@
 // parse_safetensors must return a state dict or throw causalattn::Error with a message (no other
 // exception, no crash); a dict it returns must survive serialize → parse unchanged; loading it
 // into a MultiHeadAttention must succeed or throw causalattn::Error and leave the module as it
-// was. Seeds: tests/fuzz/safetensors_corpus; tokens: tests/fuzz/safetensors.dict.
+// was; parse_safetensors_bf16 must accept the same files, each tensor the f32 one rounded to
+// bf16. Seeds: tests/fuzz/safetensors_corpus; tokens: tests/fuzz/safetensors.dict.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +46,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!same_dict(causalattn::parse_safetensors(causalattn::serialize_safetensors(dict)), dict)) {
     fail("serialize -> parse changed the state dict");
+  }
+  // As bf16: the same tensors, rounded (a BF16 file's bits as stored: rounding its exact
+  // widening gives them back, NaNs made quiet as causalattn_convert makes them).
+  const causalattn::StateDictBf16 dict_bf16 = causalattn::parse_safetensors_bf16(bytes);
+  if (dict_bf16.size() != dict.size()) fail("parse_safetensors_bf16 found other tensors");
+  for (const auto& [name, t] : dict) {
+    const auto it = dict_bf16.find(name);
+    if (it == dict_bf16.end() || it->second.shape != t.shape || it->second.data.size() != t.data.size()) {
+      fail("parse_safetensors_bf16 gave another tensor");
+    }
+    std::vector<causalattn::bf16> rounded(t.data.size());
+    if (!t.data.empty()) {
+      causalattn_convert(t.data.data(), CAUSALATTN_DTYPE_F32, rounded.data(), CAUSALATTN_DTYPE_BF16,
+                         static_cast<int64_t>(t.data.size()));
+    }
+    for (size_t i = 0; i < rounded.size(); ++i) {
+      const uint16_t got = it->second.data[i].bits, want = rounded[i].bits;
+      const bool both_nan = (got & 0x7fffu) > 0x7f80u && (want & 0x7fffu) > 0x7f80u;
+      if (got != want && !both_nan) fail("parse_safetensors_bf16 is not the f32 tensor rounded");
+    }
   }
   // The seeds hold this module's parameters, so mutated files reach every check of the load.
   static causalattn::MultiHeadAttention module(4, 6, 3, 0.0f, 2, true);
