@@ -51,8 +51,9 @@ constexpr std::size_t invariant_decode_workspace_floats(int64_t head_dim, int64_
 }
 
 // Prefetch into L2, which a paged cache needs (its rows jump between pages, where the hardware's
-// prefetch starts over): a tile's V rows when the tile starts (the output pass comes after the
-// scores), the next tile's K rows a key at a time during the first output pass. (Measured on Zen 4
+// prefetch starts over): the next tile's K and V rows, W keys of them per key block of this tile's
+// score pass, so the requests stream out at the pace of the work, a whole tile ahead; the first
+// tile of a chunk has its V asked for at its start. (Measured on Sapphire Rapids and Zen 4
 // against the other placements tried: docs/performance.md, "Batch invariance".)
 struct AheadRows {
   const std::byte* const* k;
@@ -61,9 +62,11 @@ struct AheadRows {
 };
 
 template <class Arch>
-inline void prefetch_ahead(const AheadRows* ahead, int64_t begin, int64_t end) {
-  if (ahead == nullptr) return;
-  for (int64_t i = begin; i < std::min(end, ahead->n); ++i) prefetch_row<Arch>(ahead->k[i], ahead->k_bytes);
+inline void prefetch_ahead(const AheadRows& ahead, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < std::min(end, ahead.n); ++i) {
+    prefetch_row<Arch>(ahead.k[i], ahead.k_bytes);
+    prefetch_row<Arch>(ahead.v[i], ahead.v_bytes);
+  }
 }
 
 // Scores of the NR rows for the tile's n keys, keys in lanes: W keys' rows are loaded a block of W
@@ -71,13 +74,14 @@ inline void prefetch_ahead(const AheadRows* ahead, int64_t begin, int64_t end) {
 // feeds every row's FMA chain, d in order: s[r][i] = Σ_d qs[r][d] · k_i[d].
 template <class Arch, int NR, Dtype KT>
 void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* qs, int64_t head_dim, int64_t qs_stride,
-                         float* s) {
+                         float* s, const AheadRows& ahead) {
   using V = Vec<Arch>;
   using P = InvariantDecode<Arch>;
   constexpr int64_t W = P::W, T = P::kTile;
   const int64_t d_vec_end = head_dim / W * W;
   for (int64_t i0 = 0; i0 < n; i0 += W) {
     const int64_t keys = std::min(W, n - i0);
+    prefetch_ahead<Arch>(ahead, i0, i0 + W);
     V acc[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
@@ -105,7 +109,7 @@ void score_keys_in_lanes(const std::byte* const* krows, int64_t n, const float* 
 
 template <class Arch, int NR, int ND, Dtype VT>
 void output_rows(const float* p, const std::byte* const* vrows, const int64_t* from, const int64_t* to, const float* alpha,
-                 int64_t d0, int64_t dpv, float* ot, const AheadRows* ahead) {
+                 int64_t d0, int64_t dpv, float* ot) {
   using V = Vec<Arch>;
   using P = InvariantDecode<Arch>;
   constexpr int64_t W = P::W, T = P::kTile;
@@ -122,7 +126,6 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
   // Keys every row sees, without a test; the rest, row by row.
   auto keys = [&](int64_t begin, int64_t end, auto all_rows) {
     for (int64_t i = begin; i < end; ++i) {
-      prefetch_ahead<Arch>(ahead, i, i + 1);
       V values[ND];
       load_vectors<Arch, VT, ND>(vrows[i], d0, values);
 #pragma GCC unroll 8
@@ -134,7 +137,6 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
       }
     }
   };
-  prefetch_ahead<Arch>(ahead, 0, lo);
   if (common_lo < common_hi) {
     keys(lo, common_lo, std::false_type{});
     keys(common_lo, common_hi, std::true_type{});
@@ -142,7 +144,6 @@ void output_rows(const float* p, const std::byte* const* vrows, const int64_t* f
   } else {
     keys(lo, hi, std::false_type{});
   }
-  prefetch_ahead<Arch>(ahead, hi, InvariantDecode<Arch>::kTile);
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
@@ -198,9 +199,10 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
     const AheadRows ahead{ahead_k, ahead_v, next_n, k_bytes, v_bytes};
     fill_rows<Arch>(a.k, lo, n, krows);
     fill_rows<Arch>(a.v, lo, n, vrows);
-    for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(vrows[i], v_bytes);
-    if (dv_vec_end == 0) prefetch_ahead<Arch>(&ahead, 0, T);  // no output pass to spread it over
-    with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, dp, s); });
+    if (j0 == a.j_begin / T * T) {
+      for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(vrows[i], v_bytes);
+    }
+    with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, dp, s, ahead); });
     float alpha[kDecodeRows];
     for (int r = 0; r < rows; ++r) {
       alpha[r] = 1.0f;
@@ -248,11 +250,10 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
         int64_t d0 = 0;
         for (; d0 + P::kDimVectors * W <= dv_vec_end; d0 += P::kDimVectors * W) {
           output_rows<Arch, nr(), P::kDimVectors, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv,
-                                                      ot + r0 * dpv, r0 == 0 && d0 == 0 ? &ahead : nullptr);
+                                                      ot + r0 * dpv);
         }
         for (; d0 < dv_vec_end; d0 += W) {
-          output_rows<Arch, nr(), 1, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv,
-                                         r0 == 0 && d0 == 0 ? &ahead : nullptr);
+          output_rows<Arch, nr(), 1, VT>(s + r0 * T, vrows, from + r0, to + r0, alpha + r0, d0, dpv, ot + r0 * dpv);
         }
       });
     }
