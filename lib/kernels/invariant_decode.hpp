@@ -203,6 +203,7 @@ void invariant_decode_chunk_typed(const DecodeArgs& a) {
       for (int64_t i = 0; i < n; ++i) prefetch_row<Arch>(vrows[i], v_bytes);
     }
     with_block_size<kDecodeRows>(rows, [&](auto nr) { score_keys_in_lanes<Arch, nr(), KT>(krows, n, qs, D, dp, s, ahead); });
+    prefetch_ahead<Arch>(ahead, P::padded(n), T);  // a short first tile: the next tile's rest
     float alpha[kDecodeRows];
     for (int r = 0; r < rows; ++r) {
       alpha[r] = 1.0f;
