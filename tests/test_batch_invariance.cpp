@@ -158,7 +158,7 @@ void expect_close_to_reference(const Sequence& s, const Rows& whole, int64_t q0,
     for (int64_t i = 0; i < q1 - q0; ++i) {
       for (int64_t d = 0; d < c.Dv; ++d) {
         const double want = ref.out[((h * (q1 - q0)) + i) * c.Dv + d], have = out[((q0 + i) * c.q_heads + h) * c.Dv + d];
-        ASSERT_NEAR(have, want, 2e-5 * (1.0 + ref.max_abs_score) + out_rounding * std::fabs(want))
+        ASSERT_NEAR(have, want, 2e-5 * (1.0 + ref.score_magnitude) + out_rounding * std::fabs(want))
             << "head " << h << " query " << q0 + i << " dim " << d;
       }
       ASSERT_NEAR(whole.lse[h * c.T + q0 + i], ref.lse[h * (q1 - q0) + i], 2e-5 * (1.0 + std::fabs(ref.lse[h * (q1 - q0) + i])));

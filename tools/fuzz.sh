@@ -6,8 +6,9 @@
 #   safetensors  the safetensors reader and a module's load_state_dict
 # For each target: first every committed regression input (tests/fuzz/<target>_regressions),
 # then RUNS new executions from the committed seeds (tests/fuzz/<target>_corpus, with
-# tests/fuzz/<target>.dict where there is one). Exits non-zero on any crash or mismatch;
-# libFuzzer writes the input as crash-* in build-fuzz/, which then belongs in the regressions.
+# tests/fuzz/<target>.dict where there is one). Exits non-zero on any crash or mismatch, printing
+# the failing call and the input's bytes in hex (`xxd -r -p` turns them back into the file that
+# then belongs in the regressions).
 # Usage: tools/fuzz.sh [RUNS] [TARGET...]   (default 20000 runs, every target)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,15 +31,25 @@ for target in "${targets[@]}"; do
   regressions=("$root/tests/fuzz/${target}_regressions"/*)
   if [ -e "${regressions[0]}" ]; then
     echo "fuzz $target: ${#regressions[@]} regression inputs"
-    "$fuzzer" "${regressions[@]}" 2>&1 | tail -n 2
+    if ! "$fuzzer" "${regressions[@]}" > "$scratch/log" 2>&1; then
+      grep -E "ERROR|fuzz_[a-z]*:|  call:|Running:|SUMMARY" "$scratch/log" | head -n 20
+      exit 1
+    fi
   fi
   # New inputs go to a scratch corpus; the committed seeds are read only.
   mkdir -p "$scratch/$target"
   dict=()
   [ -f "$root/tests/fuzz/$target.dict" ] && dict=(-dict="$root/tests/fuzz/$target.dict")
   echo "fuzz $target: $runs runs from $(ls "$root/tests/fuzz/${target}_corpus" | wc -l) seeds"
-  "$fuzzer" -runs="$runs" -max_len=8192 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
-    "$scratch/$target" "$root/tests/fuzz/${target}_corpus" 2>&1 |
-    grep -E "^#|Done|stat::number_of_executed_units|ERROR|fuzz_[a-z]*:" | tail -n 5
+  # A finding prints its call and its input's bytes: the CI log alone reproduces it.
+  if ! "$fuzzer" -runs="$runs" -max_len=8192 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
+      -artifact_prefix="$scratch/" "$scratch/$target" "$root/tests/fuzz/${target}_corpus" > "$scratch/log" 2>&1; then
+    grep -E "ERROR|fuzz_[a-z]*:|  call:|SUMMARY" "$scratch/log" | head -n 20
+    for input in "$scratch"/crash-* "$scratch"/timeout-* "$scratch"/oom-* "$scratch"/leak-*; do
+      [ -e "$input" ] && { echo "input $(basename "$input") (hex):"; od -An -v -tx1 "$input" | head -n 64; }
+    done
+    exit 1
+  fi
+  grep -E "^#|Done|stat::number_of_executed_units" "$scratch/log" | tail -n 3
 done
 echo "fuzz: ok"

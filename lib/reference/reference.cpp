@@ -43,15 +43,21 @@ Result attention(const causalattn_shape& s, const float* q, causalattn_layout ql
       const double sink = variant.sinks != nullptr ? variant.sinks[h] : neg_inf;
       for (int64_t i = 0; i < T; ++i) {
         for (int64_t j = 0; j < S; ++j) {
-          double dot = 0.0;
-          for (int64_t d = 0; d < D; ++d) dot += double(qh[i * ql.token + d]) * double(kh[j * kl.token + d]);
-          double score = dot * scale;
+          double dot = 0.0, terms = 0.0;
+          for (int64_t d = 0; d < D; ++d) {
+            const double term = double(qh[i * ql.token + d]) * double(kh[j * kl.token + d]);
+            dot += term;
+            terms += std::fabs(term);
+          }
+          double score = dot * scale, magnitude = terms * std::fabs(scale);
           if (variant.softcap > 0.0) score = variant.softcap * std::tanh(score / variant.softcap);
           if (variant.alibi_slopes != nullptr) {
-            score -= double(variant.alibi_slopes[h]) * double(q_position[i] - kv_position[j]);
+            const double bias = double(variant.alibi_slopes[h]) * double(q_position[i] - kv_position[j]);
+            score -= bias;
+            magnitude += std::fabs(bias);
           }
           scores[i * S + j] = mask[i * S + j] ? neg_inf : score;
-          if (!mask[i * S + j]) r.max_abs_score = std::fmax(r.max_abs_score, std::fabs(score));
+          if (!mask[i * S + j]) r.score_magnitude = std::fmax(r.score_magnitude, magnitude);
         }
       }
       for (int64_t i = 0; i < T; ++i) {

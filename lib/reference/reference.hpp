@@ -12,7 +12,9 @@ namespace causalattn::reference {
 struct Result {
   std::vector<double> out;  // [batch][q_heads][q_len][head_dim], contiguous
   std::vector<double> lse;  // [batch][q_heads][q_len]
-  double max_abs_score = 0.0;  // largest |scale · q·k| over visible pairs: sets fp32's error scale
+  // Largest |scale| · Σ_d |q_d·k_d| (plus |ALiBi's bias|) over visible pairs: fp32's rounding error
+  // of a score is a few ulps of the terms it sums, not of the score, which cancellation can make 0.
+  double score_magnitude = 0.0;
 };
 
 // Materializes the q_len × kv_len score matrix and an explicit mask, then softmax and the product

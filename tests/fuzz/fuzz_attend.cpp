@@ -405,7 +405,7 @@ void fuzz_attend(FuzzedDataProvider& in) {
       variant.head_dim_v = Dv;
       ref = causalattn::reference::attention(s1, qs.data(), ql, ks.data(), kl, vs.data(), vl, variant);
     }
-    const double factor = std::max(1.0, ref.max_abs_score / 16.0) * (p_drop > 0.0f ? 1.0 / (1.0 - p_drop) : 1.0);
+    const double factor = std::max(1.0, ref.score_magnitude / 16.0) * (p_drop > 0.0f ? 1.0 / (1.0 - p_drop) : 1.0);
     // All-bf16 prefill on the amx and avx512bf16 ISAs rounds the weights P to bf16 (outside the
     // batch-invariant mode): 2^-8 of each, at most 2^-8 · max|v| (the kept weights' 1/(1-p) too).
     const std::string isa = causalattn_isa();
