@@ -44,7 +44,10 @@ inline void for_each_index(Fn&& fn) {
 //                                plain a * b + c on AVX-512)
 //   fmadd_where(mask, a, b, c)   mask ? a * b + c : c, lane by lane
 //   transpose_square(rows)       the W x W block in W vectors (row r in rows[r]) transposed in place
-//   prefetch_l2(address)         the cache line brought into L2
+//   prefetch_l2(address)         the cache line brought into L2, as an asm volatile statement:
+//                                GCC finds a function whose only effect is __builtin_prefetch
+//                                pure and, C++ loops being finite, deletes the calls to it that
+//                                it does not inline (the invariant decode's prefetch loop was)
 //   sum_lanes(rows)              for W vectors, lane k = the sum of rows[k]'s lanes
 //   load_bf16(p), load_f16(p)    W 16-bit values from p, widened exactly
 //   load_i8(p)                   W int8 values from p, as floats
