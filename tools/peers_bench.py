@@ -3,7 +3,8 @@
 tools/report.sh --with-peers runs it: our Python binding (f32, f16 K/V, and bf16 through PyTorch
 tensors), OpenVINO's ScaledDotProductAttention
 (f32, and bf16 where the CPU has it), ONNX Runtime's GroupQueryAttention and MultiHeadAttention (com.microsoft) and
-llama.cpp's ggml_flash_attn_ext (f16 and f32 K/V, through bench/peers/ggml_attention.cpp), on the
+llama.cpp's ggml_flash_attn_ext (f16 and f32 K/V, and a q8_0 cache in decode, through
+bench/peers/ggml_attention.cpp), on the
 same shapes and thread counts. Every method is first checked against a float64 reference at a
 small size; one that disagrees is reported as wrong and not timed. Repetitions run in passes, each
 pass every (method, case) once in a random order with the FMA peak measured at its start.
@@ -246,7 +247,12 @@ METHODS = [
     ("ort_mha", "ONNX Runtime MHA f32 (T×T scores)", 4, 1e-4),
     ("ggml_f16", "ggml flash_attn_ext, f16 K/V", 2, 2e-3),  # its one-query path rounds Q to f16
     ("ggml_f32", "ggml flash_attn_ext, f32 K/V", 4, 2e-5),
+    # Q quantized to q8_0 for integer dot products: 2^-8 of |q| per block of 32
+    ("ggml_q8_0", "ggml flash_attn_ext, q8_0 K/V", 34 / 32, 2e-3),
 ]
+# Run in decode only: a quantized cache is what a decode step reads (the report sets our
+# batch-invariant decode, from causalattn_bench, beside it).
+DECODE_ONLY = {"ggml_q8_0"}
 
 
 def make_methods(ggml_path):
@@ -260,7 +266,7 @@ def make_methods(ggml_path):
     for name, _, _, _ in METHODS:
         try:
             if name.startswith("ggml"):
-                made[name] = ggml_driver(ggml_path, name.split("_")[1])
+                made[name] = ggml_driver(ggml_path, name.split("_", 1)[1])
                 continue
             prepare = factories[name]()
         except Skip as e:
@@ -318,6 +324,8 @@ def main():
     for name in list(methods):
         for mode, small in (("prefill", dict(mode="prefill", T=77, D=64, H=2, Hkv=2, threads=1)),
                             ("decode", dict(mode="decode", Tk=300, D=128, H=8, Hkv=2, threads=1))):
+            if name in DECODE_ONLY and mode == "prefill":
+                continue
             tolerance = next(m[3] for m in METHODS if m[0] == name)
             try:
                 error = methods[name][1](small)
@@ -328,7 +336,7 @@ def main():
                                                 for m, r in checks[name].items()), flush=True)
 
     rows = []
-    jobs = [(name, c) for name in methods for c in cases if checks[name][c["mode"]]["ok"]]
+    jobs = [(name, c) for name in methods for c in cases if checks[name].get(c["mode"], {}).get("ok")]
     for p in range(passes):
         peaks = {n: fma_peak(a.bench, 0 if n > 1 else 1) for n in threads}
         random.Random(p).shuffle(jobs)

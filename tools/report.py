@@ -687,11 +687,15 @@ def main():
               "right before that repetition (the clock and the neighbours move the peak within a run; the "
               "headline also shows the share of the run's best peak), all-thread ones by the all-core "
               "peak.", ""]
+    peers_path = os.path.join(out_dir, "peers.json")
+    peers = json.load(open(peers_path)) if os.path.exists(peers_path) else None
     lines += [f"## Headline (T={headline_t(rows)}, D={HEADLINE_D}, B=1, H=8 unless said; targets are set at T=4096)", "",
               "| what | measured | target | met |", "|---|---|---|---|"]
     for what, measured, target, met in (headline(headline_rows, headline_peak, headline_peak_all, bandwidth, memory,
                                                  headline_modules, cores) +
                                         serving_headline(serving, rows, bandwidth, cores, peak) +
+                                        (report_peers.invariant_decode_headline(peers, decode_of(serving, 1), DTYPES,
+                                                                                STORED_BYTES, cores) if peers else []) +
                                         modules_headline(headline_modules, layer_rows, headline_peak, cores)):
         lines.append(f"| {what} | {measured} | {target} | {'' if met is None else ('yes' if met else 'no')} |")
 
@@ -716,8 +720,6 @@ def main():
                          f"| {(m['peak_rss_bytes'] - m['rss_before_call_bytes']) / 2**20:.1f} MiB |")
     lines += serving_section(serving, rows, bandwidth, peak, cores)
     lines += modules_section(module_rows, layer_rows, peak, cores)
-    peers_path = os.path.join(out_dir, "peers.json")
-    peers = json.load(open(peers_path)) if os.path.exists(peers_path) else None
     if peers:
         lines += report_peers.section(peers, bandwidth, cores)
     mpi_path = os.path.join(out_dir, "mpi.jsonl")

@@ -2,9 +2,12 @@
 count, the checks, the headline line, a plot of our speedup over each peer and decode GB/s."""
 import os
 
-# Which of ours a peer is set against: the same K/V dtype (bf16: every tensor bf16).
-OURS = {"ggml_f16": "causalattn_f16kv", "openvino_bf16": "causalattn_bf16"}
+# Which of ours a peer is set against: the same K/V dtype (bf16: every tensor bf16). ggml's q8_0
+# cache is set against our decode from causalattn_bench (invariant_decode_headline), not here.
+OURS = {"ggml_f16": "causalattn_f16kv", "openvino_bf16": "causalattn_bf16", "ggml_q8_0": None}
 OURS_DEFAULT = "causalattn"
+# The ggml method with the cache dtype of a causalattn_dtype (BM_Decode's kv_dtype).
+GGML_OF_DTYPE = {0: "ggml_f32", 2: "ggml_f16", 3: "ggml_q8_0"}
 
 
 def _key(r):
@@ -50,6 +53,24 @@ def headline(peers, labels, cores):
         f"{_threads(p['threads'], cores)}: ours {p['ratio']:.2f}× its speed" for p in sorted(behind, key=lambda p: p["ratio"]))
 
 
+def invariant_decode_headline(peers, invariant_rows, dtypes, stored_bytes, cores):
+    """Headline rows: our batch-invariant decode (causalattn_bench's BM_Decode rows, batch 1,
+    Hq=32, Hkv=8, D=128 as the peers' decode) against ggml's on the same cache dtype."""
+    best = best_seconds(peers["rows"])
+    out = []
+    for r in invariant_rows:
+        threads = r["threads"] or cores
+        theirs = best.get((GGML_OF_DTYPE.get(r.get("kv_dtype", 0)), "decode", 128, threads, r["Tk"]))
+        if r["batch"] != 1 or not theirs:
+            continue
+        ours_ms = 2 * 8 * r["Tk"] * 128 * stored_bytes[r.get("kv_dtype", 0)] / r["rate"] / 1e6
+        lead = theirs[0] * 1e3 / ours_ms
+        out.append((f"batch-invariant decode, {dtypes[r.get('kv_dtype', 0)]} cache, Tk={r['Tk']}, batch 1, "
+                    f"{_threads(threads, cores)}: llama.cpp's time on the same cache over ours",
+                    f"{lead:.2f}× ({ours_ms:.1f} against {theirs[0] * 1e3:.1f} ms)", "> 1×", lead > 1.0))
+    return out
+
+
 def _threads(threads, cores):
     return "1 thread" if threads == 1 else f"{threads} threads"
 
@@ -68,7 +89,8 @@ def section(peers, bandwidth, cores):
              "should). ONNX Runtime's GQA decodes from past_key/past_value, copying them into its present outputs "
              "each step; its MHA computes causal attention through the whole T × T score matrix "
              "(unidirectional=1), with K and V repeated per head (no GQA). ggml's f16 cache path rounds the query "
-             "to f16. Best time over the passes; each pass ran every (method, case) once in a random order with "
+             "to f16; its q8_0 cache (decode only) quantizes the query to q8_0 for integer dot products, and the "
+             "headline sets it against our batch-invariant decode with a q8_0 cache. Best time over the passes; each pass ran every (method, case) once in a random order with "
              "the FMA peak measured at its start. The smallest lead is the least, over the peers, of a peer's time over "
              "ours in its dtype (OpenVINO bf16 against ours in bf16, ggml's f16 cache against ours with f16 K/V, the "
              "rest against ours in f32).", ""]
@@ -79,8 +101,10 @@ def section(peers, bandwidth, cores):
     for name, modes in peers.get("checks", {}).items():
         cells = []
         for mode in ("prefill", "decode"):
-            r = modes.get(mode, {})
-            if r.get("error") is None:
+            r = modes.get(mode)
+            if r is None:
+                cells.append("not run (decode only)")
+            elif r.get("error") is None:
                 cells.append(f"failed: {r.get('failure', '')}")
             else:
                 cells.append(f"{'ok' if r['ok'] else 'WRONG, not timed'}: {r['error']:.1e} of max|v| "

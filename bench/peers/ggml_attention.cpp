@@ -3,7 +3,7 @@
 // Built only with -DCAUSALATTN_GGML_SOURCE=<ggml source tree> (tools/report.sh --with-peers
 // fetches it from PyPI's llama-cpp-python sdist). Prints one JSON object.
 //   causalattn_ggml_attention --mode check|time --q-len T --kv-len S --dim D --heads H
-//       --kv-heads Hkv --kv-type f16|f32 --threads N --reps R
+//       --kv-heads Hkv --kv-type f16|f32|q8_0 --threads N --reps R
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,18 +45,24 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// The values a tensor of `f16` type holds: f32 rounded through f16 (so the reference sees them).
-std::vector<float> random_values(size_t n, uint32_t seed, bool f16) {
+std::vector<float> random_values(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
   std::vector<float> x(n);
   for (float& e : x) e = normal(rng);
-  if (f16) {
-    std::vector<uint16_t> h(n);
-    causalattn_convert(x.data(), CAUSALATTN_DTYPE_F32, h.data(), CAUSALATTN_DTYPE_F16, static_cast<int64_t>(n));
-    causalattn_convert(h.data(), CAUSALATTN_DTYPE_F16, x.data(), CAUSALATTN_DTYPE_F32, static_cast<int64_t>(n));
-  }
   return x;
+}
+
+// Stores x into t in t's type (ggml's own rounding and quantization), then reads t back into x
+// as f32: the values the tensor holds, which the reference then sees.
+void store(ggml_tensor* t, std::vector<float>& x, int64_t row) {
+  const auto n = static_cast<int64_t>(x.size());
+  if (t->type == GGML_TYPE_F32) {
+    std::memcpy(t->data, x.data(), x.size() * sizeof(float));
+    return;
+  }
+  ggml_quantize_chunk(t->type, x.data(), t->data, 0, n / row, row, nullptr);
+  ggml_get_type_traits(t->type)->to_float(t->data, x.data(), n);
 }
 
 }  // namespace
@@ -64,28 +70,22 @@ std::vector<float> random_values(size_t n, uint32_t seed, bool f16) {
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   const int64_t T = o.q_len, S = o.kv_len, D = o.dim, H = o.heads, Hkv = o.kv_heads;
-  const bool f16 = o.kv_type == "f16";
-  const std::vector<float> q = random_values(static_cast<size_t>(H * T * D), 1, false),
-                           k = random_values(static_cast<size_t>(Hkv * S * D), 2, f16),
-                           v = random_values(static_cast<size_t>(Hkv * S * D), 3, f16);
+  const ggml_type kv = o.kv_type == "f16" ? GGML_TYPE_F16 : o.kv_type == "q8_0" ? GGML_TYPE_Q8_0 : GGML_TYPE_F32;
+  const std::vector<float> q = random_values(static_cast<size_t>(H * T * D), 1);
+  std::vector<float> k = random_values(static_cast<size_t>(Hkv * S * D), 2),
+                     v = random_values(static_cast<size_t>(Hkv * S * D), 3);
 
   const size_t bytes = static_cast<size_t>((H * T * D * 3 + Hkv * S * D * 2 * 4 + S * T) * 4) + (size_t{64} << 20);
   ggml_init_params params = {bytes, nullptr, false};
   ggml_context* ctx = ggml_init(params);
-  const ggml_type kv = f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   // ggml's order is innermost first: [D, tokens, heads] is our [heads][tokens][D].
   ggml_tensor* tq = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, D, T, H);
   ggml_tensor* tk = ggml_new_tensor_3d(ctx, kv, D, S, Hkv);
   ggml_tensor* tv = ggml_new_tensor_3d(ctx, kv, D, S, Hkv);
   ggml_tensor* mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, S, T);
   std::memcpy(tq->data, q.data(), q.size() * sizeof(float));
-  for (auto [t, x] : {std::pair{tk, &k}, std::pair{tv, &v}}) {
-    if (f16) {
-      ggml_fp32_to_fp16_row(x->data(), static_cast<ggml_fp16_t*>(t->data), static_cast<int64_t>(x->size()));
-    } else {
-      std::memcpy(t->data, x->data(), x->size() * sizeof(float));
-    }
-  }
+  store(tk, k, D);
+  store(tv, v, D);
   // Causal, aligned bottom-right as ours: query i sees key j iff j <= i + S - T.
   auto* m = static_cast<ggml_fp16_t*>(mask->data);
   for (int64_t i = 0; i < T; ++i) {
