@@ -464,6 +464,8 @@ void finish_block(const RowBlockArgs& a) {
   float inv_l[R], lse[R];
   for (int i = first; i < R; ++i) {
     inv_l[i] = 1.0f / b.l[i];
+    // (A log per row: only where the caller asks for the LSE or a sink needs it.)
+    if (a.lse == nullptr && !a.has_sink) continue;
     lse[i] = keys_lse<Arch>(a, b.m[i], b.l[i], a.q_begin + i - first);
     if (a.has_sink) {
       const float keys = lse[i], top = std::fmax(keys, a.sink);
