@@ -8,6 +8,9 @@
 set -euo pipefail
 packages=(cmake make g++ binutils libxsimd-dev xtl-dev libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev
   nlohmann-json3-dev
+  # ccache: the build trees of tools/test.sh, tools/report.sh and the Python package compile the
+  # same sources with the same flags; each after the first takes the objects from the cache.
+  ccache
   # Open MPI for the optional causalattn::mpi and its tests under mpirun (the core never needs it).
   libopenmpi-dev openmpi-bin)
 case "${1:-}" in
@@ -18,7 +21,7 @@ case "${1:-}" in
   # clang for ThreadSanitizer with an ignorelist and for libFuzzer; its runtimes.
   --sanitize) packages+=(clang-14 libclang-rt-14-dev) ;;
   # No Open MPI for arm64: the cross build is the core library, its tests and its benchmarks.
-  --aarch64) packages=(cmake make xtl-dev nlohmann-json3-dev g++-aarch64-linux-gnu qemu-user libxsimd-dev:arm64
+  --aarch64) packages=(cmake make ccache xtl-dev nlohmann-json3-dev g++-aarch64-linux-gnu qemu-user libxsimd-dev:arm64
     libtbb-dev:arm64 libbenchmark-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64) ;;
   "") ;;
   *) echo "usage: $0 [--report | --python | --sanitize | --aarch64]" >&2; exit 2 ;;
