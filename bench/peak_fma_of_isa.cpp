@@ -11,10 +11,12 @@ namespace {
 using Arch = CAUSALATTN_ARCH;
 using V = causalattn::kernels::Vec<Arch>;
 
-// 16 independent accumulators: more than FMA latency (4 cycles) × ports (2) needs, so the loop
-// runs at the FMA units' throughput, not their latency. Without FMA the ISA's fmadd is a
-// multiply and an add, counted as two flops like an FMA.
-constexpr int kChains = 16;
+// Independent accumulators, more than FMA latency (4 cycles) × ports (2) needs, so the loop runs
+// at the FMA units' throughput, not their latency: 16, or 12 where the ISA has 16 registers
+// (AVX2, SSE2), which must also hold the two operands; 16 chains spilled three of them there,
+// and each iteration waited on a store and a reload: half the peak on Zen 3. Without FMA the
+// ISA's fmadd is a multiply and an add, counted as two flops like an FMA.
+constexpr int kChains = causalattn::kernels::IsaTraits<Arch>::kRegisters >= 32 ? 16 : 12;
 
 float fma_loop(int64_t iterations) {
   V acc[kChains];
