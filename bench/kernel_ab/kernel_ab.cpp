@@ -18,8 +18,9 @@
 #include "kernels/kernel_table.hpp"
 #include "peak_fma.hpp"
 
-// The AVX-512 row of the peak loops (bench/peak_fma_of_isa.cpp): the kernels compared are AVX-512's.
-extern const causalattn::bench::PeakLoop peak_loop__avx512;
+// The peak loop of the row whose kernels are compared (bench/peak_fma_of_isa.cpp), named by the
+// build: peak_loop__avx512, or another row's with tools/kernel-ab.sh --isa.
+extern const causalattn::bench::PeakLoop CAUSALATTN_PEAK_LOOP;
 
 namespace {
 
@@ -107,7 +108,7 @@ int main(int argc, char** argv) {
     variants.push_back(std::move(var));
   }
 
-  const causalattn::bench::PeakLoop peak_loop = peak_loop__avx512;
+  const causalattn::bench::PeakLoop peak_loop = CAUSALATTN_PEAK_LOOP;
   const double flops = causal ? 2.0 * D * T * (T + 1) : 4.0 * D * T * T;
   // One untimed run each: first touches of the workspaces and of the outputs cost page faults.
   for (Variant& var : variants) var.run(var.blocks.data(), static_cast<int64_t>(var.blocks.size()));

@@ -1,11 +1,12 @@
-// One version of the AVX-512 row-block kernel, built by tools/kernel-ab.sh into a shared object of
-// its own with hidden symbols, so that two versions of the same inline templates never merge.
+// One version of the row-block kernel of one ISA row (CAUSALATTN_ARCH, defined by the build: AVX-512
+// by default, tools/kernel-ab.sh --isa), built into a shared object of its own with hidden symbols,
+// so that two versions of the same inline templates never merge.
 #include <algorithm>
 
 #include "kernels/attention_row_group.hpp"
 
 namespace {
-using Arch = xsimd::avx512bw;
+using Arch = CAUSALATTN_ARCH;
 }
 
 extern "C" __attribute__((visibility("default"))) int variant_rows() {
