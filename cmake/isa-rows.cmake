@@ -16,12 +16,13 @@ if(CAUSALATTN_ISA_ROWS STREQUAL "native")
   if(CMAKE_CROSSCOMPILING)
     message(FATAL_ERROR "CAUSALATTN_ISA_ROWS=native needs to run a program on the target; name the rows instead")
   endif()
-  # Each row's CPU check, in the dispatcher's order, as lib/dispatch/isa_table.cpp.in evaluates it.
+  # Each row's CPU check and preference, in the dispatcher's order, as lib/dispatch/dispatch.cpp
+  # takes them.
   set(headers "")
   set(checks "")
   foreach(isa IN LISTS CAUSALATTN_ISAS)
     list(APPEND headers ${CAUSALATTN_ISA_CPU_CHECK_INCLUDES_${isa}})
-    string(APPEND checks "  if (${CAUSALATTN_ISA_CPU_CHECK_${isa}}) return \"${isa}\";\n")
+    string(APPEND checks "  if ((${CAUSALATTN_ISA_CPU_CHECK_${isa}}) && (${CAUSALATTN_ISA_PREFERRED_WHEN_${isa}})) return \"${isa}\";\n")
   endforeach()
   list(REMOVE_DUPLICATES headers)
   set(includes "")

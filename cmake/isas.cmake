@@ -5,21 +5,28 @@
 # lists (and so the tests and benchmarks), tools/kernel-ab.sh's flags. One table per processor family.
 #
 #   causalattn_isa(NAME ARCH <xsimd arch> FLAGS <compile flags...> CPU_CHECK <C++ expression>
-#                  [CPU_CHECK_INCLUDES <headers the expression needs...>])
+#                  [PREFERRED_WHEN <C++ expression>] [CPU_CHECK_INCLUDES <headers the expressions need...>])
 #
 # NAME is the public name (causalattn_isa, causalattn_set_isa, CAUSALATTN_ISA); ARCH the xsimd
 # architecture the kernels are instantiated for; FLAGS what the kernel object is compiled with
 # (and nothing else is); CPU_CHECK a C++ expression, evaluated by code built without FLAGS, that is
 # true when this CPU and its OS run the ISA (libgcc's __builtin_cpu_supports checks the OS's XCR0
-# state for AVX and AVX-512 too). A new ISA is a row here, its CPU check, and its intrinsics in
-# lib/kernels/ (see lib/kernels/x86.hpp, arm.hpp).
+# state for AVX and AVX-512 too); PREFERRED_WHEN (default true) a second expression, for a row
+# that every CPU passing its check runs but only some run faster than the rows below it: the
+# dispatcher's default is the first row whose two expressions hold, while CAUSALATTN_ISA,
+# causalattn_set_isa and the tests take any row whose CPU_CHECK holds. A new ISA is a row here,
+# its CPU check, and its intrinsics in lib/kernels/ (see lib/kernels/x86.hpp, arm.hpp).
 set(CAUSALATTN_ISAS "")
 macro(causalattn_isa name)
-  cmake_parse_arguments(isa "" "ARCH;CPU_CHECK" "FLAGS;CPU_CHECK_INCLUDES" ${ARGN})
+  cmake_parse_arguments(isa "" "ARCH;CPU_CHECK;PREFERRED_WHEN" "FLAGS;CPU_CHECK_INCLUDES" ${ARGN})
   list(APPEND CAUSALATTN_ISAS ${name})
   set(CAUSALATTN_ISA_ARCH_${name} "${isa_ARCH}")
   set(CAUSALATTN_ISA_FLAGS_${name} ${isa_FLAGS})
   set(CAUSALATTN_ISA_CPU_CHECK_${name} "${isa_CPU_CHECK}")
+  if("${isa_PREFERRED_WHEN}" STREQUAL "")
+    set(isa_PREFERRED_WHEN "true")
+  endif()
+  set(CAUSALATTN_ISA_PREFERRED_WHEN_${name} "${isa_PREFERRED_WHEN}")
   set(CAUSALATTN_ISA_CPU_CHECK_INCLUDES_${name} ${isa_CPU_CHECK_INCLUDES})
 endmacro()
 
@@ -30,7 +37,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
     CPU_CHECK "true")
   # neonbf16: neon plus BFDOT, whose bf16 kernel runs all-bf16 prefill. Listed after neon, so it
   # runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa) until it is measured on ARM
-  # hardware: on x86 the same kernel on vdpbf16ps lost to f32 (the avx512bf16 row below).
+  # hardware: on x86 the same kernel on vdpbf16ps beat f32 on Zen 5 and lost on Sapphire Rapids (the
+  # avx512bf16 row below).
   causalattn_isa(neonbf16 ARCH "causalattn::kernels::neonbf16"
     FLAGS -march=armv8.2-a+bf16
     CPU_CHECK "cpu_has_bf16()"
@@ -42,18 +50,20 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16 -mamx-tile -mamx-bf16
     CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16() && cpu_runs_amx_bf16()"
     CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-  causalattn_isa(avx512 ARCH "xsimd::avx512bw"
-    FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
-    CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
-    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
-  # avx512bf16: avx512 plus the BF16 dot-product prefill kernel (vdpbf16ps) for all-bf16 Q, K and V.
-  # Listed after avx512, so it runs only when asked for (CAUSALATTN_ISA, causalattn_set_isa): on the
-  # Sapphire Rapids measured, vdpbf16ps peaks at half the FMA's flops (BM_PeakDotBf16: 106 against
-  # BM_PeakFma's 210 GFLOP/s on one core), and the kernel ran at 0.63x the f32 one; not yet
-  # measured on Zen 4.
+  # avx512bf16: avx512 plus the BF16 dot-product prefill kernel (vdpbf16ps) for all-bf16 Q, K and V;
+  # every other call runs the avx512 kernels. The default only where vdpbf16ps outpaces the FMA:
+  # on the AMD Zen 5 measured it reached 1.9-2.0x the FMA's flops (BM_PeakDotBf16 466-502 against
+  # BM_PeakFma's 245-265 GFLOP/s on one core) and the kernel 1.75x the f32 one; on the Sapphire
+  # Rapids measured, half the FMA's flops and 0.63x (docs/performance.md). Elsewhere it is taken
+  # when asked for (CAUSALATTN_ISA, causalattn_set_isa).
   causalattn_isa(avx512bf16 ARCH "causalattn::kernels::avx512bf16"
     FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c -mavx512bf16
     CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c() && cpu_has_avx512_bf16()"
+    PREFERRED_WHEN "cpu_bf16_dot_outpaces_fma()"
+    CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
+  causalattn_isa(avx512 ARCH "xsimd::avx512bw"
+    FLAGS -mavx512f -mavx512cd -mavx512dq -mavx512bw -mavx512vl -mfma -mf16c
+    CPU_CHECK "__builtin_cpu_supports(\"avx512f\") && __builtin_cpu_supports(\"avx512cd\") && __builtin_cpu_supports(\"avx512dq\") && __builtin_cpu_supports(\"avx512bw\") && __builtin_cpu_supports(\"avx512vl\") && __builtin_cpu_supports(\"fma\") && cpu_has_f16c()"
     CPU_CHECK_INCLUDES dispatch/x86_features.hpp)
   causalattn_isa(avx2 ARCH "xsimd::fma3<xsimd::avx2>"
     FLAGS -mavx2 -mfma -mf16c

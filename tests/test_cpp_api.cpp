@@ -3,10 +3,15 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "causalattn/causalattn.hpp"
 #include "reference/reference.hpp"
+#if defined(__x86_64__)
+#include "dispatch/x86_features.hpp"
+#endif
 
 namespace {
 
@@ -161,6 +166,25 @@ TEST(CppApi, ReportsTheIsaAndVersion) {
   EXPECT_EQ(causalattn_prefill_block_queries() % 4, 0);
   EXPECT_STREQ(causalattn_version(), CAUSALATTN_TEST_VERSION);
 }
+
+#if defined(__x86_64__)
+// The default row: amx where the OS grants it, else avx512bf16 exactly where the CPU runs it and its
+// dot product outpaces the FMA (cmake/isas.cmake's PREFERRED_WHEN), never avx512bf16 elsewhere.
+TEST(CppApi, PrefersTheBf16DotProductRowOnlyWhereItOutpacesTheFma) {
+  if (std::getenv("CAUSALATTN_ISA") != nullptr) GTEST_SKIP() << "CAUSALATTN_ISA overrides the default";
+  const bool amx = causalattn_set_isa("amx") == CAUSALATTN_OK;
+  const bool bf16_row = causalattn_set_isa("avx512bf16") == CAUSALATTN_OK;
+  ASSERT_EQ(causalattn_set_isa(nullptr), CAUSALATTN_OK);
+  const std::string chosen = causalattn::isa();
+  if (amx) {
+    EXPECT_EQ(chosen, "amx");
+  } else if (bf16_row && causalattn::dispatch::cpu_bf16_dot_outpaces_fma()) {
+    EXPECT_EQ(chosen, "avx512bf16");
+  } else {
+    EXPECT_NE(chosen, "avx512bf16");
+  }
+}
+#endif
 
 }  // namespace
 

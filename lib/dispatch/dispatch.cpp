@@ -22,7 +22,7 @@ bool cpu_runs(const Isa& isa) {
 
 const KernelTable* best_supported() {
   for (int i = 0; i < kIsaCount; ++i) {
-    if (cpu_runs(kIsas[i])) return kIsas[i].kernels;
+    if (cpu_runs(kIsas[i]) && kIsas[i].preferred()) return kIsas[i].kernels;
   }
   return kIsas[kIsaCount - 1].kernels;
 }

@@ -10,6 +10,7 @@ struct Isa {
   const char* name;                     // "avx512", ...: the public name
   const kernels::KernelTable* kernels;  // its kernels, compiled with its flags alone
   bool (*cpu_runs)();                   // this CPU and OS run it (call __builtin_cpu_init first)
+  bool (*preferred)();                  // where it runs, the default over the rows below it
 };
 
 extern const Isa kIsas[];

@@ -21,6 +21,20 @@ inline bool cpu_has_avx512_bf16() {
   return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && (eax & (1u << 5)) != 0;
 }
 
+// Whether vdpbf16ps outpaces the FMA in flops, so that the BF16 dot-product kernel beats the f32
+// one: no CPUID bit says it, so this names the CPUs measured (docs/performance.md). AMD family 1Ah
+// (Zen 5): 1.9-2.0x the FMA's flops, the kernel 1.75x the f32 one. Not Intel's Sapphire Rapids
+// (half the FMA's flops). Zen 4 (family 19h) is not measured yet.
+inline bool cpu_bf16_dot_outpaces_fma() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
+  if (!amd || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const unsigned base_family = (eax >> 8) & 0xfu, extended_family = (eax >> 20) & 0xffu;
+  const unsigned family = base_family == 0xfu ? base_family + extended_family : base_family;
+  return family >= 0x1au;
+}
+
 // CPUID.(EAX=7, ECX=0):EDX bits 22 (AMX-BF16) and 24 (AMX-TILE), and the OS's permission to use
 // the tile data (Linux 5.16 and later grant it on request, per process, with
 // arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); a kernel that does not know the request, or
