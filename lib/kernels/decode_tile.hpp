@@ -73,6 +73,9 @@ inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const D
         const std::byte* kr = tile.k[j];
         // A q8_0 block's vectors at a time (one scale each), else one vector.
         constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
+        // Unrolled (as the row's prefetches are): fewer instructions a key let the core hold more
+        // keys' loads in flight (docs/performance.md, Zen 5).
+#pragma GCC unroll 8
         for (int64_t d = 0; d < d_vec; d += kStep * W) {
           V kv[kStep];
           load_vectors<Arch, KT, kStep>(kr, d, kv);

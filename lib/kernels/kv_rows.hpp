@@ -47,6 +47,7 @@ template <class Arch>
 inline void prefetch_row(const void* row, int64_t bytes) {
   const auto first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
   const auto end = reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes);
+#pragma GCC unroll 8
   for (uintptr_t line = first; line < end; line += 64) prefetch_l2<Arch>(reinterpret_cast<const void*>(line));
 }
 
