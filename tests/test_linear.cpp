@@ -129,7 +129,8 @@ TEST_P(Linear, SameBitsForAnyThreadCount) {
 
 // causalattn_linear_bf16: the same problem with x, W and b stored in bf16 (padding NaN), y in bf16
 // (padding a sentinel), against the oracle on the stored values: the f32 sums' bound, then y's
-// rounding to bf16 (half an ulp of 8 significant bits: 2^-8 relative). On the amx ISA this is the AMX kernel.
+// rounding to bf16 (half an ulp of 8 significant bits: 2^-8 relative). On the amx ISA this is the AMX kernel,
+// on avx512bf16 the dot-product one (vdpbf16ps).
 struct LinearBf16Problem {
   LinearCase c;
   LinearProblem values;
@@ -187,11 +188,12 @@ struct LinearBf16Problem {
 };
 
 TEST_P(Linear, Bf16MatchesOracleAroundBlockEdges) {
-  // m around the AMX kernel's 16- and 32-row steps and 128-row tasks, n around its 16- and
-  // 32-feature tiles, k around its 32-deep products (and the f32 kernels' blocks elsewhere).
+  // m around the AMX kernel's 16- and 32-row steps and 128-row tasks (and the dot-product
+  // kernel's 12-row steps), n around its 16- and 32-feature tiles, k around its 32-deep products
+  // (odd k: the dot product's last pair half x, half zero; and the f32 kernels' blocks elsewhere).
   for (int64_t m : {1, 15, 32, 33, 130}) {
     for (int64_t n : {1, 17, 32, 33, 300}) {
-      for (int64_t k : {1, 31, 32, 64, 100}) {
+      for (int64_t k : {1, 31, 32, 33, 64, 100}) {
         LinearBf16Problem p({m, n, k, 0, 0, 0, (m + n) % 2 == 0});
         ASSERT_EQ(p.run(), CAUSALATTN_OK) << causalattn_last_error();
         SCOPED_TRACE("m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));

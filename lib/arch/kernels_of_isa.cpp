@@ -6,6 +6,7 @@
 #include "kernels/decode_tile.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_amx.hpp"
+#include "kernels/gemm_bf16_dot.hpp"
 #include "kernels/invariant_decode.hpp"
 
 namespace causalattn::kernels {
@@ -28,10 +29,15 @@ const KernelTable CAUSALATTN_KERNELS = {
     gemm_pack_rows<CAUSALATTN_ARCH>,
     gemm_workspace_floats<CAUSALATTN_ARCH>,
     gemm_block<CAUSALATTN_ARCH>,
-    IsaTraits<CAUSALATTN_ARCH>::kAmx ? static_cast<int>(kAmxGemmFeatures) : 0,
-    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_pack_panel<CAUSALATTN_ARCH> : nullptr,
-    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_workspace_bytes<CAUSALATTN_ARCH> : nullptr,
-    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_block<CAUSALATTN_ARCH> : nullptr,
+    // The bf16 projection: on AMX tiles, else on the dot product, else (0, nullptr) widened to f32.
+    IsaTraits<CAUSALATTN_ARCH>::kAmx || kDotGemmBf16<CAUSALATTN_ARCH> ? static_cast<int>(kAmxGemmFeatures) : 0,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx || kDotGemmBf16<CAUSALATTN_ARCH> ? gemm_bf16_pack_panel<CAUSALATTN_ARCH> : nullptr,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_workspace_bytes<CAUSALATTN_ARCH>
+    : kDotGemmBf16<CAUSALATTN_ARCH>  ? gemm_bf16_dot_workspace_bytes<CAUSALATTN_ARCH>
+                                     : nullptr,
+    IsaTraits<CAUSALATTN_ARCH>::kAmx ? gemm_bf16_block<CAUSALATTN_ARCH>
+    : kDotGemmBf16<CAUSALATTN_ARCH>  ? gemm_bf16_dot_block<CAUSALATTN_ARCH>
+                                     : nullptr,
 };
 
 }  // namespace causalattn::kernels
