@@ -113,8 +113,8 @@ inline int64_t gemm_bf16_packed_elements(int64_t n, int64_t k) {
   return panels * depth * kAmxGemmFeatures * kAmxGemmDepth;
 }
 
-// One task of a bf16 projection on AMX (gemm_amx.hpp): rows [m_begin, m_end) and features
-// [n_begin, n_end) of y = x · Wᵀ + b, all bf16.
+// One task of a bf16 projection on AMX or the dot product (gemm_amx.hpp, gemm_bf16_dot.hpp): rows
+// [m_begin, m_end) and features [n_begin, n_end) of y = x · Wᵀ + b, all bf16.
 struct GemmBf16Args {
   const uint16_t* x;         // [m][k], rows at x_stride elements
   int64_t x_stride;

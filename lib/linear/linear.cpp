@@ -204,7 +204,8 @@ void apply_bf16(const kernels::KernelTable& kernel, const void* packed, int64_t 
       for (int64_t f = 0; f < n; ++f) y[i * y_stride + f] = dtype::f32_to_bf16<void>(wy[i * n + f]);
     return;
   }
-  // On the tiles: tasks of 128 rows by 256 features, fewer features when there are few rows.
+  // On the tiles or the dot product: tasks of 128 rows by 256 features, fewer features when there
+  // are few rows.
   const int64_t features = kernel.gemm_bf16_features, panels = ceil_div(n, features);
   constexpr int64_t kTaskRows = 128;
   const int64_t row_tasks = ceil_div(m, kTaskRows);
