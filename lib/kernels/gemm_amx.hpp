@@ -55,12 +55,32 @@ std::size_t gemm_bf16_workspace_bytes(int64_t k) {
   return static_cast<std::size_t>(kAmxGemmRows * padded * 2 + kAmxGemmRows * kAmxGemmFeatures * 4 + 64);
 }
 
+// y[0 .. features) = sums (+ bias) rounded to bf16 (nearest even), a vector at a time, the last
+// ones past a whole vector one by one; bias is nullptr or the features' first bias. (Both bf16
+// projections end with it: this one and gemm_bf16_dot.hpp's.)
+template <class Arch>
+void store_bf16_sums(const float* sums, int64_t features, const uint16_t* bias, uint16_t* y) {
+  using T = IsaTraits<Arch>;
+  using V = Vec<Arch>;
+  constexpr int64_t W = V::size;
+  int64_t f = 0;
+  for (; f + W <= features; f += W) {
+    V s = V::load_unaligned(sums + f);
+    if (bias != nullptr) s = s + T::load_bf16(bias + f);
+    T::store_bf16(s, y + f);
+  }
+  for (; f < features; ++f) {
+    float s = sums[f];
+    if (bias != nullptr) s += dtype::element<Arch>(bias + f, Dtype::kBf16, 0);
+    dtype::store_element<Arch>(y + f, Dtype::kBf16, 0, s);
+  }
+}
+
 // Rows [m_begin, m_end) and features [n_begin, n_end) of y (n_begin a multiple of 32).
 template <class Arch>
 void gemm_bf16_block(const GemmBf16Args& g) {
   if constexpr (IsaTraits<Arch>::kAmx) {
     using T = IsaTraits<Arch>;
-    using V = Vec<Arch>;
     constexpr int64_t R = kAmxGemmRows, F = kAmxGemmFeatures;
     const int64_t depth = (g.k + kAmxGemmDepth - 1) / kAmxGemmDepth, padded = depth * kAmxGemmDepth;
     auto* const rows_copy = reinterpret_cast<std::byte*>(g.workspace);
@@ -96,21 +116,10 @@ void gemm_bf16_block(const GemmBf16Args& g) {
         T::template tile_store<1>(sums + 16, F * 4);
         T::template tile_store<2>(sums + 16 * F, F * 4);
         T::template tile_store<3>(sums + 16 * F + 16, F * 4);
-        // Bias, rounding, stores: 16 features at a time, the last ones past n one by one.
         const int64_t features = std::min(F, g.n_end - f0);
         for (int64_t i = 0; i < rows; ++i) {
-          uint16_t* y = g.y + (r0 + i) * g.y_stride + f0;
-          int64_t f = 0;
-          for (; f + 16 <= features; f += 16) {
-            V s = V::load_aligned(sums + i * F + f);
-            if (g.bias != nullptr) s = s + T::load_bf16(g.bias + f0 + f);
-            T::store_bf16(s, y + f);
-          }
-          for (; f < features; ++f) {
-            float s = sums[i * F + f];
-            if (g.bias != nullptr) s += dtype::element<Arch>(g.bias + f0 + f, Dtype::kBf16, 0);
-            dtype::store_element<Arch>(y + f, Dtype::kBf16, 0, s);
-          }
+          store_bf16_sums<Arch>(sums + i * F, features, g.bias != nullptr ? g.bias + f0 : nullptr,
+                                g.y + (r0 + i) * g.y_stride + f0);
         }
       }
     }

@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/gemm_amx.hpp"
 #include "kernels/kernel_table.hpp"
 #include "kernels/simd.hpp"
-#include "kernels/widen.hpp"
 
 namespace causalattn::kernels {
 
@@ -41,44 +41,34 @@ void gemm_bf16_dot_step(const GemmBf16Args& g, int64_t r0, int64_t f0) {
     V acc[R][2];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V(0.0f);
-    // Pair q of k: x's (x[2q], x[2q + 1]) against W's; an odd k's last pair is (x[k - 1], 0), W
-    // being zero past k (x is never read past its row: its padding may hold anything).
-    const int64_t pairs = (g.k + 1) / 2;
-    for (int64_t q = 0; q < pairs; ++q) {
+    // Pair q of k: row r's pair of x (pair(r)) against W's two vectors.
+    auto step = [&](int64_t q, auto pair) {
       const uint16_t* w = panel + q / 16 * 2 * 16 * D + q % 16 * D;
       const auto w0 = T::load_pairs(reinterpret_cast<const uint32_t*>(w));
       const auto w1 = T::load_pairs(reinterpret_cast<const uint32_t*>(w + 16 * D));
-      const bool whole = 2 * q + 1 < g.k;
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const uint16_t* xr = g.x + (r0 + r) * g.x_stride + 2 * q;
-        uint32_t pair = xr[0];
-        if (whole) std::memcpy(&pair, xr, sizeof pair);
-        const auto xb = T::broadcast_pair(pair);
+        const auto xb = T::broadcast_pair(pair(r));
         acc[r][0] = T::dot_bf16(acc[r][0], xb, w0);
         acc[r][1] = T::dot_bf16(acc[r][1], xb, w1);
       }
+    };
+    const uint16_t* const x = g.x + r0 * g.x_stride;
+    for (int64_t q = 0; q < g.k / 2; ++q) {
+      step(q, [&](int r) {
+        uint32_t pair;
+        std::memcpy(&pair, x + r * g.x_stride + 2 * q, sizeof pair);
+        return pair;
+      });
     }
-    // Bias, rounding to bf16 (nearest even), stores; features past n_end one by one.
+    // An odd k's last pair is (x[k - 1], 0), W being zero past k: x is never read past its row.
+    if (g.k % 2 != 0) step(g.k / 2, [&](int r) { return uint32_t{x[r * g.x_stride + g.k - 1]}; });
     const int64_t features = std::min(F, g.n_end - f0);
     for (int r = 0; r < R; ++r) {
-      uint16_t* y = g.y + (r0 + r) * g.y_stride + f0;
-      for (int h = 0; h < 2; ++h) {
-        const int64_t f = h * 16;
-        V s = acc[r][h];
-        if (f + 16 <= features) {
-          if (g.bias != nullptr) s = s + T::load_bf16(g.bias + f0 + f);
-          T::store_bf16(s, y + f);
-          continue;
-        }
-        alignas(64) float lanes[16];
-        s.store_aligned(lanes);
-        for (int64_t e = 0; f + e < features; ++e) {
-          float v = lanes[e];
-          if (g.bias != nullptr) v += dtype::element<Arch>(g.bias + f0 + f + e, Dtype::kBf16, 0);
-          dtype::store_element<Arch>(y + f + e, Dtype::kBf16, 0, v);
-        }
-      }
+      alignas(64) float sums[F];
+      acc[r][0].store_aligned(sums);
+      acc[r][1].store_aligned(sums + 16);
+      store_bf16_sums<Arch>(sums, features, g.bias != nullptr ? g.bias + f0 : nullptr, g.y + (r0 + r) * g.y_stride + f0);
     }
   }
 }
