@@ -84,6 +84,7 @@ struct NeonTraits {
     return vpaddq_f32(vpaddq_f32(rows[0], rows[1]), vpaddq_f32(rows[2], rows[3]));
   }
   static void prefetch_l2(const void* address) noexcept { asm volatile("prfm pldl2keep, [%0]" : : "r"(address)); }
+  static void prefetch_l1(const void* address) noexcept { asm volatile("prfm pldl1keep, [%0]" : : "r"(address)); }
   static V load_bf16(const void* p) noexcept {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(static_cast<const uint16_t*>(p)), 16));
   }

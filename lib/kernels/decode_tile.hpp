@@ -32,10 +32,10 @@ constexpr int64_t padded_dim(int64_t head_dim) {
 template <class Arch>
 constexpr std::size_t decode_workspace_floats(int64_t head_dim, int64_t head_dim_v) {
   // Queries [rows][padded D], output accumulators [rows][padded Dv], scores [rows][tile], the
-  // score partials [rows][W][W], max and sum [rows].
+  // score partials [rows][tile][W], max and sum [rows].
   constexpr int64_t W = Vec<Arch>::size;
   return static_cast<std::size_t>(
-      kDecodeRows * (padded_dim<Arch>(head_dim) + padded_dim<Arch>(head_dim_v) + kDecodeTileKeys + W * W + 2));
+      kDecodeRows * (padded_dim<Arch>(head_dim) + padded_dim<Arch>(head_dim_v) + kDecodeTileKeys * (1 + W) + 2));
 }
 
 // The K and V row addresses of one tile of a chunk's keys (n = 0 past the chunk's end).
@@ -47,61 +47,103 @@ inline void fill_tile(const DecodeArgs& a, int64_t j0, DecodeTile<Arch>& tile) {
   tile.fill(a.k, a.v, j0, std::clamp<int64_t>(a.j_end - j0, 0, kDecodeTileKeys));
 }
 
+// Keys ahead of the one being computed whose rows the K and V passes bring into L1 (their L2
+// prefetch went a tile ahead): the loads then find their lines in L1 instead of each waiting on L2.
+constexpr int64_t kDecodeL1Ahead = 8;
+
+// The order a pass takes a tile's keys in: one after another, or the tile's runs of
+// kDecodeRunKeys keys side by side (the runs' first keys, then their second, ...). In a paged
+// cache of 16-token pages (vLLM's default block) a tile's rows are 4 contiguous runs, far apart:
+// taken one run after another, the hardware's stream prefetch follows one run at a time; side by
+// side, four at once, and f32 and 16-bit decode read 10-25% faster (docs/performance.md, Zen 5).
+constexpr int64_t kDecodeRunKeys = 16;
+static_assert(kDecodeTileKeys % kDecodeRunKeys == 0);
+
+struct KeyOrder {
+  bool side_by_side;
+  int64_t key(int64_t step) const {
+    constexpr int64_t kRuns = kDecodeTileKeys / kDecodeRunKeys;
+    return side_by_side ? step % kRuns * kDecodeRunKeys + step / kRuns : step;
+  }
+};
+
+// The K pass: scores do not depend on the order they are computed in, so it follows the layout:
+// side by side where pages of at most 16 tokens cut the tile into runs. (Not for q8_0, whose
+// 136-byte rows share cache lines with their neighbours: measured slower.)
+template <Dtype KT>
+inline KeyOrder key_order(const KvRows& k, int64_t n) {
+  return {KT != Dtype::kQ8_0 && n == kDecodeTileKeys && k.pages != nullptr && k.page_tokens <= kDecodeRunKeys &&
+          kDecodeRunKeys % k.page_tokens == 0};
+}
+
+// The P·V pass: the order is the order of the sums, so it cannot follow the layout (paged and
+// contiguous caches give the same bits): side by side on every whole tile a row sees, which
+// measured faster on contiguous caches too, except for q8_0.
+template <Dtype VT>
+inline KeyOrder value_order(int64_t lo, int64_t hi) {
+  return {VT != Dtype::kQ8_0 && lo == 0 && hi == kDecodeTileKeys};
+}
+
 // Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
 // Each key row is loaded (and widened) once for all the rows; its NR lane-wise partial sums go to
-// `partials`, and every W keys a row's W vectors are summed across lanes together (sum_lanes),
-// far cheaper than one horizontal sum per score.
+// `partials` ([NR][kDecodeTileKeys][W]), and then each row's W vectors of W keys are summed across
+// lanes together (sum_lanes), far cheaper than one horizontal sum per score. Keys are computed in
+// key_order's order.
 // Each key also prefetches the next tile's key of the same index: a head's rows come in short
 // runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
 // the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
 // waits on memory latency instead of bandwidth.
 template <class Arch, int NR, Dtype KT>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
-                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes, float* partials) {
+                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes, float* partials,
+                          KeyOrder order) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
+  constexpr int64_t T = kDecodeTileKeys;
   const int64_t d_vec = head_dim / W * W;
-  for (int64_t j0 = 0; j0 < tile.n; j0 += W) {
-    const int64_t keys = std::min<int64_t>(W, tile.n - j0);
-    for (int64_t i = 0; i < W; ++i) {
-      const int64_t j = j0 + i;
-      V acc[NR];
+  for (int64_t step = 0; step < tile.n; ++step) {
+    const int64_t j = order.key(step);
+    if (step < next.n) next.prefetch(step, k_bytes, v_bytes);
+    if (step + kDecodeL1Ahead < tile.n) prefetch_row<Arch, true>(tile.k[order.key(step + kDecodeL1Ahead)], k_bytes);
+    V acc[NR];
 #pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
-      if (i < keys) {
-        if (j < next.n) next.prefetch(j, k_bytes, v_bytes);
-        const std::byte* kr = tile.k[j];
-        // A q8_0 block's vectors at a time (one scale each), else one vector.
-        constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
-        // Unrolled (as the row's prefetches are): fewer instructions a key let the core hold more
-        // keys' loads in flight (docs/performance.md, Zen 5).
+    for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
+    const std::byte* kr = tile.k[j];
+    // A q8_0 block's vectors at a time (one scale each), else one vector.
+    constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
+    // Unrolled (as the row's prefetches are): fewer instructions a key let the core hold more
+    // keys' loads in flight (docs/performance.md, Zen 5).
 #pragma GCC unroll 8
-        for (int64_t d = 0; d < d_vec; d += kStep * W) {
-          V kv[kStep];
-          load_vectors<Arch, KT, kStep>(kr, d, kv);
+    for (int64_t d = 0; d < d_vec; d += kStep * W) {
+      V kv[kStep];
+      load_vectors<Arch, KT, kStep>(kr, d, kv);
 #pragma GCC unroll 8
-          for (int u = 0; u < kStep; ++u)
+      for (int u = 0; u < kStep; ++u)
 #pragma GCC unroll 8
-            for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d + u * W), kv[u], acc[r]);
-        }
-      }
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) acc[r].store_aligned(partials + (r * W + i) * W);
+        for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d + u * W), kv[u], acc[r]);
     }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[r].store_aligned(partials + (r * T + j) * W);
+  }
+  // Keys past a partial tile's end, up to its last vector of W, sum to 0.
+  for (int64_t j = tile.n; j < (tile.n + W - 1) / W * W; ++j) {
+    for (int r = 0; r < NR; ++r) V(0.0f).store_aligned(partials + (r * T + j) * W);
+  }
+  for (int64_t j0 = 0; j0 < tile.n; j0 += W) {
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       V rows[W];
-      for (int64_t i = 0; i < W; ++i) rows[i] = V::load_aligned(partials + (r * W + i) * W);
+      for (int64_t i = 0; i < W; ++i) rows[i] = V::load_aligned(partials + (r * T + j0 + i) * W);
       V sums = IsaTraits<Arch>::sum_lanes(rows);
-      sums.store_aligned(s + r * kDecodeTileKeys + j0);
+      sums.store_aligned(s + r * T + j0);
     }
     // The dims past the last full vector, one by one.
-    for (int64_t i = 0; i < keys && d_vec < head_dim; ++i) {
-      const std::byte* kr = tile.k[j0 + i];
+    for (int64_t j = j0; j < std::min(j0 + W, tile.n) && d_vec < head_dim; ++j) {
+      const std::byte* kr = tile.k[j];
       for (int r = 0; r < NR; ++r) {
         float tail = 0.0f;
         for (int64_t d = d_vec; d < head_dim; ++d) tail += qp[r * dp + d] * dtype::element<Arch>(kr, KT, d);
-        s[r * kDecodeTileKeys + j0 + i] += tail;
+        s[r * T + j] += tail;
       }
     }
   }
@@ -116,7 +158,9 @@ inline void decode_output_block(const float* p, int64_t lo, int64_t hi, const st
   V acc[NV];
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) acc[v] = V::load_aligned(o + d0 + v * W) * alpha;
-  for (int64_t j = lo; j < hi; ++j) {
+  const KeyOrder order = value_order<VT>(lo, hi);
+  for (int64_t step = lo; step < hi; ++step) {
+    const int64_t j = order.key(step);
     const V pj(p[j]);
     const std::byte* vr = vrows[j];
 #pragma GCC unroll 8
@@ -142,9 +186,13 @@ inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const std:
   with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
     decode_output_block<Arch, rest(), VT>(p, lo, hi, vrows, v * W, V(alpha), o);
   });
+  const KeyOrder order = value_order<VT>(lo, hi);
   for (int64_t d = vectors * W; d < head_dim; ++d) {
     float acc = o[d] * alpha;
-    for (int64_t j = lo; j < hi; ++j) acc += p[j] * dtype::element<Arch>(vrows[j], VT, d);
+    for (int64_t step = lo; step < hi; ++step) {
+      const int64_t j = order.key(step);
+      acc += p[j] * dtype::element<Arch>(vrows[j], VT, d);
+    }
     o[d] = acc;
   }
 }
@@ -153,9 +201,11 @@ inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const std:
 // (every row of a one-token decode): each V vector is loaded (and widened) once for all the rows
 // instead of once per row. Row r's accumulators get the same operations in the same order as
 // decode_output_row's, so the bits are the same. p holds row r's weights at p + r · kDecodeTileKeys.
+// With v_bytes > 0 (the first block of dims), each key also brings the whole V row
+// kDecodeL1Ahead keys on into L1, for this block and the next ones.
 template <class Arch, int NR, int NV, Dtype VT>
 inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t d0,
-                                     const float* alpha, float* o, int64_t dp) {
+                                     const float* alpha, float* o, int64_t dp, int64_t v_bytes) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   V acc[NR][NV];
@@ -163,7 +213,10 @@ inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, con
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = V::load_aligned(o + r * dp + d0 + v * W) * V(alpha[r]);
-  for (int64_t j = lo; j < hi; ++j) {
+  const KeyOrder order = value_order<VT>(lo, hi);
+  for (int64_t step = lo; step < hi; ++step) {
+    const int64_t j = order.key(step);
+    if (v_bytes > 0 && step + kDecodeL1Ahead < hi) prefetch_row<Arch, true>(vrows[order.key(step + kDecodeL1Ahead)], v_bytes);
     V vv[NV];
     load_vectors<Arch, VT, NV>(vrows[j], d0, vv);
 #pragma GCC unroll 8
@@ -190,16 +243,21 @@ inline void decode_output_rows(const float* p, int64_t lo, int64_t hi, const std
   constexpr int kBlock = kFit == 3 ? 2 : kFit;
   const int64_t vectors = head_dim / W;
   int64_t v = 0;
+  const int64_t v_bytes = row_bytes<Arch>(VT, head_dim);
   for (; v + kBlock <= vectors; v += kBlock) {
-    decode_output_rows_block<Arch, NR, kBlock, VT>(p, lo, hi, vrows, v * W, alpha, o, dp);
+    decode_output_rows_block<Arch, NR, kBlock, VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0);
   }
   with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
-    decode_output_rows_block<Arch, NR, rest(), VT>(p, lo, hi, vrows, v * W, alpha, o, dp);
+    decode_output_rows_block<Arch, NR, rest(), VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0);
   });
+  const KeyOrder order = value_order<VT>(lo, hi);
   for (int r = 0; r < NR; ++r) {
     for (int64_t d = vectors * W; d < head_dim; ++d) {
       float acc = o[r * dp + d] * alpha[r];
-      for (int64_t j = lo; j < hi; ++j) acc += p[r * kDecodeTileKeys + j] * dtype::element<Arch>(vrows[j], VT, d);
+      for (int64_t step = lo; step < hi; ++step) {
+        const int64_t j = order.key(step);
+        acc += p[r * kDecodeTileKeys + j] * dtype::element<Arch>(vrows[j], VT, d);
+      }
       o[r * dp + d] = acc;
     }
   }
@@ -222,7 +280,7 @@ void decode_chunk_rows(const DecodeArgs& a) {
   float* const op = qp + NR * dp;
   float* const s = op + NR * dpv;
   float* const partials = s + NR * T;
-  float* const m = partials + NR * W * W;
+  float* const m = partials + NR * T * W;
   float* const l = m + NR;
   for (int r = 0; r < NR; ++r) {
     widen_row<Arch>(a.q[r], a.q_dtype, D, qp + r * dp);
@@ -239,10 +297,12 @@ void decode_chunk_rows(const DecodeArgs& a) {
   // This tile's rows and the next one's, which take turns as the walk advances.
   DecodeTile<Arch> tiles[2];
   fill_tile<Arch>(a, a.j_begin, tiles[0]);
+  // The first tile has no tile before it to bring its rows into L2.
+  for (int64_t j = 0; j < tiles[0].n; ++j) tiles[0].prefetch(j, k_bytes, v_bytes);
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
     const DecodeTile<Arch>& tile = tiles[cur];
     fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
-    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes, partials);
+    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes, partials, key_order<KT>(a.k, tile.n));
     const int64_t n = tile.n;
     int64_t lo[NR], hi[NR];
     float alpha[NR];

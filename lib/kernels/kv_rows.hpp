@@ -41,14 +41,20 @@ constexpr int64_t row_bytes(Dtype t, int64_t head_dim) {
   return head_dim / unit_elements(t) * unit_bytes(t);
 }
 
-// Asks for a K or V row to be brought into L2 (T1: a tile's K and V outgrow L1 at D=128), every
-// cache line it touches.
-template <class Arch>
+// Asks for a K or V row to be brought into L2 (T1: a tile's K and V outgrow L1 at D=128), or with
+// kToL1 into L1 (for a row a few keys ahead), every cache line it touches.
+template <class Arch, bool kToL1 = false>
 inline void prefetch_row(const void* row, int64_t bytes) {
   const auto first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
   const auto end = reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes);
 #pragma GCC unroll 8
-  for (uintptr_t line = first; line < end; line += 64) prefetch_l2<Arch>(reinterpret_cast<const void*>(line));
+  for (uintptr_t line = first; line < end; line += 64) {
+    if constexpr (kToL1) {
+      prefetch_l1<Arch>(reinterpret_cast<const void*>(line));
+    } else {
+      prefetch_l2<Arch>(reinterpret_cast<const void*>(line));
+    }
+  }
 }
 
 // The K and V row addresses of one tile of at most kMaxKeys keys, as T*.

@@ -48,6 +48,7 @@ inline void for_each_index(Fn&& fn) {
 //                                GCC finds a function whose only effect is __builtin_prefetch
 //                                pure and, C++ loops being finite, deletes the calls to it that
 //                                it does not inline (the invariant decode's prefetch loop was)
+//   prefetch_l1(address)         the cache line brought into L1 (and L2), the same way
 //   sum_lanes(rows)              for W vectors, lane k = the sum of rows[k]'s lanes
 //   load_bf16(p), load_f16(p)    W 16-bit values from p, widened exactly
 //   load_i8(p)                   W int8 values from p, as floats
@@ -75,6 +76,11 @@ inline void transpose_square(Vec<Arch>* rows) noexcept {
 template <class Arch>
 inline void prefetch_l2(const void* address) noexcept {
   IsaTraits<Arch>::prefetch_l2(address);
+}
+
+template <class Arch>
+inline void prefetch_l1(const void* address) noexcept {
+  IsaTraits<Arch>::prefetch_l1(address);
 }
 
 // Blocking for a register file of this size: 32 vector registers hold a 3 x 8 accumulator block

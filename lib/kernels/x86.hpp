@@ -129,6 +129,7 @@ struct Avx512Traits {
     return _mm512_permutexvar_ps(key_order, sums);
   }
   static void prefetch_l2(const void* address) noexcept { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(address))); }
+  static void prefetch_l1(const void* address) noexcept { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address))); }
   static V load_bf16(const void* p) noexcept {
     const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
@@ -319,6 +320,7 @@ struct IsaTraits<xsimd::fma3<xsimd::avx2>> {
   }
   static V sum_lanes(const V* rows) noexcept { return sum_lanes_by_transpose<A>(rows); }
   static void prefetch_l2(const void* address) noexcept { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(address))); }
+  static void prefetch_l1(const void* address) noexcept { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address))); }
   static V load_bf16(const void* p) noexcept {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
@@ -363,6 +365,7 @@ struct IsaTraits<xsimd::sse2> {
   }
   static V sum_lanes(const V* rows) noexcept { return sum_lanes_by_transpose<xsimd::sse2>(rows); }
   static void prefetch_l2(const void* address) noexcept { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(address))); }
+  static void prefetch_l1(const void* address) noexcept { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address))); }
   // The baseline has no F16C or widening loads: the conversions go element by element through
   // the library's scalar ones (common/dtype.cpp), a fallback for CPUs older than any that an
   // engine would run 16-bit caches on.
