@@ -55,7 +55,7 @@ constexpr int64_t kDecodeL1Ahead = 8;
 // kDecodeRunKeys keys side by side (the runs' first keys, then their second, ...). In a paged
 // cache of 16-token pages (vLLM's default block) a tile's rows are 4 contiguous runs, far apart:
 // taken one run after another, the hardware's stream prefetch follows one run at a time; side by
-// side, four at once, and f32 and 16-bit decode read 10-25% faster (docs/performance.md, Zen 5).
+// side, four at once: on Zen 5 f32 decode about 10% faster, bf16 15% (docs/performance.md).
 constexpr int64_t kDecodeRunKeys = 16;
 static_assert(kDecodeTileKeys % kDecodeRunKeys == 0);
 
@@ -77,8 +77,8 @@ inline KeyOrder key_order(const KvRows& k, int64_t n) {
 }
 
 // The P·V pass: the order is the order of the sums, so it cannot follow the layout (paged and
-// contiguous caches give the same bits): side by side on every whole tile a row sees, which
-// measured faster on contiguous caches too, except for q8_0.
+// contiguous caches give the same bits): side by side on every whole tile a row sees, which for
+// f32 measured faster on every layout tried (contiguous bf16 lost 7-10%), except for q8_0.
 template <Dtype VT>
 inline KeyOrder value_order(int64_t lo, int64_t hi) {
   return {VT != Dtype::kQ8_0 && lo == 0 && hi == kDecodeTileKeys};
