@@ -93,6 +93,31 @@ inline KeyOrder value_order(int64_t lo, int64_t hi) {
 // runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
 // the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
 // waits on memory latency instead of bandwidth.
+// Keys whose scores decode_scores computes together: each query vector, loaded once, meets all
+// their key vectors. Only q8_0 gains (its widening makes it compute-bound: 2 threads 10% faster
+// on Zen 5); for f32 and 16-bit keys the grouped rows' prefetches come in bursts, and f32 and
+// bf16 decode from memory ran 15-20% slower (docs/performance.md).
+template <class Arch, int NR, Dtype KT>
+constexpr int decode_score_keys() {
+  if constexpr (KT != Dtype::kQ8_0) {
+    return 1;
+  } else {
+    // NR·keys accumulators, keys·(vectors a block) key vectors, a query vector, a scale.
+    constexpr int kBlockVectors = static_cast<int>(kQ8Block / Vec<Arch>::size);
+    return std::clamp((IsaTraits<Arch>::kRegisters - 4) / (NR + kBlockVectors), 1, 4);
+  }
+}
+
+// Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
+// Each key row is loaded (and widened) once for all the rows; its NR lane-wise partial sums go to
+// `partials` ([NR][kDecodeTileKeys][W]), and then each row's W vectors of W keys are summed across
+// lanes together (sum_lanes), far cheaper than one horizontal sum per score. Keys are computed in
+// key_order's order, decode_score_keys of them at a time (each key's sums in the same order
+// whatever their number: the same bits).
+// Each key also prefetches the next tile's key of the same index: a head's rows come in short
+// runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
+// the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
+// waits on memory latency instead of bandwidth.
 template <class Arch, int NR, Dtype KT>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
                           const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes, float* partials,
@@ -101,30 +126,51 @@ inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const D
   constexpr int64_t W = V::size;
   constexpr int64_t T = kDecodeTileKeys;
   const int64_t d_vec = head_dim / W * W;
-  for (int64_t step = 0; step < tile.n; ++step) {
-    const int64_t j = order.key(step);
-    if (step < next.n) next.prefetch(step, k_bytes, v_bytes);
-    if (step + kDecodeL1Ahead < tile.n) prefetch_row<Arch, true>(tile.k[order.key(step + kDecodeL1Ahead)], k_bytes);
-    V acc[NR];
+  // A q8_0 block's vectors at a time (one scale each), else one vector.
+  constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
+  // The scores of the keys at steps step0 .. step0 + KB - 1.
+  auto score_keys = [&](auto keys, int64_t step0) {
+    constexpr int KB = keys();
+    const std::byte* kr[KB];
+    int64_t j[KB];
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) {
+      const int64_t step = step0 + b;
+      j[b] = order.key(step);
+      kr[b] = tile.k[j[b]];
+      if (step < next.n) next.prefetch(step, k_bytes, v_bytes);
+      if (step + kDecodeL1Ahead < tile.n) prefetch_row<Arch, true>(tile.k[order.key(step + kDecodeL1Ahead)], k_bytes);
+    }
+    V acc[NR][KB];
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) acc[r] = V(0.0f);
-    const std::byte* kr = tile.k[j];
-    // A q8_0 block's vectors at a time (one scale each), else one vector.
-    constexpr int kStep = KT == Dtype::kQ8_0 ? static_cast<int>(kQ8Block / W) : 1;
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int b = 0; b < KB; ++b) acc[r][b] = V(0.0f);
     // Unrolled (as the row's prefetches are): fewer instructions a key let the core hold more
     // keys' loads in flight (docs/performance.md, Zen 5).
 #pragma GCC unroll 8
     for (int64_t d = 0; d < d_vec; d += kStep * W) {
-      V kv[kStep];
-      load_vectors<Arch, KT, kStep>(kr, d, kv);
+      V kv[KB][kStep];
+#pragma GCC unroll 4
+      for (int b = 0; b < KB; ++b) load_vectors<Arch, KT, kStep>(kr[b], d, kv[b]);
 #pragma GCC unroll 8
       for (int u = 0; u < kStep; ++u)
 #pragma GCC unroll 8
-        for (int r = 0; r < NR; ++r) acc[r] = fmadd<Arch>(V::load_aligned(qp + r * dp + d + u * W), kv[u], acc[r]);
+        for (int r = 0; r < NR; ++r) {
+          const V q = V::load_aligned(qp + r * dp + d + u * W);
+#pragma GCC unroll 4
+          for (int b = 0; b < KB; ++b) acc[r][b] = fmadd<Arch>(q, kv[b][u], acc[r][b]);
+        }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) acc[r].store_aligned(partials + (r * T + j) * W);
-  }
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int b = 0; b < KB; ++b) acc[r][b].store_aligned(partials + (r * T + j[b]) * W);
+  };
+  constexpr int kKeys = decode_score_keys<Arch, NR, KT>();
+  int64_t step = 0;
+  for (; step + kKeys <= tile.n; step += kKeys) score_keys(std::integral_constant<int, kKeys>{}, step);
+  for (; step < tile.n; ++step) score_keys(std::integral_constant<int, 1>{}, step);
   // Keys past a partial tile's end, up to its last vector of W, sum to 0.
   for (int64_t j = tile.n; j < (tile.n + W - 1) / W * W; ++j) {
     for (int r = 0; r < NR; ++r) V(0.0f).store_aligned(partials + (r * T + j) * W);
