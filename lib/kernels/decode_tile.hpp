@@ -84,15 +84,6 @@ inline KeyOrder value_order(int64_t lo, int64_t hi) {
   return {VT != Dtype::kQ8_0 && lo == 0 && hi == kDecodeTileKeys};
 }
 
-// Scores of the tile's keys for NR rows: s[r][j] = Σ_d q[r][d] · K[j][d] (q already scaled).
-// Each key row is loaded (and widened) once for all the rows; its NR lane-wise partial sums go to
-// `partials` ([NR][kDecodeTileKeys][W]), and then each row's W vectors of W keys are summed across
-// lanes together (sum_lanes), far cheaper than one horizontal sum per score. Keys are computed in
-// key_order's order.
-// Each key also prefetches the next tile's key of the same index: a head's rows come in short
-// runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
-// the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
-// waits on memory latency instead of bandwidth.
 // Keys whose scores decode_scores computes together: each query vector, loaded once, meets all
 // their key vectors. Only q8_0 gains (its widening makes it compute-bound: 2 threads 10% faster
 // on Zen 5); for f32 and 16-bit keys the grouped rows' prefetches come in bursts, and f32 and
@@ -114,13 +105,13 @@ constexpr int decode_score_keys() {
 // lanes together (sum_lanes), far cheaper than one horizontal sum per score. Keys are computed in
 // key_order's order, decode_score_keys of them at a time (each key's sums in the same order
 // whatever their number: the same bits).
-// Each key also prefetches the next tile's key of the same index: a head's rows come in short
-// runs (one page's slots in a paged cache, one row in [B,T,H,D]) with jumps between them, where
-// the hardware's streaming prefetch, bounded by 4 KiB pages, starts over; without this, decode
-// waits on memory latency instead of bandwidth.
+// Each key also brings the next tile's K row of the same index into L2 (the P·V pass brings its
+// V rows): a head's rows come in short runs (one page's slots in a paged cache, one row in
+// [B,T,H,D]) with jumps between them, where the hardware's streaming prefetch, bounded by 4 KiB
+// pages, starts over; without this, decode waits on memory latency instead of bandwidth.
 template <class Arch, int NR, Dtype KT>
 inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const DecodeTile<Arch>& tile, float* s,
-                          const DecodeTile<Arch>& next, int64_t k_bytes, int64_t v_bytes, float* partials,
+                          const DecodeTile<Arch>& next, int64_t k_bytes, float* partials,
                           KeyOrder order) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
@@ -138,7 +129,7 @@ inline void decode_scores(const float* qp, int64_t dp, int64_t head_dim, const D
       const int64_t step = step0 + b;
       j[b] = order.key(step);
       kr[b] = tile.k[j[b]];
-      if (step < next.n) next.prefetch(step, k_bytes, v_bytes);
+      if (step < next.n) prefetch_row<Arch>(next.k[step], k_bytes);
       if (step + kDecodeL1Ahead < tile.n) prefetch_row<Arch, true>(tile.k[order.key(step + kDecodeL1Ahead)], k_bytes);
     }
     V acc[NR][KB];
@@ -243,15 +234,24 @@ inline void decode_output_row(const float* p, int64_t lo, int64_t hi, const std:
   }
 }
 
+// Where a P·V pass brings the next tile's V rows into L2 as it goes: bytes [offset, offset +
+// bytes) of rows[step] at each step below n. (The K pass brings the next tile's K rows: a tile's
+// prefetches spread over both passes, where all in the K pass kept f32 decode 8-14% slower.)
+struct NextValues {
+  const std::byte* const* rows;
+  int64_t n, offset, bytes;
+};
+
 // The output update of all NR rows at once, for rows that see the same keys [lo, hi) of the tile
 // (every row of a one-token decode): each V vector is loaded (and widened) once for all the rows
 // instead of once per row. Row r's accumulators get the same operations in the same order as
 // decode_output_row's, so the bits are the same. p holds row r's weights at p + r · kDecodeTileKeys.
 // With v_bytes > 0 (the first block of dims), each key also brings the whole V row
-// kDecodeL1Ahead keys on into L1, for this block and the next ones.
+// kDecodeL1Ahead keys on into L1, for this block and the next ones; and each step brings its
+// share of the next tile's V rows into L2 (`next`).
 template <class Arch, int NR, int NV, Dtype VT>
 inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t d0,
-                                     const float* alpha, float* o, int64_t dp, int64_t v_bytes) {
+                                     const float* alpha, float* o, int64_t dp, int64_t v_bytes, NextValues next) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   V acc[NR][NV];
@@ -263,6 +263,7 @@ inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, con
   for (int64_t step = lo; step < hi; ++step) {
     const int64_t j = order.key(step);
     if (v_bytes > 0 && step + kDecodeL1Ahead < hi) prefetch_row<Arch, true>(vrows[order.key(step + kDecodeL1Ahead)], v_bytes);
+    if (step < next.n) prefetch_row<Arch>(next.rows[step] + next.offset, next.bytes);
     V vv[NV];
     load_vectors<Arch, VT, NV>(vrows[j], d0, vv);
 #pragma GCC unroll 8
@@ -280,7 +281,7 @@ inline void decode_output_rows_block(const float* p, int64_t lo, int64_t hi, con
 
 template <class Arch, int NR, Dtype VT>
 inline void decode_output_rows(const float* p, int64_t lo, int64_t hi, const std::byte* const* vrows, int64_t head_dim,
-                               const float* alpha, float* o, int64_t dp) {
+                               const float* alpha, float* o, int64_t dp, const DecodeTile<Arch>& next) {
   using V = Vec<Arch>;
   constexpr int64_t W = V::size;
   // Half the registers hold accumulators. (kBlock · W divides 32 or is a multiple of it, as
@@ -290,11 +291,19 @@ inline void decode_output_rows(const float* p, int64_t lo, int64_t hi, const std
   const int64_t vectors = head_dim / W;
   int64_t v = 0;
   const int64_t v_bytes = row_bytes<Arch>(VT, head_dim);
+  // The bytes of the next tile's V rows that the block of vectors [v0, v1) brings into L2: its
+  // own, the last block's running to the row's end.
+  auto next_values = [&](int64_t v0, int64_t v1) {
+    const int64_t begin = row_bytes<Arch>(VT, v0 * W), end = v1 == vectors ? v_bytes : row_bytes<Arch>(VT, v1 * W);
+    return NextValues{next.v, next.n, begin, end - begin};
+  };
   for (; v + kBlock <= vectors; v += kBlock) {
-    decode_output_rows_block<Arch, NR, kBlock, VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0);
+    decode_output_rows_block<Arch, NR, kBlock, VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0,
+                                                   next_values(v, v + kBlock));
   }
   with_block_size<kBlock - 1>(static_cast<int>(vectors - v), [&](auto rest) {
-    decode_output_rows_block<Arch, NR, rest(), VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0);
+    decode_output_rows_block<Arch, NR, rest(), VT>(p, lo, hi, vrows, v * W, alpha, o, dp, v == 0 ? v_bytes : 0,
+                                                   next_values(v, vectors));
   });
   const KeyOrder order = value_order<VT>(lo, hi);
   for (int r = 0; r < NR; ++r) {
@@ -347,8 +356,9 @@ void decode_chunk_rows(const DecodeArgs& a) {
   for (int64_t j = 0; j < tiles[0].n; ++j) tiles[0].prefetch(j, k_bytes, v_bytes);
   for (int64_t j0 = a.j_begin, cur = 0; j0 < a.j_end; j0 += T, cur ^= 1) {
     const DecodeTile<Arch>& tile = tiles[cur];
+    const DecodeTile<Arch>& next = tiles[cur ^ 1];
     fill_tile<Arch>(a, j0 + T, tiles[cur ^ 1]);
-    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, tiles[cur ^ 1], k_bytes, v_bytes, partials, key_order<KT>(a.k, tile.n));
+    decode_scores<Arch, NR, KT>(qp, dp, D, tile, s, next, k_bytes, partials, key_order<KT>(a.k, tile.n));
     const int64_t n = tile.n;
     int64_t lo[NR], hi[NR];
     float alpha[NR];
@@ -402,12 +412,20 @@ void decode_chunk_rows(const DecodeArgs& a) {
       l[r] = l[r] * alpha[r] + xsimd::hadd(sum);
       m[r] = m_new;
     }
-    if (same_keys) {
-      if (lo[0] < hi[0]) decode_output_rows<Arch, NR, VT>(s, lo[0], hi[0], tile.v, Dv, alpha, op, dpv);
+    int64_t brought_lo = 0, brought_hi = 0;  // the next tile's V rows the P·V pass brings into L2
+    if (same_keys && lo[0] < hi[0]) {
+      decode_output_rows<Arch, NR, VT>(s, lo[0], hi[0], tile.v, Dv, alpha, op, dpv, next);
+      if (Dv >= W) {  // (else no block of vectors ran)
+        brought_lo = lo[0];
+        brought_hi = hi[0];
+      }
     } else {
       for (int r = 0; r < NR; ++r) {
         if (lo[r] < hi[r]) decode_output_row<Arch, VT>(s + r * T, lo[r], hi[r], tile.v, Dv, alpha[r], op + r * dpv);
       }
+    }
+    for (int64_t j = 0; j < next.n; ++j) {
+      if (j < brought_lo || j >= brought_hi) prefetch_row<Arch>(next.v[j], v_bytes);
     }
   }
   for (int r = 0; r < NR; ++r) {
