@@ -396,6 +396,19 @@ TEST_P(Serving, Decode) {
       c.Test();
     }
   }
+  {
+    // Sequences of three chunks, none (no keys: top-left) and two, whose chunks run chunk-major
+    // (run.cpp, phase1_task), on a few threads.
+    ServingCase c;
+    c.seqs = {{1, 2500}, {2, 0}, {1, 1025}};
+    c.alignment = CAUSALATTN_TOP_LEFT;
+    c.q_heads = 8;
+    c.kv_heads = 2;
+    c.head_dim = 64;
+    c.kv_form = KvForm::kPaged;
+    c.threads = 3;
+    c.Test();
+  }
   ServingCase c;  // non-causal decode
   c.seqs = {{2, 1500}};
   c.causal = false;

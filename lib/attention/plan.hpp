@@ -167,8 +167,9 @@ struct Task {
 constexpr int64_t kMaxGroup = 8;
 
 // tasks holds the row-group tasks, then one kDecodeChunk entry per decode unit (its `index` the
-// phase-1 ordinal of its first chunk). Phase 1 runs ordinals [0, phase1_count): the row-group
-// tasks, then every chunk of every unit, found from its ordinal; a unit's chunks are not listed
+// phase-1 ordinal of its first chunk, counted unit after unit). Phase 1 runs ordinals [0,
+// phase1_count): the row-group tasks, then every chunk of every unit, found from its ordinal (a
+// sequence's chunks run chunk-major: run.cpp, phase1_task); a unit's chunks are not listed
 // one by one, so the plan stays as small as the call's rows however many keys it has. Phase 2
 // merges each unit (also a unit with no keys, whose rows still get a result).
 struct Plan {

@@ -201,13 +201,25 @@ void run_task(const kernels::KernelTable& kernel, const Call& c, const Plan& pla
   run_decode_chunk(kernel, c, task, workspace, ws.scratch);
 }
 
-// Phase 1 ordinal i: a row-group task, or chunk i - unit.index of the unit whose chunks hold i.
+// Phase 1 ordinal i: a row-group task, or a decode chunk. A sequence's units hold the ordinals
+// [base, base + units · chunks) (their `index`es, base the first's), which run chunk-major:
+// ordinal base + c · units + u is chunk c of unit u. A thread then reads the KV heads of one
+// stretch of keys close together in time, as a paged cache stores them ([page][head][token][D]);
+// unit after unit, it read each head's rows across the whole cache (8 KiB runs 64 KiB apart in
+// vLLM's 16-token pages), which memory serves more slowly (docs/performance.md, "Decode: the
+// chunks of a sequence chunk-major"). The order never changes the bits: each chunk writes its
+// own partial, and phase 2 merges them in chunk order.
 Task phase1_task(const Plan& plan, int64_t i) {
   const std::vector<Task>& tasks = *plan.tasks;
   if (i < plan.row_tasks) return tasks[static_cast<std::size_t>(i)];
   const auto units_begin = tasks.begin() + plan.row_tasks, units_end = units_begin + plan.units;
-  Task chunk = *(std::upper_bound(units_begin, units_end, i, [](int64_t x, const Task& u) { return x < u.index; }) - 1);
-  chunk.index = i - chunk.index;
+  // The unit whose index range (unit-major) holds i is one of its sequence's, which has chunks.
+  const auto unit = std::upper_bound(units_begin, units_end, i, [](int64_t x, const Task& u) { return x < u.index; }) - 1;
+  const auto first = std::lower_bound(units_begin, unit, unit->seq, [](const Task& u, int64_t s) { return u.seq < s; });
+  const auto end = std::upper_bound(unit, units_end, unit->seq, [](int64_t s, const Task& u) { return s < u.seq; });
+  const int64_t units = end - first, local = i - first->index;
+  Task chunk = first[local % units];
+  chunk.index = local / units;
   return chunk;
 }
 
