@@ -204,7 +204,7 @@ void BM_LinearBf16(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   LinearInputs in(m, n, k);
   const Stored x = stored(in.x, CAUSALATTN_DTYPE_BF16), w = stored(in.w, CAUSALATTN_DTYPE_BF16),
-                              bias = stored(in.bias, CAUSALATTN_DTYPE_BF16);
+               bias = stored(in.bias, CAUSALATTN_DTYPE_BF16);
   Stored y = stored(in.y, CAUSALATTN_DTYPE_BF16);
   time_linear(state, m, n, k, [&] {
     return causalattn_linear_bf16(m, n, k, x.data(), k, w.data(), k, bias.data(), y.data(), n,
